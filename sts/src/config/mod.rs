@@ -1,0 +1,333 @@
+//! Process settings: the embedded default or a YAML file, layered with `STS__SECTION__KEY`
+//! environment overrides through the `config` crate, then validated.
+//!
+//! Unknown keys and bad values stop startup with a message naming the key. Only operator-owned
+//! files come through here (the `config` YAML backend has no alias budget, see stack.md);
+//! profiles and mappings are parsed by `profile/` with serde-saphyr. This module does no
+//! network I/O and must not log secrets (client secret hashes are not secrets, but stay out of
+//! logs anyway).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::jose::Alg;
+
+/// The embedded default configuration (a laptop setup, `dev: true`).
+pub const DEFAULT_YAML: &str = include_str!("default.yaml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Our issuer identifier (RFC 8414 §2): `iss` of what we mint, `aud` of client assertions.
+    pub issuer: String,
+    /// Listener address, e.g. `127.0.0.1:8080`.
+    pub listen: String,
+    /// HTTP worker threads; 0 means one per core.
+    #[serde(default)]
+    pub workers: usize,
+    pub keys: KeySettings,
+    /// `memory://` (the only store so far).
+    #[serde(default = "default_store")]
+    pub store: String,
+    pub profiles: PathBuf,
+    pub mappings: PathBuf,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat` of incoming tokens (max 5m).
+    #[serde(default = "default_leeway", with = "humantime_serde")]
+    pub leeway: Duration,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub trust: Vec<TrustSettings>,
+    #[serde(default)]
+    pub clients: Vec<ClientSettings>,
+    /// Development mode: adds the `dev-idp` trust entry and `dev-client` (loopback only).
+    #[serde(default)]
+    pub dev: bool,
+    /// Directory for development material (dev IdP key, dev client secret).
+    #[serde(default = "default_dev_dir")]
+    pub dev_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySettings {
+    pub dir: PathBuf,
+    #[serde(default = "default_alg")]
+    pub alg: Alg,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest accepted request body, bytes.
+    pub max_body_bytes: usize,
+    /// Largest accepted token (subject, actor, client assertion), bytes.
+    pub max_token_bytes: usize,
+    /// Most form parameters accepted in one request.
+    pub max_params: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 64 * 1024,
+            max_token_bytes: 16 * 1024,
+            max_params: 32,
+        }
+    }
+}
+
+/// Which input token kind a trust entry vouches for (see `token::KINDS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TrustKind {
+    /// RFC 9068 JWT access tokens from an OAuth authorization server.
+    OauthJwt,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustSettings {
+    pub name: String,
+    pub kind: TrustKind,
+    /// The exact `iss` value (RFC 9068 §4 step 3).
+    pub issuer: String,
+    /// `aud` values that name us; a token must carry one. Defaults to our issuer.
+    #[serde(default)]
+    pub audience: Vec<String>,
+    /// Accepted `alg` values; defaults to ES256, EdDSA, RS256, PS256.
+    #[serde(default)]
+    pub algorithms: Vec<Alg>,
+    /// Accept `typ: JWT` (or no `typ`) from a legacy IdP instead of requiring `at+jwt`.
+    #[serde(default)]
+    pub allow_untyped: bool,
+    pub jwks: JwksSettings,
+}
+
+/// Where a trust entry's (or client's) public keys come from: exactly one member.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwksSettings {
+    pub file: Option<PathBuf>,
+    pub uri: Option<String>,
+    /// Fetch RFC 8414 (then OpenID) metadata under the issuer and use its `jwks_uri`.
+    #[serde(default)]
+    pub discovery: bool,
+    /// How often remote keys are refetched.
+    #[serde(default = "default_refresh", with = "humantime_serde")]
+    pub refresh: Duration,
+    /// After a refetch, an unknown `kid` does not trigger another one for this long.
+    #[serde(default = "default_cooldown", with = "humantime_serde")]
+    pub refetch_cooldown: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSettings {
+    /// The client_id; also the caller identity profiles match.
+    pub id: String,
+    /// `client_secret_basic`: a PBKDF2 hash made by `sts hash-secret`.
+    pub secret_hash: Option<String>,
+    /// `private_key_jwt`: the client's public keys.
+    pub jwks: Option<JwksSettings>,
+    /// Accepted client assertion algorithms (default ES256, EdDSA, RS256, PS256).
+    #[serde(default)]
+    pub algorithms: Vec<Alg>,
+}
+
+fn default_store() -> String {
+    "memory://".into()
+}
+fn default_leeway() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_alg() -> Alg {
+    Alg::ES256
+}
+fn default_dev_dir() -> PathBuf {
+    PathBuf::from(".sts/dev")
+}
+fn default_refresh() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_cooldown() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// The algorithms accepted when a trust entry or client names none.
+pub const DEFAULT_ALGS: [Alg; 4] = [Alg::ES256, Alg::EdDSA, Alg::RS256, Alg::PS256];
+
+/// A configuration problem, naming the key it is about.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl Settings {
+    /// Reads `file` (or the embedded default) plus `STS__*` environment overrides, then
+    /// validates.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        use config::{Config, Environment, File, FileFormat};
+        let builder = match file {
+            Some(p) => Config::builder().add_source(File::from(p).format(FileFormat::Yaml).required(true)),
+            None => Config::builder().add_source(File::from_str(DEFAULT_YAML, FileFormat::Yaml)),
+        };
+        let env = Environment::with_prefix("STS")
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true);
+        let settings: Settings = builder
+            .add_source(env)
+            .build()
+            .and_then(Config::try_deserialize)
+            .map_err(|e| ConfigError(e.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Parses settings from YAML text (no environment), then validates. For tests and tools.
+    pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
+        use config::{Config, File, FileFormat};
+        let settings: Settings = Config::builder()
+            .add_source(File::from_str(text, FileFormat::Yaml))
+            .build()
+            .and_then(Config::try_deserialize)
+            .map_err(|e| ConfigError(e.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.listen
+            .parse()
+            .map_err(|_| ConfigError(format!("listen: `{}` is not an address:port", self.listen)))
+    }
+
+    /// Our token endpoint URL.
+    pub fn token_endpoint(&self) -> String {
+        format!("{}/token", self.issuer.trim_end_matches('/'))
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |m: String| Err(ConfigError(m));
+        check_url("issuer", &self.issuer)?;
+        let addr = self.listen_addr()?;
+        if self.leeway > Duration::from_secs(300) {
+            return err("leeway: at most 5m".into());
+        }
+        if self.store != "memory://" {
+            return err(format!("store: `{}` is not supported (use memory://)", self.store));
+        }
+        if self.limits.max_token_bytes < 512 || self.limits.max_body_bytes < self.limits.max_token_bytes {
+            return err("limits: max_token_bytes must be ≥ 512 and ≤ max_body_bytes".into());
+        }
+        if self.dev && !addr.ip().is_loopback() {
+            return err("dev: development mode only listens on a loopback address".into());
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, t) in self.trust.iter().enumerate() {
+            if !names.insert(t.name.as_str()) {
+                return err(format!("trust[{i}].name: `{}` is defined twice", t.name));
+            }
+            check_url(&format!("trust[{i}].issuer"), &t.issuer)?;
+            t.jwks.validate(&format!("trust[{i}].jwks"))?;
+        }
+        let mut ids = std::collections::HashSet::new();
+        for (i, c) in self.clients.iter().enumerate() {
+            if !ids.insert(c.id.as_str()) {
+                return err(format!("clients[{i}].id: `{}` is defined twice", c.id));
+            }
+            match (&c.secret_hash, &c.jwks) {
+                (Some(h), None) => {
+                    crate::auth::SecretHash::parse(h)
+                        .map_err(|m| ConfigError(format!("clients[{i}].secret_hash: {m}")))?;
+                }
+                (None, Some(j)) => {
+                    if j.discovery {
+                        return err(format!("clients[{i}].jwks: discovery is not available for clients"));
+                    }
+                    j.validate(&format!("clients[{i}].jwks"))?;
+                }
+                _ => {
+                    return err(format!(
+                        "clients[{i}]: set exactly one of secret_hash (client_secret_basic) or jwks \
+                         (private_key_jwt)"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl JwksSettings {
+    fn validate(&self, key: &str) -> Result<(), ConfigError> {
+        let set = [self.file.is_some(), self.uri.is_some(), self.discovery];
+        if set.iter().filter(|b| **b).count() != 1 {
+            return Err(ConfigError(format!(
+                "{key}: set exactly one of file, uri or discovery: true"
+            )));
+        }
+        if let Some(uri) = &self.uri {
+            check_url(&format!("{key}.uri"), uri)?;
+        }
+        Ok(())
+    }
+}
+
+/// An issuer or key URL: `https`, or `http` to a loopback host (development and tests only);
+/// no fragment, no query.
+pub fn check_url(key: &str, url: &str) -> Result<(), ConfigError> {
+    let bad = |why: &str| Err(ConfigError(format!("{key}: `{url}` {why}")));
+    let rest = if let Some(r) = url.strip_prefix("https://") {
+        r
+    } else if let Some(r) = url.strip_prefix("http://") {
+        if !is_loopback_authority(r) {
+            return bad("must use https (http is allowed for loopback hosts only)");
+        }
+        r
+    } else {
+        return bad("must be an https URL");
+    };
+    if rest.is_empty() || rest.starts_with('/') {
+        return bad("has no host");
+    }
+    if url.contains('#') || url.contains('?') {
+        return bad("must not contain a query or fragment");
+    }
+    Ok(())
+}
+
+fn is_loopback_authority(rest: &str) -> bool {
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+    };
+    host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let s = Settings::from_yaml(DEFAULT_YAML).unwrap();
+        assert!(s.dev);
+        assert_eq!(s.token_endpoint(), "http://127.0.0.1:8080/token");
+    }
+
+    #[test]
+    fn url_rules() {
+        assert!(check_url("k", "https://idp.example.com").is_ok());
+        assert!(check_url("k", "http://127.0.0.1:9000/x").is_ok());
+        assert!(check_url("k", "http://[::1]:9000").is_ok());
+        assert!(check_url("k", "http://idp.example.com").is_err());
+        assert!(check_url("k", "https://idp.example.com/?a").is_err());
+        assert!(check_url("k", "ftp://x").is_err());
+    }
+}

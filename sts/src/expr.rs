@@ -1,0 +1,187 @@
+//! CEL for profiles and mappings: the one environment (standard library + strings extension),
+//! compiled expressions that remember where they were written, the per-request variables, and
+//! conversion between JSON claims and CEL values.
+//!
+//! Expressions are compiled once at load; a request builds its `Variables` once and evaluates
+//! every expression of its profile against them (stack.md: building a context costs ≈14 µs,
+//! evaluating ≈0.7 µs). This module does no I/O and knows nothing about HTTP.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use cel::objects::{Key, Map as CelMap};
+use cel::{Context, Env, ExecutionError, Program, Value as CelValue};
+use serde_json::Value;
+
+/// Where something was written: file, line and column (1-based; line 0 when unknown).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceLoc {
+    pub file: PathBuf,
+    pub line: u64,
+    pub column: u64,
+}
+
+impl fmt::Display for SourceLoc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}", self.file.display())
+        } else {
+            write!(f, "{}:{}:{}", self.file.display(), self.line, self.column)
+        }
+    }
+}
+
+fn env() -> Arc<Env> {
+    static ENV: OnceLock<Arc<Env>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Env::stdlib();
+        // `split`, `join`, `lowerAscii`, … (stack.md: needed for scope handling).
+        if env.add_extension(cel::extensions::strings).is_err() {
+            tracing::error!("CEL strings extension failed to register");
+        }
+        Arc::new(env)
+    })
+    .clone()
+}
+
+/// A compiled CEL expression and where it came from.
+pub struct Expr {
+    pub source: String,
+    pub loc: SourceLoc,
+    program: Program,
+}
+
+impl fmt::Debug for Expr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Expr({:?} at {})", self.source, self.loc)
+    }
+}
+
+/// Variables every expression can use.
+pub const VARIABLES: &[&str] = &["subject", "actor", "caller", "request", "now"];
+
+impl Expr {
+    pub fn compile(source: &str, loc: SourceLoc) -> Result<Self, String> {
+        let program = env()
+            .compile(source)
+            .map_err(|e| format!("CEL does not compile: {}", first_line(&e.to_string())))?;
+        Ok(Self {
+            source: source.to_owned(),
+            loc,
+            program,
+        })
+    }
+
+    pub fn eval(&self, vars: &Variables) -> Result<CelValue, ExecutionError> {
+        self.program.execute(&vars.context)
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or(s).trim().to_owned()
+}
+
+/// Whether an evaluation error only says a claim was absent: claims are open-ended, so a
+/// sample cannot hold them all and such errors are not load errors.
+pub fn is_missing_key(e: &ExecutionError) -> bool {
+    matches!(e, ExecutionError::NoSuchKey(_))
+}
+
+/// The variables of one evaluation, built once per request.
+pub struct Variables {
+    context: Context<'static, 'static>,
+}
+
+impl Variables {
+    pub fn new(subject: &Value, actor: &Value, caller: &Value, request: &Value, now: i64) -> Self {
+        let mut context = Context::with_env(env());
+        context.add_variable_from_value("subject", json_to_cel(subject));
+        context.add_variable_from_value("actor", json_to_cel(actor));
+        context.add_variable_from_value("caller", json_to_cel(caller));
+        context.add_variable_from_value("request", json_to_cel(request));
+        context.add_variable_from_value("now", CelValue::Int(now));
+        Self { context }
+    }
+}
+
+/// JSON → CEL. Integers become `int` when they fit, so `subject.exp > now` compares ints.
+pub fn json_to_cel(v: &Value) -> CelValue {
+    match v {
+        Value::Null => CelValue::Null,
+        Value::Bool(b) => CelValue::Bool(*b),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => CelValue::Int(i),
+            (None, Some(u)) => CelValue::UInt(u),
+            _ => CelValue::Float(n.as_f64().unwrap_or(0.0)),
+        },
+        Value::String(s) => CelValue::String(Arc::new(s.clone())),
+        Value::Array(a) => CelValue::List(Arc::new(a.iter().map(json_to_cel).collect())),
+        Value::Object(o) => {
+            let map: HashMap<Key, CelValue> = o
+                .iter()
+                .map(|(k, v)| (Key::String(Arc::new(k.clone())), json_to_cel(v)))
+                .collect();
+            CelValue::Map(CelMap { map: Arc::new(map) })
+        }
+    }
+}
+
+/// CEL → JSON, for claim values. Only JSON-shaped values convert.
+pub fn cel_to_json(v: &CelValue) -> Result<Value, String> {
+    Ok(match v {
+        CelValue::Null => Value::Null,
+        CelValue::Bool(b) => Value::Bool(*b),
+        CelValue::Int(i) => Value::from(*i),
+        CelValue::UInt(u) => Value::from(*u),
+        CelValue::Float(f) => serde_json::Number::from_f64(*f)
+            .map(Value::Number)
+            .ok_or("a claim cannot be NaN or infinite")?,
+        CelValue::String(s) => Value::String(s.as_str().to_owned()),
+        CelValue::List(l) => Value::Array(l.iter().map(cel_to_json).collect::<Result<_, _>>()?),
+        CelValue::Map(m) => {
+            let mut out = serde_json::Map::new();
+            for (k, v) in m.map.iter() {
+                let Key::String(k) = k else {
+                    return Err("a claim object may only have string keys".into());
+                };
+                out.insert(k.as_str().to_owned(), cel_to_json(v)?);
+            }
+            Value::Object(out)
+        }
+        other => return Err(format!("a claim cannot hold a CEL {:?}", other.type_of())),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn loc() -> SourceLoc {
+        SourceLoc { file: "t.yaml".into(), line: 1, column: 1 }
+    }
+
+    #[test]
+    fn evaluates_against_request_variables() {
+        let vars = Variables::new(
+            &json!({"sub": "alice", "scope": "a b", "exp": 200}),
+            &Value::Null,
+            &json!({"id": "gw", "method": "private_key_jwt"}),
+            &json!({"audience": ["x"], "scope": ""}),
+            100,
+        );
+        let e = Expr::compile("'b' in subject.scope.split(' ') && subject.exp > now", loc()).unwrap();
+        assert_eq!(e.eval(&vars).unwrap(), CelValue::Bool(true));
+        let e = Expr::compile("subject.email", loc()).unwrap();
+        assert!(is_missing_key(&e.eval(&vars).unwrap_err()));
+        let typo = Expr::compile("subjct.sub", loc()).unwrap().eval(&vars).unwrap_err();
+        assert!(matches!(typo, ExecutionError::UndeclaredReference(_)));
+        let m = Expr::compile("subject.scope.split(' ').map(s, s + '!')", loc()).unwrap();
+        assert!(m.eval(&vars).is_ok(), "macro variables are not unknown variables");
+        assert!(Expr::compile("subject.sub ==", loc()).unwrap_err().contains("does not compile"));
+        let v = Expr::compile("{'a': [1, 'x']}", loc()).unwrap().eval(&vars).unwrap();
+        assert_eq!(cel_to_json(&v).unwrap(), json!({"a": [1, "x"]}));
+    }
+}

@@ -1,0 +1,57 @@
+//! RFC 8414 metadata, our JWKS, liveness and readiness.
+
+use actix_web::{HttpResponse, web};
+use serde_json::json;
+
+use crate::app::AppState;
+use crate::auth::AuthMethod;
+use crate::exchange::TOKEN_EXCHANGE;
+use crate::jose::Alg;
+
+pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
+    let s = &state.settings;
+    let issuer = s.issuer.trim_end_matches('/');
+    let signing: Vec<&str> = [Alg::ES256, Alg::EdDSA, Alg::RS256, Alg::PS256].iter().map(|a| a.as_str()).collect();
+    HttpResponse::Ok().insert_header(("cache-control", "max-age=300")).json(json!({
+        "issuer": s.issuer,
+        "token_endpoint": s.token_endpoint(),
+        "jwks_uri": format!("{issuer}/jwks"),
+        "grant_types_supported": [TOKEN_EXCHANGE],
+        "token_endpoint_auth_methods_supported": [
+            AuthMethod::PrivateKeyJwt.as_str(), AuthMethod::ClientSecretBasic.as_str()
+        ],
+        // RFC 8414 §2: `none` MUST NOT be listed.
+        "token_endpoint_auth_signing_alg_values_supported": signing,
+        // RFC 8414 requires the member; there is no authorization endpoint.
+        "response_types_supported": [],
+    }))
+}
+
+pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(("cache-control", "max-age=300"))
+        .content_type("application/jwk-set+json")
+        .json(state.signer.jwks())
+}
+
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+/// Ready when our keys and profiles are loaded (they are, or we would not be running) and
+/// every trust source has loaded its keys at least once.
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let trust = state.trust_ready();
+    let waiting: Vec<&str> = trust.iter().filter(|(_, ok)| !ok).map(|(n, _)| *n).collect();
+    let body = json!({
+        "status": if waiting.is_empty() { "ready" } else { "waiting" },
+        "signing_kid": state.signer.kid(),
+        "profiles": state.catalog.profiles.len(),
+        "trust_not_loaded": waiting,
+    });
+    if waiting.is_empty() {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}

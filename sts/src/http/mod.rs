@@ -1,0 +1,45 @@
+//! HTTP: routes, request extraction, the error → RFC 6749 JSON mapping, metadata, JWKS and
+//! health. The only module that knows actix-web.
+//!
+//! Handlers read `now` once, turn the request into typed values and hand them to `exchange`;
+//! they make no policy decisions of their own.
+
+mod error;
+mod meta;
+mod token;
+
+use std::sync::Arc;
+
+use actix_web::web;
+
+pub use error::ApiError;
+
+use crate::app::AppState;
+
+/// Registers every route; `main` and the tests use this same function.
+pub fn configure(state: Arc<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg: &mut web::ServiceConfig| {
+        cfg.app_data(web::Data::from(state))
+            .route("/token", web::post().to(token::token))
+            .route("/.well-known/oauth-authorization-server", web::get().to(meta::metadata))
+            .route("/jwks", web::get().to(meta::jwks))
+            .route("/healthz", web::get().to(meta::healthz))
+            .route("/readyz", web::get().to(meta::readyz));
+    }
+}
+
+/// Runs the HTTP server until it is stopped.
+pub async fn serve(state: Arc<AppState>) -> std::io::Result<()> {
+    let addr = state.settings.listen_addr().map_err(std::io::Error::other)?;
+    let workers = state.settings.workers;
+    state.spawn_refresh();
+    let mut server = actix_web::HttpServer::new(move || {
+        actix_web::App::new().configure(configure(state.clone()))
+    })
+    .bind(addr)?;
+    if workers > 0 {
+        server = server.workers(workers);
+    }
+    tracing::info!(%addr, "listening");
+    server.run().await
+}

@@ -1,0 +1,172 @@
+//! Compact JWS (RFC 7515 §7.1) parsing and signature verification.
+//!
+//! `UnverifiedJws::parse` splits and decodes a token without trusting any of it; its claims are
+//! reachable only as `unverified_claims` until `verify` succeeds with a key the caller chose from
+//! configuration. This module does not check `typ`, issuer, audience or time: that is the token
+//! kind's job.
+
+use super::json::{Claims, StrictJsonError, parse_object};
+use super::{Alg, VerifyingKey, b64_decode};
+
+/// Why a token failed at the JOSE layer. Each message is safe to show a client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JoseError {
+    #[error("token is too large")]
+    Oversized,
+    #[error("token is not a compact JWS")]
+    NotCompact,
+    #[error("encrypted tokens (JWE) are not accepted")]
+    Encrypted,
+    #[error("token segment is not valid base64url")]
+    BadBase64,
+    #[error("token header is invalid: {0}")]
+    BadHeader(StrictJsonError),
+    #[error("token claims are invalid: {0}")]
+    BadClaims(StrictJsonError),
+    #[error("token header has no usable alg")]
+    MissingAlg,
+    #[error("token algorithm is not accepted")]
+    AlgNotAllowed,
+    #[error("token uses critical header extensions that are not understood")]
+    CriticalHeader,
+    #[error("token signature is invalid")]
+    BadSignature,
+}
+
+/// The JOSE header members this service reads. `jku`, `x5u`, `jwk` and `x5c` are deliberately
+/// not read: keys come only from configuration (RFC 8725 §3.10).
+#[derive(Debug, Clone)]
+pub struct JoseHeader {
+    pub alg: Alg,
+    pub typ: Option<String>,
+    pub kid: Option<String>,
+}
+
+impl JoseHeader {
+    fn from_json(h: &Claims) -> Result<Self, JoseError> {
+        // RFC 7515 §4.1.11: we understand no extension, so any `crit` means reject.
+        if h.contains_key("crit") {
+            return Err(JoseError::CriticalHeader);
+        }
+        let alg = match h.get("alg").and_then(|a| a.as_str()) {
+            None => return Err(JoseError::MissingAlg),
+            // `none` and HMAC algorithms have no Alg value: RFC 8725 §3.1–3.2.
+            Some(a) => a.parse::<Alg>().map_err(|()| JoseError::AlgNotAllowed)?,
+        };
+        let string = |name: &str| -> Result<Option<String>, JoseError> {
+            match h.get(name) {
+                None => Ok(None),
+                Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+                Some(_) => Err(JoseError::BadHeader(StrictJsonError::Malformed)),
+            }
+        };
+        Ok(Self {
+            alg,
+            typ: string("typ")?,
+            kid: string("kid")?,
+        })
+    }
+
+    /// Whether the `typ` header names `media` (RFC 8725 §3.11; RFC 7515 §4.1.9: compared
+    /// case-insensitively, the `application/` prefix optional).
+    pub fn typ_is(&self, media: &str) -> bool {
+        self.typ.as_deref().is_some_and(|t| media_type_eq(t, media))
+    }
+}
+
+/// Compares two JOSE `typ` values per RFC 7515 §4.1.9.
+pub fn media_type_eq(typ: &str, media: &str) -> bool {
+    let strip = |s: &str| -> String {
+        let l = s.to_ascii_lowercase();
+        l.strip_prefix("application/").map(str::to_owned).unwrap_or(l)
+    };
+    strip(typ) == strip(media)
+}
+
+/// A parsed, not yet verified compact JWS.
+#[derive(Debug)]
+pub struct UnverifiedJws<'a> {
+    pub header: JoseHeader,
+    pub unverified_claims: Claims,
+    signing_input: &'a str,
+    signature: Vec<u8>,
+}
+
+impl<'a> UnverifiedJws<'a> {
+    /// Splits and decodes `token`, refusing anything larger than `max_len` bytes before doing
+    /// any other work.
+    pub fn parse(token: &'a str, max_len: usize) -> Result<Self, JoseError> {
+        if token.len() > max_len {
+            return Err(JoseError::Oversized);
+        }
+        let mut parts = token.split('.');
+        let (Some(h), Some(p), Some(s)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(JoseError::NotCompact);
+        };
+        match parts.count() {
+            0 => {}
+            2 => return Err(JoseError::Encrypted),
+            _ => return Err(JoseError::NotCompact),
+        }
+        let header_json = b64_decode(h).ok_or(JoseError::BadBase64)?;
+        let header_obj = parse_object(&header_json).map_err(JoseError::BadHeader)?;
+        let header = JoseHeader::from_json(&header_obj)?;
+        let claims_json = b64_decode(p).ok_or(JoseError::BadBase64)?;
+        let unverified_claims = parse_object(&claims_json).map_err(JoseError::BadClaims)?;
+        let signature = b64_decode(s).ok_or(JoseError::BadBase64)?;
+        let signing_input = &token[..h.len() + 1 + p.len()];
+        Ok(Self {
+            header,
+            unverified_claims,
+            signing_input,
+            signature,
+        })
+    }
+
+    /// Checks the signature with `key`, which must be for the header's `alg`; on success the
+    /// claims are returned as verified.
+    pub fn verify(self, key: &VerifyingKey) -> Result<Claims, JoseError> {
+        if key.alg() != self.header.alg {
+            return Err(JoseError::AlgNotAllowed);
+        }
+        key.verify(self.signing_input.as_bytes(), &self.signature)
+            .map_err(|()| JoseError::BadSignature)?;
+        Ok(self.unverified_claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jose::b64_encode;
+
+    fn seg(json: &str) -> String {
+        b64_encode(json.as_bytes())
+    }
+
+    #[test]
+    fn refuses_none_hmac_crit_jwe_and_oversize() {
+        let body = seg(r#"{"sub":"a"}"#);
+        for (hdr, want) in [
+            (r#"{"alg":"none"}"#, JoseError::AlgNotAllowed),
+            (r#"{"alg":"HS256"}"#, JoseError::AlgNotAllowed),
+            (r#"{"typ":"JWT"}"#, JoseError::MissingAlg),
+            (r#"{"alg":"ES256","crit":["b64"]}"#, JoseError::CriticalHeader),
+        ] {
+            let t = format!("{}.{}.", seg(hdr), body);
+            assert_eq!(UnverifiedJws::parse(&t, 4096).unwrap_err(), want, "{hdr}");
+        }
+        assert_eq!(UnverifiedJws::parse("a.b.c.d.e", 100).unwrap_err(), JoseError::Encrypted);
+        assert_eq!(UnverifiedJws::parse("a.b", 100).unwrap_err(), JoseError::NotCompact);
+        assert_eq!(UnverifiedJws::parse("a.b.c", 2).unwrap_err(), JoseError::Oversized);
+        let padded = format!("{}=.{}.", seg(r#"{"alg":"ES256"}"#), body);
+        assert_eq!(UnverifiedJws::parse(&padded, 4096).unwrap_err(), JoseError::BadBase64);
+    }
+
+    #[test]
+    fn typ_comparison_follows_rfc7515() {
+        assert!(media_type_eq("application/AT+JWT", "at+jwt"));
+        assert!(media_type_eq("at+jwt", "at+jwt"));
+        assert!(!media_type_eq("jwt", "at+jwt"));
+    }
+}

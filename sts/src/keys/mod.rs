@@ -1,0 +1,315 @@
+//! Our own signing keys: loading and first-start generation in the key directory, the cached
+//! pre-parsed key pair that signs every issued token, and the JWKS we publish.
+//!
+//! A key is parsed once at start; `Signer::sign_jws` only serializes, hashes and signs
+//! (jsonwebtoken's `encode` would re-parse the PKCS#8 key on every call, see stack.md). Private
+//! key bytes never leave this module and never reach a log. Rotation is not handled here yet:
+//! every key found in the directory is published, the newest one of the configured algorithm
+//! signs.
+
+mod pem;
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::rsa::KeySize;
+use aws_lc_rs::signature::{
+    self, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair,
+};
+use serde_json::{Value, json};
+
+use crate::jose::{Alg, b64_encode};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("key directory {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("key file {0}: not a PKCS#8 P-256, Ed25519 or RSA private key")]
+    Unreadable(PathBuf),
+    #[error("algorithm {0} cannot be used for our signing keys (use ES256, EdDSA or RS256)")]
+    UnsupportedAlg(Alg),
+    #[error("could not generate a key")]
+    Generate,
+    #[error("signing failed")]
+    Sign,
+}
+
+enum Pair {
+    Es256(EcdsaKeyPair),
+    EdDsa(Ed25519KeyPair),
+    Rs256(RsaKeyPair),
+}
+
+/// One of our key pairs with its public JWK and RFC 7638 thumbprint `kid`.
+pub struct SigningKey {
+    pair: Pair,
+    kid: String,
+    public_jwk: Value,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("alg", &self.alg())
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SigningKey {
+    /// Reads a PKCS#8 DER key of any supported type.
+    pub fn from_pkcs8(der: &[u8]) -> Option<Self> {
+        let pair = if let Ok(k) = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der) {
+            Pair::Es256(k)
+        } else if let Ok(k) = Ed25519KeyPair::from_pkcs8(der) {
+            Pair::EdDsa(k)
+        } else if let Ok(k) = RsaKeyPair::from_pkcs8(der) {
+            Pair::Rs256(k)
+        } else {
+            return None;
+        };
+        let (thumb_input, mut jwk) = public_members(&pair);
+        let kid = b64_encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, thumb_input.as_bytes()).as_ref());
+        let alg = alg_of(&pair);
+        if let Value::Object(m) = &mut jwk {
+            m.insert("kid".into(), Value::String(kid.clone()));
+            m.insert("alg".into(), Value::String(alg.as_str().into()));
+            m.insert("use".into(), Value::String("sig".into()));
+        }
+        Some(Self {
+            pair,
+            kid,
+            public_jwk: jwk,
+        })
+    }
+
+    /// Generates a new PKCS#8 DER key for `alg`.
+    pub fn generate_pkcs8(alg: Alg) -> Result<Vec<u8>, KeyError> {
+        let rng = SystemRandom::new();
+        let der = match alg {
+            Alg::ES256 => EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                .map(|d| d.as_ref().to_vec()),
+            Alg::EdDSA => Ed25519KeyPair::generate_pkcs8(&rng).map(|d| d.as_ref().to_vec()),
+            Alg::RS256 => RsaKeyPair::generate(KeySize::Rsa2048)
+                .and_then(|k| k.as_der())
+                .map(|d| d.as_ref().to_vec()),
+            other => return Err(KeyError::UnsupportedAlg(other)),
+        };
+        der.map_err(|_| KeyError::Generate)
+    }
+
+    pub fn alg(&self) -> Alg {
+        alg_of(&self.pair)
+    }
+
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    pub fn public_jwk(&self) -> &Value {
+        &self.public_jwk
+    }
+
+    fn sign(&self, rng: &SystemRandom, message: &[u8]) -> Result<Vec<u8>, KeyError> {
+        match &self.pair {
+            Pair::Es256(k) => k.sign(rng, message).map(|s| s.as_ref().to_vec()),
+            Pair::EdDsa(k) => Ok(k.sign(message).as_ref().to_vec()),
+            Pair::Rs256(k) => {
+                let mut sig = vec![0; k.public_modulus_len()];
+                k.sign(&signature::RSA_PKCS1_SHA256, rng, message, &mut sig)
+                    .map(|()| sig)
+            }
+        }
+        .map_err(|_| KeyError::Sign)
+    }
+}
+
+fn alg_of(pair: &Pair) -> Alg {
+    match pair {
+        Pair::Es256(_) => Alg::ES256,
+        Pair::EdDsa(_) => Alg::EdDSA,
+        Pair::Rs256(_) => Alg::RS256,
+    }
+}
+
+/// The RFC 7638 thumbprint input (required members, lexicographic order, no spaces) and the
+/// public JWK.
+fn public_members(pair: &Pair) -> (String, Value) {
+    match pair {
+        Pair::Es256(k) => {
+            let point = k.public_key().as_ref();
+            let (x, y) = (b64_encode(&point[1..33]), b64_encode(&point[33..65]));
+            (
+                format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#),
+                json!({"kty": "EC", "crv": "P-256", "x": x, "y": y}),
+            )
+        }
+        Pair::EdDsa(k) => {
+            let x = b64_encode(k.public_key().as_ref());
+            (
+                format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#),
+                json!({"kty": "OKP", "crv": "Ed25519", "x": x}),
+            )
+        }
+        Pair::Rs256(k) => {
+            let p = k.public_key();
+            let n = b64_encode(p.modulus().big_endian_without_leading_zero());
+            let e = b64_encode(p.exponent().big_endian_without_leading_zero());
+            (
+                format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#),
+                json!({"kty": "RSA", "n": n, "e": e}),
+            )
+        }
+    }
+}
+
+/// Signs every token we issue, and publishes our public keys.
+pub struct Signer {
+    active: SigningKey,
+    jwks: Value,
+    rng: SystemRandom,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer").field("active", &self.active).finish_non_exhaustive()
+    }
+}
+
+impl Signer {
+    /// Builds a signer around `active`, publishing it and `others`.
+    pub fn new(active: SigningKey, others: &[SigningKey]) -> Self {
+        let mut keys = vec![active.public_jwk.clone()];
+        keys.extend(
+            others
+                .iter()
+                .filter(|k| k.kid != active.kid)
+                .map(|k| k.public_jwk.clone()),
+        );
+        Self {
+            active,
+            jwks: json!({ "keys": keys }),
+            rng: SystemRandom::new(),
+        }
+    }
+
+    /// Loads every key in `dir`; when none is of type `alg`, generates one and saves it with
+    /// mode 0600. The newest key of type `alg` signs.
+    pub fn load_or_generate(dir: &Path, alg: Alg) -> Result<Self, KeyError> {
+        let io = |source| KeyError::Io {
+            path: dir.to_owned(),
+            source,
+        };
+        fs::create_dir_all(dir).map_err(io)?;
+        let mut found = load_dir(dir)?;
+        if !found.iter().any(|(k, _)| k.alg() == alg) {
+            let der = SigningKey::generate_pkcs8(alg)?;
+            let key = SigningKey::from_pkcs8(&der).ok_or(KeyError::Generate)?;
+            let path = dir.join(format!("{}.pem", key.kid));
+            write_private(&path, &pem::encode("PRIVATE KEY", &der)).map_err(|source| {
+                KeyError::Io { path: path.clone(), source }
+            })?;
+            tracing::info!(kid = %key.kid, alg = %alg, path = %path.display(), "generated a new signing key");
+            found.push((key, SystemTime::now()));
+        }
+        found.sort_by_key(|(_, modified)| std::cmp::Reverse(*modified));
+        let pos = found.iter().position(|(k, _)| k.alg() == alg).ok_or(KeyError::Generate)?;
+        let (active, _) = found.remove(pos);
+        let others: Vec<SigningKey> = found.into_iter().map(|(k, _)| k).collect();
+        Ok(Self::new(active, &others))
+    }
+
+    pub fn kid(&self) -> &str {
+        &self.active.kid
+    }
+
+    pub fn alg(&self) -> Alg {
+        self.active.alg()
+    }
+
+    /// The JWK Set document we publish.
+    pub fn jwks(&self) -> &Value {
+        &self.jwks
+    }
+
+    /// Signs `claims` as a compact JWS with header `{alg, typ, kid}`.
+    pub fn sign_jws(&self, typ: &str, claims: &serde_json::Map<String, Value>) -> Result<String, KeyError> {
+        let header = json!({"alg": self.alg().as_str(), "typ": typ, "kid": self.active.kid});
+        let header = serde_json::to_vec(&header).map_err(|_| KeyError::Sign)?;
+        let payload = serde_json::to_vec(claims).map_err(|_| KeyError::Sign)?;
+        let mut out = String::with_capacity((header.len() + payload.len()) * 4 / 3 + 140);
+        out.push_str(&b64_encode(&header));
+        out.push('.');
+        out.push_str(&b64_encode(&payload));
+        let signature = self.active.sign(&self.rng, out.as_bytes())?;
+        out.push('.');
+        out.push_str(&b64_encode(&signature));
+        Ok(out)
+    }
+}
+
+fn load_dir(dir: &Path) -> Result<Vec<(SigningKey, SystemTime)>, KeyError> {
+    let io = |source| KeyError::Io {
+        path: dir.to_owned(),
+        source,
+    };
+    let mut keys = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io)? {
+        let path = entry.map_err(io)?.path();
+        if path.extension().is_none_or(|e| e != "pem") {
+            continue;
+        }
+        let text = fs::read_to_string(&path).map_err(|source| KeyError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let der = pem::decode("PRIVATE KEY", &text).ok_or_else(|| KeyError::Unreadable(path.clone()))?;
+        let key = SigningKey::from_pkcs8(&der).ok_or_else(|| KeyError::Unreadable(path.clone()))?;
+        let modified = fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        keys.push((key, modified));
+    }
+    Ok(keys)
+}
+
+/// Writes a private key file readable by its owner only.
+pub fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(contents.as_bytes())
+}
+
+pub use pem::{decode as pem_decode, encode as pem_encode};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_persist_and_sign() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Signer::load_or_generate(dir.path(), Alg::ES256).unwrap();
+        let b = Signer::load_or_generate(dir.path(), Alg::ES256).unwrap();
+        assert_eq!(a.kid(), b.kid(), "a restart keeps the key");
+        let ed = Signer::load_or_generate(dir.path(), Alg::EdDSA).unwrap();
+        assert_eq!(ed.jwks()["keys"].as_array().unwrap().len(), 2);
+        let mut claims = serde_json::Map::new();
+        claims.insert("sub".into(), "x".into());
+        let jws = ed.sign_jws("at+jwt", &claims).unwrap();
+        assert_eq!(jws.split('.').count(), 3);
+        let mode = fs::metadata(dir.path().join(format!("{}.pem", a.kid()))).unwrap();
+        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777, 0o600);
+    }
+}

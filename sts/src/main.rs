@@ -1,0 +1,187 @@
+//! The `sts` command line: `serve`, `check`, `hash-secret`, and `token` client helpers.
+//!
+//! Only argument handling and process concerns (logging, exit codes) live here; everything the
+//! service does is in the library, built by `AppState::build` exactly as the tests build it.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use sts::app::AppState;
+use sts::auth::SecretHash;
+use sts::clock::{Clock, SystemClock};
+use sts::config::Settings;
+
+#[derive(Parser)]
+#[command(name = "sts", version, about = "Security-boundary token exchange service (RFC 8693)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service (the embedded development default without --config).
+    Serve {
+        #[arg(long, env = "STS_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Validate settings, profiles and mappings offline; exit non-zero on any problem.
+    Check {
+        #[arg(long, env = "STS_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Make a stored client secret (secret_hash) for client_secret_basic.
+    HashSecret {
+        /// Read the secret from standard input instead of generating one.
+        #[arg(long)]
+        stdin: bool,
+    },
+    /// Client helpers.
+    Token {
+        #[command(subcommand)]
+        helper: TokenHelper,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenHelper {
+    /// Print an access token from the development identity provider (dev mode only).
+    DevSubject {
+        #[arg(long, env = "STS_CONFIG")]
+        config: Option<PathBuf>,
+        /// The token's subject.
+        #[arg(long, default_value = "alice")]
+        sub: String,
+        /// Space-separated scopes.
+        #[arg(long, default_value = "orders:read orders:write")]
+        scope: String,
+        /// Lifetime, e.g. 10m.
+        #[arg(long, default_value = "10m")]
+        lifetime: humantime::Duration,
+        /// Add `may_act: {sub: …}` naming the only actor allowed to exchange it.
+        #[arg(long)]
+        may_act: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    init_logging();
+    sts::install_crypto_providers();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { config } => serve(config),
+        Command::Check { config } => check(config),
+        Command::HashSecret { stdin } => hash_secret(stdin),
+        Command::Token { helper } => token_helper(helper),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sts: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::env::var("STS_LOG_FORMAT").is_ok_and(|v| v == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(1)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+fn serve(config: Option<PathBuf>) -> Result<(), String> {
+    let settings = Settings::load(config.as_deref()).map_err(|e| e.to_string())?;
+    actix_web::rt::System::new().block_on(async move {
+        let state = AppState::build(settings, Arc::new(SystemClock)).await.map_err(|e| e.to_string())?;
+        sts::http::serve(state).await.map_err(|e| format!("server: {e}"))
+    })
+}
+
+fn check(config: Option<PathBuf>) -> Result<(), String> {
+    let mut settings = Settings::load(config.as_deref()).map_err(|e| e.to_string())?;
+    if settings.dev {
+        sts::dev::prepare(&mut settings)?;
+    }
+    let http = sts::trust::HttpFetcher::new(std::time::Duration::from_secs(5))?;
+    let trust = sts::trust::TrustRegistry::from_settings(&settings, &http);
+    sts::auth::ClientRegistry::from_settings(&settings, &http)?;
+    let catalog = sts::profile::load(&settings.profiles, &settings.mappings, &trust).map_err(|e| e.to_string())?;
+    println!(
+        "ok: {} profile(s), {} mapping(s), {} trust entr(ies), {} client(s)",
+        catalog.profiles.len(),
+        catalog.mappings.len(),
+        settings.trust.len(),
+        settings.clients.len()
+    );
+    Ok(())
+}
+
+fn hash_secret(stdin: bool) -> Result<(), String> {
+    let secret = if stdin {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s).map_err(|e| e.to_string())?;
+        s.trim_end_matches(['\r', '\n']).to_owned()
+    } else {
+        let mut raw = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut raw).map_err(|_| "no randomness")?;
+        let s = sts::jose::b64_encode(&raw);
+        println!("client_secret: {s}");
+        s
+    };
+    if secret.len() < 16 {
+        return Err("a client secret must be at least 16 characters".into());
+    }
+    println!("secret_hash: {}", SecretHash::create(&secret, sts::auth::secret_hash::DEFAULT_ITERATIONS)?);
+    Ok(())
+}
+
+fn token_helper(helper: TokenHelper) -> Result<(), String> {
+    let TokenHelper::DevSubject { config, sub, scope, lifetime, may_act } = helper;
+    let settings = Settings::load(config.as_deref()).map_err(|e| e.to_string())?;
+    if !settings.dev {
+        return Err("token dev-subject needs development mode (dev: true)".into());
+    }
+    let path = sts::dev::idp_key_path(&settings);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("{}: {e} (start `sts serve` once to create it)", path.display()))?;
+    let der = sts::keys::pem_decode("PRIVATE KEY", &text).ok_or("dev IdP key is not PEM")?;
+    let key = sts::dev::read_idp_key(&path)?;
+    let now = SystemClock.now();
+    let mut claims = serde_json::json!({
+        "iss": sts::dev::DEV_IDP_ISSUER,
+        "sub": sub,
+        "aud": settings.issuer,
+        "client_id": "dev-app",
+        "scope": scope,
+        "iat": now,
+        "exp": now + lifetime.as_secs() as i64,
+        "jti": sts::jose::b64_encode(&now.to_be_bytes()) + &sts::secret::fingerprint(sub.as_bytes()),
+    });
+    if let Some(actor) = may_act {
+        claims["may_act"] = serde_json::json!({"sub": actor});
+    }
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.typ = Some("at+jwt".into());
+    header.kid = Some(key.kid().to_owned());
+    let encoding = jsonwebtoken::EncodingKey::from_ec_der(&der);
+    let token = jsonwebtoken::encode(&header, &claims, &encoding).map_err(|e| e.to_string())?;
+    println!("{token}");
+    let _ = runtime;
+    Ok(())
+}

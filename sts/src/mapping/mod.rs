@@ -1,0 +1,70 @@
+//! Claim mappings: output claim → CEL expression (nested objects allowed), applied to one
+//! request's variables. Pure: no I/O, no clock, no policy beyond computing values.
+//!
+//! A claim whose expression yields `null` is left out. Reserved claims are refused at load by
+//! `profile/`; the minter also writes them last, so a mapping can never set them.
+
+use serde_json::{Map, Value};
+
+use crate::expr::{Expr, Variables, cel_to_json, is_missing_key};
+
+/// One node of a mapping: an expression, or an object of further nodes.
+#[derive(Debug)]
+pub enum ClaimRule {
+    Expr(Expr),
+    Object(Vec<(String, ClaimRule)>),
+}
+
+/// A compiled mapping file.
+#[derive(Debug)]
+pub struct Mapping {
+    pub name: String,
+    pub claims: Vec<(String, ClaimRule)>,
+}
+
+/// Why a mapping could not be applied to a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MappingError {
+    /// The input lacks a claim the mapping reads: the subject is unacceptable for this profile.
+    MissingClaim { at: String },
+    /// Any other evaluation failure: a configuration problem.
+    Failed { at: String, why: String },
+}
+
+impl Mapping {
+    /// Computes the mapped claims.
+    pub fn apply(&self, vars: &Variables) -> Result<Map<String, Value>, MappingError> {
+        apply_rules(&self.claims, vars)
+    }
+
+    /// Top-level claim names this mapping writes.
+    pub fn claim_names(&self) -> impl Iterator<Item = &str> {
+        self.claims.iter().map(|(k, _)| k.as_str())
+    }
+}
+
+fn apply_rules(rules: &[(String, ClaimRule)], vars: &Variables) -> Result<Map<String, Value>, MappingError> {
+    let mut out = Map::new();
+    for (name, rule) in rules {
+        let value = match rule {
+            ClaimRule::Expr(e) => eval_claim(e, vars)?,
+            ClaimRule::Object(children) => Value::Object(apply_rules(children, vars)?),
+        };
+        if !value.is_null() {
+            out.insert(name.clone(), value);
+        }
+    }
+    Ok(out)
+}
+
+fn eval_claim(e: &Expr, vars: &Variables) -> Result<Value, MappingError> {
+    let at = e.loc.to_string();
+    let v = e.eval(vars).map_err(|err| {
+        if is_missing_key(&err) {
+            MappingError::MissingClaim { at: at.clone() }
+        } else {
+            MappingError::Failed { at: at.clone(), why: err.to_string() }
+        }
+    })?;
+    cel_to_json(&v).map_err(|why| MappingError::Failed { at, why })
+}

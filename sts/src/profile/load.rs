@@ -1,0 +1,465 @@
+//! Reading `profiles/` and `mappings/`: YAML (serde-saphyr, typed, duplicate keys and alias
+//! bombs refused) into compiled profiles, with every problem collected and reported together,
+//! each with file and line.
+//!
+//! Checks: unknown keys, unknown trust entries, kinds and mappings, CEL that does not compile
+//! or fails on a typed sample, reserved claims in mappings, and profiles that could match the
+//! same request.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use serde_saphyr::Spanned;
+
+use super::{ActorMode, CallerPattern, Catalog, Profile};
+use crate::expr::{Expr, SourceLoc, Variables, is_missing_key};
+use crate::mapping::{ClaimRule, Mapping, MappingError};
+use crate::token::{ALWAYS_RESERVED, output_kind, types};
+use crate::trust::{TrustRegistry, TrustSource};
+
+/// Largest profile or mapping file read.
+const MAX_FILE_BYTES: u64 = 256 * 1024;
+/// Longest lifetime a profile may give an issued token.
+const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// One load problem, located.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub loc: SourceLoc,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.loc, self.message)
+    }
+}
+
+/// Every problem found in one load.
+#[derive(Debug, Clone)]
+pub struct LoadErrors(pub Vec<Problem>);
+
+impl fmt::Display for LoadErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{} problem(s) in profiles and mappings:", self.0.len())?;
+        for p in &self.0 {
+            writeln!(f, "  {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for LoadErrors {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfileFile {
+    name: Spanned<String>,
+    #[serde(default)]
+    description: String,
+    callers: Vec<Spanned<String>>,
+    subject: SubjectFile,
+    #[serde(default)]
+    actor: ActorFile,
+    when: Option<Spanned<String>>,
+    issue: IssueFile,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubjectFile {
+    accept: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ActorFile {
+    #[serde(default)]
+    mode: ActorMode,
+    #[serde(default)]
+    accept: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IssueFile {
+    kind: Spanned<String>,
+    audiences: Vec<Spanned<String>>,
+    lifetime: Spanned<String>,
+    scope: Option<Spanned<String>>,
+    claims: Option<Spanned<String>>,
+    #[serde(default)]
+    may_outlive_subject: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MappingFile {
+    name: Spanned<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    description: String,
+    claims: BTreeMap<String, Spanned<ClaimNode>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ClaimNode {
+    Expr(String),
+    Object(BTreeMap<String, Spanned<ClaimNode>>),
+}
+
+/// Collects problems while loading.
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(&mut self, file: &Path, line: u64, column: u64, message: impl Into<String>) {
+        self.0.push(Problem {
+            loc: SourceLoc { file: file.to_owned(), line, column },
+            message: message.into(),
+        });
+    }
+
+    fn at<T>(&mut self, file: &Path, s: &Spanned<T>, message: impl Into<String>) {
+        self.add(file, s.referenced.line(), s.referenced.column(), message);
+    }
+}
+
+fn loc_of<T>(file: &Path, s: &Spanned<T>) -> SourceLoc {
+    SourceLoc {
+        file: file.to_owned(),
+        line: s.referenced.line(),
+        column: s.referenced.column(),
+    }
+}
+
+/// Loads and checks every profile and mapping; all problems are returned together.
+pub fn load(profiles_dir: &Path, mappings_dir: &Path, trust: &TrustRegistry) -> Result<Catalog, LoadErrors> {
+    let mut problems = Problems(Vec::new());
+    let mappings = load_mappings(mappings_dir, &mut problems);
+    let mut profiles = Vec::new();
+    for (file, text) in read_dir_yaml(profiles_dir, &mut problems) {
+        match serde_saphyr::from_str::<ProfileFile>(&text) {
+            Ok(pf) => {
+                if let Some(p) = compile_profile(&file, pf, trust, &mappings, &mut problems) {
+                    profiles.push(Arc::new(p));
+                }
+            }
+            Err(e) => yaml_problem(&file, &e, &mut problems),
+        }
+    }
+    check_unique_names(&profiles, &mut problems);
+    check_overlaps(&profiles, &mut problems);
+    if problems.0.is_empty() {
+        Ok(Catalog {
+            profiles,
+            mappings: mappings.into_values().collect(),
+        })
+    } else {
+        Err(LoadErrors(problems.0))
+    }
+}
+
+fn read_dir_yaml(dir: &Path, problems: &mut Problems) -> Vec<(PathBuf, String)> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            problems.add(dir, 0, 0, format!("cannot read directory: {e}"));
+            return Vec::new();
+        }
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .filter_map(|f| {
+            let too_big = std::fs::metadata(&f).map(|m| m.len() > MAX_FILE_BYTES).unwrap_or(false);
+            if too_big {
+                problems.add(&f, 0, 0, format!("file is larger than {MAX_FILE_BYTES} bytes"));
+                return None;
+            }
+            match std::fs::read_to_string(&f) {
+                Ok(t) => Some((f, t)),
+                Err(e) => {
+                    problems.add(&f, 0, 0, format!("cannot read: {e}"));
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
+fn yaml_problem(file: &Path, e: &serde_saphyr::Error, problems: &mut Problems) {
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or("").trim();
+    // "error: line L column C: message" → "message"
+    let message = first
+        .strip_prefix("error: ")
+        .map(|rest| rest.splitn(2, ": ").nth(1).unwrap_or(rest))
+        .unwrap_or(first);
+    let (line, col) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+    problems.add(file, line, col, message.to_owned());
+}
+
+fn load_mappings(dir: &Path, problems: &mut Problems) -> HashMap<String, Arc<Mapping>> {
+    let mut out = HashMap::new();
+    for (file, text) in read_dir_yaml(dir, problems) {
+        let mf = match serde_saphyr::from_str::<MappingFile>(&text) {
+            Ok(m) => m,
+            Err(e) => {
+                yaml_problem(&file, &e, problems);
+                continue;
+            }
+        };
+        let claims = compile_nodes(&file, &mf.claims, 0, problems);
+        for name in mf.claims.keys() {
+            if ALWAYS_RESERVED.contains(&name.as_str()) {
+                let s = &mf.claims[name];
+                problems.at(&file, s, format!("claim `{name}` is reserved: the engine sets it"));
+            }
+        }
+        if out.contains_key(&mf.name.value) {
+            problems.at(&file, &mf.name, format!("mapping `{}` is defined twice", mf.name.value));
+            continue;
+        }
+        out.insert(mf.name.value.clone(), Arc::new(Mapping { name: mf.name.value, claims }));
+    }
+    out
+}
+
+fn compile_nodes(
+    file: &Path,
+    nodes: &BTreeMap<String, Spanned<ClaimNode>>,
+    parent_line: u64,
+    problems: &mut Problems,
+) -> Vec<(String, ClaimRule)> {
+    let mut out = Vec::new();
+    for (name, node) in nodes {
+        let mut loc = loc_of(file, node);
+        if loc.line == 0 {
+            loc.line = parent_line; // serde-saphyr loses positions inside untagged enums
+        }
+        if name.is_empty() {
+            problems.add(file, loc.line, loc.column, "claim names cannot be empty");
+            continue;
+        }
+        match &node.value {
+            ClaimNode::Expr(src) => match Expr::compile(src, loc.clone()) {
+                Ok(e) => out.push((name.clone(), ClaimRule::Expr(e))),
+                Err(m) => problems.add(file, loc.line, loc.column, format!("claim `{name}`: {m}")),
+            },
+            ClaimNode::Object(children) => {
+                out.push((name.clone(), ClaimRule::Object(compile_nodes(file, children, loc.line, problems))));
+            }
+        }
+    }
+    out
+}
+
+fn resolve_trust(
+    file: &Path,
+    names: &[Spanned<String>],
+    trust: &TrustRegistry,
+    problems: &mut Problems,
+) -> Vec<Arc<TrustSource>> {
+    names
+        .iter()
+        .filter_map(|n| match trust.get(&n.value) {
+            Some(t) => Some(t.clone()),
+            None => {
+                let known: Vec<&str> = trust.names().collect();
+                problems.at(file, n, format!("unknown trust entry `{}` (configured: {})", n.value, known.join(", ")));
+                None
+            }
+        })
+        .collect()
+}
+
+fn compile_expr(file: &Path, s: &Option<Spanned<String>>, what: &str, problems: &mut Problems) -> Option<Expr> {
+    let s = s.as_ref()?;
+    match Expr::compile(&s.value, loc_of(file, s)) {
+        Ok(e) => Some(e),
+        Err(m) => {
+            problems.at(file, s, format!("{what}: {m}"));
+            None
+        }
+    }
+}
+
+fn compile_profile(
+    file: &Path,
+    pf: ProfileFile,
+    trust: &TrustRegistry,
+    mappings: &HashMap<String, Arc<Mapping>>,
+    problems: &mut Problems,
+) -> Option<Profile> {
+    let before = problems.0.len();
+    let callers: Vec<CallerPattern> = pf
+        .callers
+        .iter()
+        .filter_map(|c| CallerPattern::parse(&c.value).map_err(|m| problems.at(file, c, m)).ok())
+        .collect();
+    if pf.callers.is_empty() {
+        problems.at(file, &pf.name, "callers: at least one caller is required");
+    }
+    let subject_sources = resolve_trust(file, &pf.subject.accept, trust, problems);
+    if pf.subject.accept.is_empty() {
+        problems.at(file, &pf.name, "subject.accept: at least one trust entry is required");
+    }
+    let actor_sources = resolve_trust(file, &pf.actor.accept, trust, problems);
+    match (pf.actor.mode, pf.actor.accept.is_empty()) {
+        (ActorMode::Forbidden, false) => {
+            problems.at(file, &pf.actor.accept[0], "actor.accept is set but actor.mode is forbidden")
+        }
+        (ActorMode::Optional | ActorMode::Required, true) => {
+            problems.at(file, &pf.name, "actor.accept: a profile that takes actors must name their trust entries")
+        }
+        _ => {}
+    }
+    let kind = output_kind(&pf.issue.kind.value);
+    if kind.is_none() {
+        let known: Vec<&str> = crate::token::OUTPUT_KINDS.iter().map(|k| k.name).collect();
+        problems.at(file, &pf.issue.kind, format!("unknown kind `{}` (known: {})", pf.issue.kind.value, known.join(", ")));
+    }
+    let audiences: Vec<String> = pf.issue.audiences.iter().map(|a| a.value.clone()).collect();
+    if audiences.is_empty() || audiences.iter().any(String::is_empty) {
+        problems.at(file, &pf.issue.kind, "issue.audiences: at least one non-empty target is required");
+    }
+    let lifetime = match humantime::parse_duration(&pf.issue.lifetime.value) {
+        Ok(d) if d >= Duration::from_secs(1) && d <= MAX_LIFETIME => d,
+        Ok(_) => {
+            problems.at(file, &pf.issue.lifetime, "issue.lifetime must be between 1s and 24h");
+            Duration::ZERO
+        }
+        Err(e) => {
+            problems.at(file, &pf.issue.lifetime, format!("issue.lifetime: {e}"));
+            Duration::ZERO
+        }
+    };
+    let when = compile_expr(file, &pf.when, "when", problems);
+    let scope = compile_expr(file, &pf.issue.scope, "issue.scope", problems);
+    let mapping = pf.issue.claims.as_ref().and_then(|m| match mappings.get(&m.value) {
+        Some(found) => Some(found.clone()),
+        None => {
+            problems.at(file, m, format!("unknown mapping `{}`", m.value));
+            None
+        }
+    });
+    let kind = kind?;
+    if let Some(m) = &mapping {
+        for claim in m.claim_names().filter(|c| kind.reserved_claims.contains(c)) {
+            problems.at(file, pf.issue.claims.as_ref()?, format!(
+                "mapping `{}` writes `{claim}`, which kind {} reserves", m.name, kind.name
+            ));
+        }
+    }
+    let profile = Profile {
+        name: pf.name.value.clone(),
+        description: pf.description,
+        file: file.to_owned(),
+        callers,
+        subject_sources,
+        actor_mode: pf.actor.mode,
+        actor_sources,
+        when,
+        kind,
+        audiences,
+        lifetime_secs: lifetime.as_secs() as i64,
+        scope,
+        mapping,
+        may_outlive_subject: pf.issue.may_outlive_subject,
+    };
+    check_against_sample(&profile, problems);
+    (problems.0.len() == before).then_some(profile)
+}
+
+/// Evaluates the profile's CEL against typed samples, once per actor shape the profile allows,
+/// so type errors, unknown variables and wrong result types surface at load (stack.md: the CEL
+/// crate has no type checker).
+fn check_against_sample(p: &Profile, problems: &mut Problems) {
+    let now = 1_700_000_000;
+    let claims = json!({
+        "iss": "https://issuer.example", "sub": "sample-subject", "aud": "https://sts.example",
+        "exp": now + 300, "iat": now, "jti": "sample-jti", "scope": "read write",
+        "client_id": "sample-client"
+    });
+    let caller = json!({"id": "sample-caller", "method": "private_key_jwt"});
+    let request = json!({
+        "audience": ["sample-audience"], "resource": [], "scope": "read",
+        "requested_token_type": "", "subject_token_type": types::ACCESS_TOKEN,
+        "actor_token_type": ""
+    });
+    let actors: &[Value] = match p.actor_mode {
+        ActorMode::Forbidden => &[Value::Null],
+        ActorMode::Required => std::slice::from_ref(&claims),
+        ActorMode::Optional => &[Value::Null, Value::Null],
+    };
+    for (i, actor) in actors.iter().enumerate() {
+        let actor = if p.actor_mode == ActorMode::Optional && i == 1 { &claims } else { actor };
+        let vars = Variables::new(&claims, actor, &caller, &request, now);
+        let shape = if actor.is_null() { "without an actor" } else { "with an actor" };
+        let mut report = |e: &Expr, m: String| {
+            problems.add(&e.loc.file, e.loc.line, e.loc.column, format!("{m} (on a sample request {shape})"))
+        };
+        if let Some(w) = &p.when {
+            match w.eval(&vars) {
+                Ok(cel::Value::Bool(_)) => {}
+                Ok(other) => report(w, format!("when must be a bool, got {:?}", other.type_of())),
+                Err(e) if is_missing_key(&e) => {}
+                Err(e) => report(w, format!("when fails: {e}")),
+            }
+        }
+        if let Some(s) = &p.scope {
+            match s.eval(&vars) {
+                Ok(cel::Value::String(_) | cel::Value::Null) => {}
+                Ok(other) => report(s, format!("issue.scope must be a string, got {:?}", other.type_of())),
+                Err(e) if is_missing_key(&e) => {}
+                Err(e) => report(s, format!("issue.scope fails: {e}")),
+            }
+        }
+        if let Some(m) = &p.mapping {
+            if let Err(MappingError::Failed { at, why }) = m.apply(&vars) {
+                problems.0.push(Problem {
+                    loc: SourceLoc { file: p.file.clone(), line: 0, column: 0 },
+                    message: format!("mapping `{}` fails at {at}: {why} (on a sample request {shape})", m.name),
+                });
+            }
+        }
+    }
+}
+
+fn check_unique_names(profiles: &[Arc<Profile>], problems: &mut Problems) {
+    let mut seen: HashMap<&str, &Path> = HashMap::new();
+    for p in profiles {
+        if let Some(first) = seen.insert(&p.name, &p.file) {
+            problems.add(&p.file, 0, 0, format!("profile `{}` is also defined in {}", p.name, first.display()));
+        }
+    }
+}
+
+/// Two profiles that could both match one request make selection ambiguous (design §4).
+fn check_overlaps(profiles: &[Arc<Profile>], problems: &mut Problems) {
+    for (i, a) in profiles.iter().enumerate() {
+        for b in &profiles[i + 1..] {
+            if a.kind.name != b.kind.name {
+                continue;
+            }
+            let caller = a.callers.iter().find(|x| b.callers.iter().any(|y| x.overlaps(y)));
+            let target = a.audiences.iter().find(|t| b.audiences.contains(t));
+            if let (Some(c), Some(t)) = (caller, target) {
+                problems.add(&b.file, 0, 0, format!(
+                    "profile `{}` overlaps profile `{}` ({}): both match caller `{c}` asking for `{t}`",
+                    b.name, a.name, a.file.display()
+                ));
+            }
+        }
+    }
+}

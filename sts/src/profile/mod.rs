@@ -1,0 +1,115 @@
+//! Exchange profiles: who may call, which input tokens from which trust sources they accept,
+//! under which conditions, and what they issue. Loaded with their mappings from YAML, compiled
+//! and cross-checked up front; `Catalog::select` picks the one profile for a request.
+//!
+//! Nothing is allowed unless a profile allows it (design invariant 1). This module does not
+//! verify tokens or sign anything; at request time it only matches and selects.
+
+mod caller;
+mod load;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use caller::CallerPattern;
+pub use load::{LoadErrors, Problem, load};
+
+use crate::error::OAuthError;
+use crate::expr::Expr;
+use crate::mapping::Mapping;
+use crate::token::OutputKind;
+use crate::trust::TrustSource;
+
+/// Whether a profile takes an `actor_token` (RFC 8693 §2.1, delegation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActorMode {
+    #[default]
+    Forbidden,
+    Optional,
+    Required,
+}
+
+/// A compiled profile.
+#[derive(Debug)]
+pub struct Profile {
+    pub name: String,
+    pub description: String,
+    pub file: PathBuf,
+    pub callers: Vec<CallerPattern>,
+    pub subject_sources: Vec<Arc<TrustSource>>,
+    pub actor_mode: ActorMode,
+    pub actor_sources: Vec<Arc<TrustSource>>,
+    pub when: Option<Expr>,
+    pub kind: &'static OutputKind,
+    /// Targets this profile issues for (`audience` or `resource` values); the first is the
+    /// default when a request names none.
+    pub audiences: Vec<String>,
+    pub lifetime_secs: i64,
+    pub scope: Option<Expr>,
+    pub mapping: Option<Arc<Mapping>>,
+    pub may_outlive_subject: bool,
+}
+
+impl Profile {
+    pub fn admits_caller(&self, id: &str) -> bool {
+        self.callers.iter().any(|p| p.matches(id))
+    }
+
+    /// Whether this profile can issue for every requested target (none requested: yes, to its
+    /// default).
+    pub fn serves(&self, targets: &[String]) -> bool {
+        targets.iter().all(|t| self.audiences.contains(t))
+    }
+
+    /// The `aud` of the issued token: the requested targets, or the default.
+    pub fn audience_for(&self, targets: &[String]) -> Vec<String> {
+        if targets.is_empty() {
+            return self.audiences.iter().take(1).cloned().collect();
+        }
+        let mut out: Vec<String> = Vec::with_capacity(targets.len());
+        for t in targets {
+            if !out.contains(t) {
+                out.push(t.clone());
+            }
+        }
+        out
+    }
+}
+
+/// All loaded profiles.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    pub profiles: Vec<Arc<Profile>>,
+    pub mappings: Vec<Arc<Mapping>>,
+}
+
+impl Catalog {
+    /// The one profile for (caller, requested token type, targets) — design §3 step 2.
+    pub fn select(&self, caller_id: &str, requested_type: Option<&str>, targets: &[String]) -> Result<&Arc<Profile>, OAuthError> {
+        let mut for_caller = self.profiles.iter().filter(|p| p.admits_caller(caller_id)).peekable();
+        if for_caller.peek().is_none() {
+            return Err(OAuthError::unauthorized_client("no exchange profile allows this client"));
+        }
+        let mut typed = for_caller
+            .filter(|p| requested_type.is_none_or(|t| t == p.kind.issued_token_type))
+            .peekable();
+        if typed.peek().is_none() {
+            return Err(OAuthError::invalid_request(
+                "requested_token_type is not issued to this client",
+            ));
+        }
+        let mut serving = typed.filter(|p| p.serves(targets));
+        match (serving.next(), serving.next()) {
+            (Some(p), None) => Ok(p),
+            (None, _) => Err(OAuthError::invalid_target("no profile issues tokens for the requested audience or resource")),
+            (Some(_), Some(_)) => Err(OAuthError::invalid_target(
+                "several targets are possible: name one with audience or resource",
+            )),
+        }
+    }
+
+    pub fn by_name(&self, name: &str) -> Option<&Arc<Profile>> {
+        self.profiles.iter().find(|p| p.name == name)
+    }
+}

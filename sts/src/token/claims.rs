@@ -1,0 +1,77 @@
+//! Typed reads of JWT claims and the time and audience rules shared by every kind
+//! (RFC 7519 §4.1).
+
+use serde_json::Value;
+
+use super::{Rejection, VerifyContext};
+use crate::jose::Claims;
+
+pub trait ClaimsExt {
+    fn str_claim(&self, name: &'static str) -> Result<Option<&str>, Rejection>;
+    fn time_claim(&self, name: &'static str) -> Result<Option<i64>, Rejection>;
+    fn required_str(&self, name: &'static str) -> Result<&str, Rejection>;
+    /// `exp` (required), `nbf`, `iat` against `now` with the leeway (RFC 7519 §4.1.4–4.1.6).
+    fn check_times(&self, ctx: &VerifyContext) -> Result<i64, Rejection>;
+}
+
+impl ClaimsExt for Claims {
+    fn str_claim(&self, name: &'static str) -> Result<Option<&str>, Rejection> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(Rejection::BadClaim(name)),
+        }
+    }
+
+    fn time_claim(&self, name: &'static str) -> Result<Option<i64>, Rejection> {
+        match self.get(name) {
+            None => Ok(None),
+            // NumericDate may be fractional; whole seconds are enough for every comparison here.
+            Some(Value::Number(n)) => n
+                .as_i64()
+                .or_else(|| n.as_f64().filter(|f| f.is_finite() && f.abs() < 1e15).map(|f| f as i64))
+                .map(Some)
+                .ok_or(Rejection::BadClaim(name)),
+            Some(_) => Err(Rejection::BadClaim(name)),
+        }
+    }
+
+    fn required_str(&self, name: &'static str) -> Result<&str, Rejection> {
+        self.str_claim(name)?.ok_or(Rejection::MissingClaim(name))
+    }
+
+    fn check_times(&self, ctx: &VerifyContext) -> Result<i64, Rejection> {
+        let exp = self.time_claim("exp")?.ok_or(Rejection::MissingClaim("exp"))?;
+        if ctx.now >= exp + ctx.leeway {
+            return Err(Rejection::Expired);
+        }
+        if let Some(nbf) = self.time_claim("nbf")? {
+            if ctx.now + ctx.leeway < nbf {
+                return Err(Rejection::NotYetValid);
+            }
+        }
+        if let Some(iat) = self.time_claim("iat")? {
+            if iat > ctx.now + ctx.leeway {
+                return Err(Rejection::IssuedInFuture);
+            }
+        }
+        Ok(exp)
+    }
+}
+
+/// Whether `aud` (a string or an array of strings, RFC 7519 §4.1.3) contains one of `ours`.
+pub fn audience_contains(aud: Option<&Value>, ours: &[String]) -> Result<bool, Rejection> {
+    match aud {
+        None => Ok(false),
+        Some(Value::String(s)) => Ok(ours.iter().any(|o| o == s)),
+        Some(Value::Array(items)) => {
+            let mut found = false;
+            for item in items {
+                let s = item.as_str().ok_or(Rejection::BadClaim("aud"))?;
+                found |= ours.iter().any(|o| o == s);
+            }
+            Ok(found)
+        }
+        Some(_) => Err(Rejection::BadClaim("aud")),
+    }
+}

@@ -1,0 +1,90 @@
+//! Outbound HTTP for key material: bounded time, bounded size, no redirects.
+//!
+//! Used at load, on the periodic refresh and on an unknown `kid` (rate-limited by `KeyStore`).
+//! Never called with a URL taken from a token.
+
+use std::time::Duration;
+
+/// Largest JWKS or metadata document we read.
+const MAX_DOCUMENT_BYTES: usize = 512 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct HttpFetcher {
+    client: reqwest::Client,
+}
+
+impl HttpFetcher {
+    pub fn new(timeout: Duration) -> Result<Self, String> {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("sts/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("HTTP client: {e}"))?;
+        Ok(Self { client })
+    }
+
+    /// GETs `url` and returns its body, failing on a non-2xx status or an oversized body.
+    pub async fn get(&self, url: &str) -> Result<Vec<u8>, String> {
+        let mut resp = self
+            .client
+            .get(url)
+            .header("accept", "application/json")
+            .send()
+            .await
+            .map_err(|e| format!("GET {url}: {}", without_url(&e)))?;
+        if !resp.status().is_success() {
+            return Err(format!("GET {url}: HTTP {}", resp.status().as_u16()));
+        }
+        if resp.content_length().is_some_and(|l| l as usize > MAX_DOCUMENT_BYTES) {
+            return Err(format!("GET {url}: document larger than {MAX_DOCUMENT_BYTES} bytes"));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| format!("GET {url}: {}", without_url(&e)))? {
+            if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
+                return Err(format!("GET {url}: document larger than {MAX_DOCUMENT_BYTES} bytes"));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+}
+
+fn without_url(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    kind.to_string()
+}
+
+/// The metadata URLs tried for `issuer`, in order: RFC 8414 §3.1 (well-known segment inserted
+/// between host and path), then OpenID Connect Discovery (appended).
+pub fn discovery_urls(issuer: &str) -> [String; 2] {
+    let issuer = issuer.trim_end_matches('/');
+    let (scheme, rest) = issuer.split_once("://").unwrap_or(("https", issuer));
+    let (host, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    [
+        format!("{scheme}://{host}/.well-known/oauth-authorization-server{path}"),
+        format!("{issuer}/.well-known/openid-configuration"),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc8414_inserts_the_well_known_segment() {
+        let [a, b] = discovery_urls("https://idp.example.com/tenant1");
+        assert_eq!(a, "https://idp.example.com/.well-known/oauth-authorization-server/tenant1");
+        assert_eq!(b, "https://idp.example.com/tenant1/.well-known/openid-configuration");
+    }
+}
