@@ -226,11 +226,13 @@ fn load_mappings(dir: &Path, problems: &mut Problems) -> HashMap<String, Arc<Map
                 problems.at(&file, s, format!("claim `{name}` is reserved: the engine sets it"));
             }
         }
+        let mapping = Mapping { name: mf.name.value.clone(), claims };
+        check_mapping_sample(&file, &mapping, problems);
         if out.contains_key(&mf.name.value) {
             problems.at(&file, &mf.name, format!("mapping `{}` is defined twice", mf.name.value));
             continue;
         }
-        out.insert(mf.name.value.clone(), Arc::new(Mapping { name: mf.name.value, claims }));
+        out.insert(mf.name.value, Arc::new(mapping));
     }
     out
 }
@@ -381,10 +383,8 @@ fn compile_profile(
     (problems.0.len() == before).then_some(profile)
 }
 
-/// Evaluates the profile's CEL against typed samples, once per actor shape the profile allows,
-/// so type errors, unknown variables and wrong result types surface at load (stack.md: the CEL
-/// crate has no type checker).
-fn check_against_sample(p: &Profile, problems: &mut Problems) {
+/// The typed sample every expression is evaluated against at load.
+fn sample_vars(with_actor: bool) -> Variables {
     let now = 1_700_000_000;
     let claims = json!({
         "iss": "https://issuer.example", "sub": "sample-subject", "aud": "https://sts.example",
@@ -397,15 +397,30 @@ fn check_against_sample(p: &Profile, problems: &mut Problems) {
         "requested_token_type": "", "subject_token_type": types::ACCESS_TOKEN,
         "actor_token_type": ""
     });
-    let actors: &[Value] = match p.actor_mode {
-        ActorMode::Forbidden => &[Value::Null],
-        ActorMode::Required => std::slice::from_ref(&claims),
-        ActorMode::Optional => &[Value::Null, Value::Null],
+    let actor = if with_actor { claims.clone() } else { Value::Null };
+    Variables::new(&claims, &actor, &caller, &request, now)
+}
+
+/// Evaluates a mapping on its own (with an actor), so a mapping no profile uses yet is
+/// checked too.
+fn check_mapping_sample(file: &Path, m: &Mapping, problems: &mut Problems) {
+    if let Err(MappingError::Failed { at, why }) = m.apply(&sample_vars(true)) {
+        problems.add(file, 0, 0, format!("mapping `{}` fails at {at}: {why} (on a sample request)", m.name));
+    }
+}
+
+/// Evaluates the profile's CEL against typed samples, once per actor shape the profile allows,
+/// so type errors, unknown variables and wrong result types surface at load (stack.md: the CEL
+/// crate has no type checker).
+fn check_against_sample(p: &Profile, problems: &mut Problems) {
+    let shapes: &[bool] = match p.actor_mode {
+        ActorMode::Forbidden => &[false],
+        ActorMode::Required => &[true],
+        ActorMode::Optional => &[false, true],
     };
-    for (i, actor) in actors.iter().enumerate() {
-        let actor = if p.actor_mode == ActorMode::Optional && i == 1 { &claims } else { actor };
-        let vars = Variables::new(&claims, actor, &caller, &request, now);
-        let shape = if actor.is_null() { "without an actor" } else { "with an actor" };
+    for &with_actor in shapes {
+        let vars = sample_vars(with_actor);
+        let shape = if with_actor { "with an actor" } else { "without an actor" };
         let mut report = |e: &Expr, m: String| {
             problems.add(&e.loc.file, e.loc.line, e.loc.column, format!("{m} (on a sample request {shape})"))
         };
@@ -427,10 +442,7 @@ fn check_against_sample(p: &Profile, problems: &mut Problems) {
         }
         if let Some(m) = &p.mapping {
             if let Err(MappingError::Failed { at, why }) = m.apply(&vars) {
-                problems.0.push(Problem {
-                    loc: SourceLoc { file: p.file.clone(), line: 0, column: 0 },
-                    message: format!("mapping `{}` fails at {at}: {why} (on a sample request {shape})", m.name),
-                });
+                problems.add(&p.file, 0, 0, format!("mapping `{}` fails at {at}: {why} (on a sample request {shape})", m.name));
             }
         }
     }
