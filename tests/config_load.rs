@@ -1,0 +1,43 @@
+//! Process settings: unknown keys and bad values stop startup with a message naming the key.
+
+use crate::support::*;
+
+fn err(yaml: &str) -> String {
+    sts::config::Settings::from_yaml(yaml).unwrap_err().to_string()
+}
+
+const BASE: &str = "issuer: https://sts.test\nlisten: 127.0.0.1:8080\nkeys: {dir: k}\nprofiles: p\nmappings: m\n";
+
+#[test]
+fn unknown_keys_are_named() {
+    assert!(err(&format!("{BASE}colour: blue\n")).contains("colour"));
+    assert!(err(&format!("{BASE}limits: {{max_bodybytes: 1}}\n")).contains("max_bodybytes"));
+    let t = format!("{BASE}trust:\n  - {{name: a, kind: oauth-jwt, issuer: \"https://a\", jwks: {{file: x}}, algs: [ES256]}}\n");
+    assert!(err(&t).contains("algs"));
+}
+
+#[test]
+fn bad_values_are_named() {
+    assert!(err(&BASE.replace("https://sts.test", "http://sts.example.com")).contains("issuer"));
+    assert!(err(&format!("{BASE}leeway: 10m\n")).contains("leeway"));
+    assert!(err(&BASE.replace("127.0.0.1:8080", "nowhere")).contains("listen"));
+    assert!(err(&BASE.replace("keys: {dir: k}", "keys: {dir: k, alg: HS256}")).contains("HS256"));
+    assert!(err(&format!("{BASE}dev: true\n").replace("127.0.0.1", "0.0.0.0")).contains("dev"));
+    let t = format!("{BASE}trust:\n  - {{name: a, kind: oauth-jwt, issuer: \"https://a\", jwks: {{file: x, uri: \"https://a/jwks\"}}}}\n");
+    assert!(err(&t).contains("trust[0].jwks"));
+    let t = format!("{BASE}trust:\n  - {{name: a, kind: saml, issuer: \"https://a\", jwks: {{file: x}}}}\n");
+    assert!(err(&t).contains("saml"));
+    let c = format!("{BASE}clients:\n  - {{id: a, secret_hash: plain}}\n");
+    assert!(err(&c).contains("clients[0].secret_hash"));
+    let c = format!("{BASE}clients:\n  - {{id: a}}\n");
+    assert!(err(&c).contains("clients[0]"));
+}
+
+#[test]
+fn the_embedded_default_is_a_loopback_dev_setup() {
+    let s = sts::config::Settings::from_yaml(sts::config::DEFAULT_YAML).unwrap();
+    assert!(s.dev);
+    assert!(s.listen_addr().unwrap().ip().is_loopback());
+    assert_eq!(s.store, "memory://");
+    let _ = STS_ISSUER;
+}

@@ -1,0 +1,144 @@
+//! Trust-source keys over real HTTP: a `jwks_uri`, RFC 8414 discovery, an unknown `kid`
+//! causing one coalesced refetch per cooldown, and a lying metadata document refused.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+/// A tiny identity provider over HTTP: metadata and a JWKS it can change, counting fetches.
+struct IdpServer {
+    base: String,
+    jwks: Arc<RwLock<Value>>,
+    jwks_hits: Arc<AtomicUsize>,
+}
+
+fn start_idp_server(metadata_issuer: Option<String>) -> IdpServer {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let jwks = Arc::new(RwLock::new(json!({"keys": []})));
+    let hits = Arc::new(AtomicUsize::new(0));
+    let (j, hc, b) = (jwks.clone(), hits.clone(), base.clone());
+    let issuer = metadata_issuer.unwrap_or(base.clone());
+    let server = HttpServer::new(move || {
+        let (j, hc, b, issuer) = (j.clone(), hc.clone(), b.clone(), issuer.clone());
+        App::new()
+            .route(
+                "/keys",
+                web::get().to(move || {
+                    let (j, hc) = (j.clone(), hc.clone());
+                    async move {
+                        hc.fetch_add(1, Ordering::SeqCst);
+                        let body = j.read().unwrap().clone();
+                        HttpResponse::Ok().json(body)
+                    }
+                }),
+            )
+            .route(
+                "/.well-known/oauth-authorization-server",
+                web::get().to(move || {
+                    let (b, issuer) = (b.clone(), issuer.clone());
+                    async move { HttpResponse::Ok().json(json!({"issuer": issuer, "jwks_uri": format!("{b}/keys")})) }
+                }),
+            )
+    })
+    .workers(1)
+    .listen(listener)
+    .unwrap()
+    .run();
+    actix_web::rt::spawn(server);
+    IdpServer { base, jwks, jwks_hits: hits }
+}
+
+async fn build_with_remote(h: &Harness, entry: &str) -> std::sync::Arc<sts::app::AppState> {
+    let config = harness_config(h.dir.path(), "").replace("trust:\n", &format!("trust:\n  - {entry}\n"));
+    let profiles = [(
+        "remote.yaml",
+        "name: remote\ncallers: [gateway]\nsubject: {accept: [remote-idp]}\nissue: {kind: access-token, audiences: [remote-api], lifetime: 1m}\n",
+    )];
+    write_files(&h.dir.path().join("profiles"), &profiles);
+    let settings = sts::config::Settings::from_yaml(&config).unwrap();
+    sts::app::AppState::build(settings, h.clock.clone()).await.unwrap()
+}
+
+#[actix_web::test]
+async fn jwks_uri_with_one_coalesced_refetch_per_cooldown() {
+    let h = Harness::new().await;
+    let srv = start_idp_server(None);
+    let k1 = Idp::new(&srv.base, "k1", "ES256");
+    let k2 = Idp::new(&srv.base, "k2", "ES256");
+    *srv.jwks.write().unwrap() = json!({"keys": [k1.jwk()]});
+    let entry = format!(
+        "{{name: remote-idp, kind: oauth-jwt, issuer: \"{}\", jwks: {{uri: \"{}/keys\", refetch_cooldown: 60s}}}}",
+        srv.base, srv.base
+    );
+    let state = build_with_remote(&h, &entry).await;
+    let app = actix_web::test::init_service(App::new().configure(sts::http::configure(state))).await;
+    assert_eq!(srv.jwks_hits.load(Ordering::SeqCst), 1, "loaded once at start");
+    post(&app, &Form::exchange(&k1.access_token(json!({}))).set("audience", "remote-api")).await.expect_token();
+    assert_eq!(srv.jwks_hits.load(Ordering::SeqCst), 1, "a known kid fetches nothing");
+
+    // The IdP rotates: eight concurrent requests with the new kid cause exactly one refetch.
+    *srv.jwks.write().unwrap() = json!({"keys": [k1.jwk(), k2.jwk()]});
+    let forms: Vec<Form> = (0..8).map(|_| Form::exchange(&k2.access_token(json!({}))).set("audience", "remote-api")).collect();
+    let replies = futures_util::future::join_all(forms.iter().map(|f| post(&app, f))).await;
+    for r in &replies {
+        r.expect_token();
+    }
+    assert_eq!(srv.jwks_hits.load(Ordering::SeqCst), 2, "one refetch, coalesced");
+
+    // A kid nobody publishes: refused, and no new fetch within the cooldown.
+    let k3 = Idp::new(&srv.base, "k3", "ES256");
+    for _ in 0..3 {
+        let r = post(&app, &Form::exchange(&k3.access_token(json!({}))).set("audience", "remote-api")).await;
+        assert!(r.expect_error(400, "invalid_request").contains("signing key is unknown"));
+    }
+    assert_eq!(srv.jwks_hits.load(Ordering::SeqCst), 2, "cooldown holds");
+}
+
+#[actix_web::test]
+async fn discovery_finds_the_jwks_uri() {
+    let h = Harness::new().await;
+    let srv = start_idp_server(None);
+    let k1 = Idp::new(&srv.base, "k1", "ES256");
+    *srv.jwks.write().unwrap() = json!({"keys": [k1.jwk()]});
+    let entry = format!("{{name: remote-idp, kind: oauth-jwt, issuer: \"{}\", jwks: {{discovery: true}}}}", srv.base);
+    let state = build_with_remote(&h, &entry).await;
+    let app = actix_web::test::init_service(App::new().configure(sts::http::configure(state))).await;
+    post(&app, &Form::exchange(&k1.access_token(json!({}))).set("audience", "remote-api")).await.expect_token();
+}
+
+#[actix_web::test]
+async fn metadata_naming_another_issuer_is_refused_and_fails_closed() {
+    let h = Harness::new().await;
+    let srv = start_idp_server(Some("https://impostor.test".into()));
+    let k1 = Idp::new(&srv.base, "k1", "ES256");
+    *srv.jwks.write().unwrap() = json!({"keys": [k1.jwk()]});
+    let entry = format!("{{name: remote-idp, kind: oauth-jwt, issuer: \"{}\", jwks: {{discovery: true}}}}", srv.base);
+    let state = build_with_remote(&h, &entry).await;
+    let app = actix_web::test::init_service(App::new().configure(sts::http::configure(state))).await;
+    let r = post(&app, &Form::exchange(&k1.access_token(json!({}))).set("audience", "remote-api")).await;
+    r.expect_error(503, "temporarily_unavailable");
+    assert_eq!(srv.jwks_hits.load(Ordering::SeqCst), 0, "the lying document's jwks_uri is never used");
+}
+
+#[actix_web::test]
+async fn jwks_with_private_or_unusable_keys() {
+    let mut set = sts::jose::KeySet::default();
+    assert!(set.is_empty());
+    let k = Idp::new("https://x", "k", "ES256");
+    let mut private = k.jwk();
+    private["d"] = json!("AAAA");
+    let doc = json!({"keys": [private, {"kty": "oct", "k": "c2VjcmV0"}, k.jwk()]}).to_string();
+    let (parsed, skipped) = sts::jose::KeySet::from_jwks(doc.as_bytes(), &[sts::jose::Alg::ES256]).unwrap();
+    assert_eq!(parsed.len(), 1);
+    assert_eq!(skipped.len(), 2);
+    assert!(skipped[0].contains("private"));
+    let only_bad = json!({"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}).to_string();
+    assert!(sts::jose::KeySet::from_jwks(only_bad.as_bytes(), &[sts::jose::Alg::ES256]).is_err());
+    set = parsed;
+    assert!(set.has_kid("k"));
+}
