@@ -23,7 +23,11 @@ async fn private_key_jwt_authenticates_and_is_single_use() {
     let a = client_assertion(&h, json!({}));
     post(&app, &with_assertion(&h, &a)).await.expect_token();
     let replay = post(&app, &with_assertion(&h, &a)).await;
-    assert!(replay.expect_error(401, "invalid_client").contains("already used"));
+    assert!(
+        replay
+            .expect_error(401, "invalid_client")
+            .contains("already used")
+    );
     assert!(!replay.body.contains(&a));
 }
 
@@ -38,7 +42,10 @@ async fn assertion_audience_must_be_the_issuer_alone() {
     ] {
         let a = client_assertion(&h, json!({"aud": aud}));
         let r = post(&app, &with_assertion(&h, &a)).await;
-        assert!(r.expect_error(401, "invalid_client").contains("audience"), "{aud}");
+        assert!(
+            r.expect_error(401, "invalid_client").contains("audience"),
+            "{aud}"
+        );
     }
     let a = client_assertion(&h, json!({"aud": [STS_ISSUER]}));
     post(&app, &with_assertion(&h, &a)).await.expect_token();
@@ -52,12 +59,22 @@ async fn assertion_claims_and_keys_are_checked() {
         (client_assertion(&h, json!({"jti": null})), "jti"),
         (client_assertion(&h, json!({"exp": NOW - 120})), "expired"),
         (client_assertion(&h, json!({"exp": NOW + 3600})), "too long"),
-        (client_assertion(&h, json!({"sub": "spiffe://example.com/other"})), "disagree"),
-        (client_assertion(&h, json!({"iss": "gateway", "sub": "gateway"})), "not registered"),
+        (
+            client_assertion(&h, json!({"sub": "spiffe://example.com/other"})),
+            "disagree",
+        ),
+        (
+            client_assertion(&h, json!({"iss": "gateway", "sub": "gateway"})),
+            "not registered",
+        ),
     ];
     for (a, why) in cases {
         let r = post(&app, &with_assertion(&h, &a)).await;
-        assert!(r.expect_error(401, "invalid_client").contains(why), "{why}: {}", r.body);
+        assert!(
+            r.expect_error(401, "invalid_client").contains(why),
+            "{why}: {}",
+            r.body
+        );
     }
     let impostor = Idp::new("spiffe://example.com/workload-a", "wl-1", "ES256");
     let id = "spiffe://example.com/workload-a";
@@ -65,19 +82,31 @@ async fn assertion_claims_and_keys_are_checked() {
         json!({"alg": "ES256", "kid": "wl-1"}),
         &json!({"iss": id, "sub": id, "aud": STS_ISSUER, "exp": NOW + 60, "jti": rand_id()}),
     );
-    post(&app, &with_assertion(&h, &forged)).await.expect_error(401, "invalid_client");
+    post(&app, &with_assertion(&h, &forged))
+        .await
+        .expect_error(401, "invalid_client");
     let wrong_typ = h.workload.sign_with(
         json!({"alg": "ES256", "kid": "wl-1", "typ": "at+jwt"}),
         &json!({"iss": id, "sub": id, "aud": STS_ISSUER, "exp": NOW + 60, "jti": rand_id()}),
     );
-    assert!(post(&app, &with_assertion(&h, &wrong_typ)).await.expect_error(401, "invalid_client").contains("typ"));
-    let mismatched_id = with_assertion(&h, &client_assertion(&h, json!({}))).set("client_id", "gateway");
-    post(&app, &mismatched_id).await.expect_error(401, "invalid_client");
+    assert!(
+        post(&app, &with_assertion(&h, &wrong_typ))
+            .await
+            .expect_error(401, "invalid_client")
+            .contains("typ")
+    );
+    let mismatched_id =
+        with_assertion(&h, &client_assertion(&h, json!({}))).set("client_id", "gateway");
+    post(&app, &mismatched_id)
+        .await
+        .expect_error(401, "invalid_client");
     let bad_type = Form::exchange(&h.idp.access_token(json!({})))
         .no_auth()
         .set("client_assertion_type", "urn:example:other")
         .set("client_assertion", &client_assertion(&h, json!({})));
-    post(&app, &bad_type).await.expect_error(401, "invalid_client");
+    post(&app, &bad_type)
+        .await
+        .expect_error(401, "invalid_client");
 }
 
 #[actix_web::test]

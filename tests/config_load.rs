@@ -3,16 +3,21 @@
 use crate::support::*;
 
 fn err(yaml: &str) -> String {
-    sts::config::Settings::from_yaml(yaml).unwrap_err().to_string()
+    sts::config::Settings::from_yaml(yaml)
+        .unwrap_err()
+        .to_string()
 }
 
-const BASE: &str = "issuer: https://sts.test\nlisten: 127.0.0.1:8080\nkeys: {dir: k}\nprofiles: p\nmappings: m\n";
+const BASE: &str =
+    "issuer: https://sts.test\nlisten: 127.0.0.1:8080\nkeys: {dir: k}\nprofiles: p\nmappings: m\n";
 
 #[test]
 fn unknown_keys_are_named() {
     assert!(err(&format!("{BASE}colour: blue\n")).contains("colour"));
     assert!(err(&format!("{BASE}limits: {{max_bodybytes: 1}}\n")).contains("max_bodybytes"));
-    let t = format!("{BASE}trust:\n  - {{name: a, kind: oauth-jwt, issuer: \"https://a\", jwks: {{file: x}}, algs: [ES256]}}\n");
+    let t = format!(
+        "{BASE}trust:\n  - {{name: a, kind: oauth-jwt, issuer: \"https://a\", jwks: {{file: x}}, algs: [ES256]}}\n"
+    );
     assert!(err(&t).contains("algs"));
 }
 
@@ -23,9 +28,13 @@ fn bad_values_are_named() {
     assert!(err(&BASE.replace("127.0.0.1:8080", "nowhere")).contains("listen"));
     assert!(err(&BASE.replace("keys: {dir: k}", "keys: {dir: k, alg: HS256}")).contains("HS256"));
     assert!(err(&format!("{BASE}dev: true\n").replace("127.0.0.1", "0.0.0.0")).contains("dev"));
-    let t = format!("{BASE}trust:\n  - {{name: a, kind: oauth-jwt, issuer: \"https://a\", jwks: {{file: x, uri: \"https://a/jwks\"}}}}\n");
+    let t = format!(
+        "{BASE}trust:\n  - {{name: a, kind: oauth-jwt, issuer: \"https://a\", jwks: {{file: x, uri: \"https://a/jwks\"}}}}\n"
+    );
     assert!(err(&t).contains("trust[0].jwks"));
-    let t = format!("{BASE}trust:\n  - {{name: a, kind: saml, issuer: \"https://a\", jwks: {{file: x}}}}\n");
+    let t = format!(
+        "{BASE}trust:\n  - {{name: a, kind: saml, issuer: \"https://a\", jwks: {{file: x}}}}\n"
+    );
     assert!(err(&t).contains("saml"));
     let c = format!("{BASE}clients:\n  - {{id: a, secret_hash: plain}}\n");
     assert!(err(&c).contains("clients[0].secret_hash"));

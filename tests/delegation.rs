@@ -6,7 +6,10 @@ use serde_json::json;
 use crate::support::*;
 
 fn with_actor(subject: &str, actor: &str, audience: &str) -> Form {
-    Form::exchange(subject).set("audience", audience).set("actor_token", actor).set("actor_token_type", ACCESS_TOKEN)
+    Form::exchange(subject)
+        .set("audience", audience)
+        .set("actor_token", actor)
+        .set("actor_token_type", ACCESS_TOKEN)
 }
 
 #[actix_web::test]
@@ -14,10 +17,21 @@ async fn an_accepted_actor_yields_act() {
     let h = Harness::new().await;
     let app = h.app().await;
     let actor = h.mesh.access_token(json!({"sub": "svc-billing"}));
-    let r = post(&app, &with_actor(&h.idp.access_token(json!({})), &actor, "billing-api")).await;
-    let c = verify_issued(&r.expect_token(), &get(&app, "/jwks").await.json, "billing-api");
+    let r = post(
+        &app,
+        &with_actor(&h.idp.access_token(json!({})), &actor, "billing-api"),
+    )
+    .await;
+    let c = verify_issued(
+        &r.expect_token(),
+        &get(&app, "/jwks").await.json,
+        "billing-api",
+    );
     assert_eq!(c["sub"], "alice");
-    assert_eq!(c["act"], json!({"sub": "svc-billing", "iss": "https://mesh.test"}));
+    assert_eq!(
+        c["act"],
+        json!({"sub": "svc-billing", "iss": "https://mesh.test"})
+    );
 }
 
 #[actix_web::test]
@@ -28,7 +42,11 @@ async fn a_prior_act_chain_is_nested_inside_the_new_actor() {
     let subject = h.idp.access_token(json!({"act": prior}));
     let actor = h.mesh.access_token(json!({"sub": "svc-billing"}));
     let r = post(&app, &with_actor(&subject, &actor, "billing-api")).await;
-    let c = verify_issued(&r.expect_token(), &get(&app, "/jwks").await.json, "billing-api");
+    let c = verify_issued(
+        &r.expect_token(),
+        &get(&app, "/jwks").await.json,
+        "billing-api",
+    );
     assert_eq!(
         c["act"],
         json!({"sub": "svc-billing", "iss": "https://mesh.test", "act": {"sub": "svc-edge", "act": {"sub": "svc-origin"}}})
@@ -43,8 +61,16 @@ async fn no_route_drops_an_incoming_act() {
     let act = json!({"sub": "svc-edge"});
     // Actor-less profile (forbidden) and optional profile without an actor: act survives both.
     for aud in ["orders-api", "billing-api"] {
-        let r = post(&app, &Form::exchange(&h.idp.access_token(json!({"act": act}))).set("audience", aud)).await;
-        assert_eq!(verify_issued(&r.expect_token(), &jwks, aud)["act"], act, "{aud}");
+        let r = post(
+            &app,
+            &Form::exchange(&h.idp.access_token(json!({"act": act}))).set("audience", aud),
+        )
+        .await;
+        assert_eq!(
+            verify_issued(&r.expect_token(), &jwks, aud)["act"],
+            act,
+            "{aud}"
+        );
     }
     // A mapping cannot write act (reserved) — checked at load in profiles_load.
 }
@@ -54,16 +80,31 @@ async fn actors_are_refused_where_the_profile_forbids_them() {
     let h = Harness::new().await;
     let app = h.app().await;
     let actor = h.mesh.access_token(json!({}));
-    let r = post(&app, &with_actor(&h.idp.access_token(json!({})), &actor, "orders-api")).await;
-    assert!(r.expect_error(400, "invalid_request").contains("actor_token is not accepted"));
+    let r = post(
+        &app,
+        &with_actor(&h.idp.access_token(json!({})), &actor, "orders-api"),
+    )
+    .await;
+    assert!(
+        r.expect_error(400, "invalid_request")
+            .contains("actor_token is not accepted")
+    );
 }
 
 #[actix_web::test]
 async fn a_required_actor_must_be_present() {
     let h = Harness::new().await;
     let app = h.app().await;
-    let r = post(&app, &Form::exchange(&h.idp.access_token(json!({"scope": "admin"}))).set("audience", "admin-api")).await;
-    assert!(r.expect_error(400, "invalid_request").contains("requires an actor_token"));
+    let r = post(
+        &app,
+        &Form::exchange(&h.idp.access_token(json!({"scope": "admin"})))
+            .set("audience", "admin-api"),
+    )
+    .await;
+    assert!(
+        r.expect_error(400, "invalid_request")
+            .contains("requires an actor_token")
+    );
 }
 
 #[actix_web::test]
@@ -73,11 +114,21 @@ async fn actor_tokens_are_verified_like_subjects() {
     let subject = h.idp.access_token(json!({}));
     let expired = h.mesh.access_token(json!({"exp": NOW - 3600}));
     let r = post(&app, &with_actor(&subject, &expired, "billing-api")).await;
-    assert!(r.expect_error(400, "invalid_request").contains("actor_token rejected: token is expired"));
+    assert!(
+        r.expect_error(400, "invalid_request")
+            .contains("actor_token rejected: token is expired")
+    );
     // An actor from a source the profile does not accept for actors.
     let wrong_source = h.idp.access_token(json!({"sub": "svc"}));
-    let r = post(&app, &with_actor(&h.idp.access_token(json!({})), &wrong_source, "billing-api")).await;
-    assert!(r.expect_error(400, "invalid_request").contains("actor_token rejected"));
+    let r = post(
+        &app,
+        &with_actor(&h.idp.access_token(json!({})), &wrong_source, "billing-api"),
+    )
+    .await;
+    assert!(
+        r.expect_error(400, "invalid_request")
+            .contains("actor_token rejected")
+    );
 }
 
 #[actix_web::test]
@@ -88,13 +139,24 @@ async fn may_act_binds_the_exchange_to_the_named_actor() {
     let subject = || h.idp.access_token(json!({"may_act": may_act}));
     let right = h.mesh.access_token(json!({"sub": "svc-billing"}));
     let r = post(&app, &with_actor(&subject(), &right, "billing-api")).await;
-    let c = verify_issued(&r.expect_token(), &get(&app, "/jwks").await.json, "billing-api");
+    let c = verify_issued(
+        &r.expect_token(),
+        &get(&app, "/jwks").await.json,
+        "billing-api",
+    );
     assert_eq!(c["act"]["sub"], "svc-billing");
-    assert!(c.get("may_act").is_none(), "may_act is consumed, not copied");
+    assert!(
+        c.get("may_act").is_none(),
+        "may_act is consumed, not copied"
+    );
     let wrong = h.mesh.access_token(json!({"sub": "svc-other"}));
     let r = post(&app, &with_actor(&subject(), &wrong, "billing-api")).await;
     assert!(r.expect_error(400, "invalid_request").contains("may_act"));
     // Without any actor, through a profile that takes none, a may_act subject is refused.
-    let r = post(&app, &Form::exchange(&subject()).set("audience", "orders-api")).await;
+    let r = post(
+        &app,
+        &Form::exchange(&subject()).set("audience", "orders-api"),
+    )
+    .await;
     assert!(r.expect_error(400, "invalid_request").contains("may_act"));
 }

@@ -18,15 +18,24 @@ async fn duplicated_parameters_except_audience_and_resource() {
         ("requested_token_type", ACCESS_TOKEN),
         ("client_id", "gateway"),
     ] {
-        let once = if base.pairs.iter().any(|(k, _)| k == dup) { base.clone() } else { base.clone().set(dup, value) };
+        let once = if base.pairs.iter().any(|(k, _)| k == dup) {
+            base.clone()
+        } else {
+            base.clone().set(dup, value)
+        };
         let r = post(&app, &once.set(dup, value)).await;
-        assert!(r.expect_error(400, "invalid_request").contains("repeated"), "{dup}");
+        assert!(
+            r.expect_error(400, "invalid_request").contains("repeated"),
+            "{dup}"
+        );
     }
     let r = post(&app, &base.clone().set("subject_token", &subject)).await;
     assert!(r.expect_error(400, "invalid_request").contains("repeated"));
     assert!(!r.body.contains(&subject));
     // audience may repeat (RFC 8693 §2.1).
-    post(&app, &base.clone().set("audience", "orders-api")).await.expect_token();
+    post(&app, &base.clone().set("audience", "orders-api"))
+        .await
+        .expect_token();
 }
 
 #[actix_web::test]
@@ -34,16 +43,55 @@ async fn token_and_token_type_go_together() {
     let h = Harness::new().await;
     let app = h.app().await;
     let subject = h.idp.access_token(json!({}));
-    let r = post(&app, &Form::exchange(&subject).without("subject_token_type").set("audience", "orders-api")).await;
-    assert!(r.expect_error(400, "invalid_request").contains("requires subject_token_type"));
-    let r = post(&app, &Form::exchange(&subject).without("subject_token").set("audience", "orders-api")).await;
+    let r = post(
+        &app,
+        &Form::exchange(&subject)
+            .without("subject_token_type")
+            .set("audience", "orders-api"),
+    )
+    .await;
+    assert!(
+        r.expect_error(400, "invalid_request")
+            .contains("requires subject_token_type")
+    );
+    let r = post(
+        &app,
+        &Form::exchange(&subject)
+            .without("subject_token")
+            .set("audience", "orders-api"),
+    )
+    .await;
     r.expect_error(400, "invalid_request");
     let actor = h.mesh.access_token(json!({}));
-    let r = post(&app, &Form::exchange(&subject).set("audience", "billing-api").set("actor_token", &actor)).await;
-    assert!(r.expect_error(400, "invalid_request").contains("requires actor_token_type"));
-    let r = post(&app, &Form::exchange(&subject).set("audience", "billing-api").set("actor_token_type", ACCESS_TOKEN)).await;
-    assert!(r.expect_error(400, "invalid_request").contains("without actor_token"));
-    let r = post(&app, &Form::exchange(&subject).set("audience", "orders-api").set("subject_token_type", "urn:example:unknown")).await;
+    let r = post(
+        &app,
+        &Form::exchange(&subject)
+            .set("audience", "billing-api")
+            .set("actor_token", &actor),
+    )
+    .await;
+    assert!(
+        r.expect_error(400, "invalid_request")
+            .contains("requires actor_token_type")
+    );
+    let r = post(
+        &app,
+        &Form::exchange(&subject)
+            .set("audience", "billing-api")
+            .set("actor_token_type", ACCESS_TOKEN),
+    )
+    .await;
+    assert!(
+        r.expect_error(400, "invalid_request")
+            .contains("without actor_token")
+    );
+    let r = post(
+        &app,
+        &Form::exchange(&subject)
+            .set("audience", "orders-api")
+            .set("subject_token_type", "urn:example:unknown"),
+    )
+    .await;
     r.expect_error(400, "invalid_request");
 }
 
@@ -51,8 +99,19 @@ async fn token_and_token_type_go_together() {
 async fn unsupported_subject_token_type() {
     let h = Harness::new().await;
     let app = h.app().await;
-    let f = Form::exchange(&h.idp.access_token(json!({}))).without("subject_token_type").set("subject_token_type", "urn:ietf:params:oauth:token-type:id_token").set("audience", "orders-api");
-    assert!(post(&app, &f).await.expect_error(400, "invalid_request").contains("subject_token_type is not accepted"));
+    let f = Form::exchange(&h.idp.access_token(json!({})))
+        .without("subject_token_type")
+        .set(
+            "subject_token_type",
+            "urn:ietf:params:oauth:token-type:id_token",
+        )
+        .set("audience", "orders-api");
+    assert!(
+        post(&app, &f)
+            .await
+            .expect_error(400, "invalid_request")
+            .contains("subject_token_type is not accepted")
+    );
 }
 
 #[actix_web::test]
@@ -61,7 +120,12 @@ async fn wrong_content_type() {
     let app = h.app().await;
     let mut f = Form::exchange(&h.idp.access_token(json!({}))).set("audience", "orders-api");
     f.content_type = Some("application/json".into());
-    assert!(post(&app, &f).await.expect_error(400, "invalid_request").contains("content type"));
+    assert!(
+        post(&app, &f)
+            .await
+            .expect_error(400, "invalid_request")
+            .contains("content type")
+    );
     f.content_type = Some("application/x-www-form-urlencoded; charset=UTF-8".into());
     post(&app, &f).await.expect_token();
 }
@@ -71,7 +135,9 @@ async fn unsupported_and_missing_grant_type() {
     let h = Harness::new().await;
     let app = h.app().await;
     let f = Form::exchange(&h.idp.access_token(json!({}))).without("grant_type");
-    post(&app, &f.clone().set("grant_type", "client_credentials")).await.expect_error(400, "unsupported_grant_type");
+    post(&app, &f.clone().set("grant_type", "client_credentials"))
+        .await
+        .expect_error(400, "unsupported_grant_type");
     post(&app, &f).await.expect_error(400, "invalid_request");
 }
 
@@ -101,7 +167,13 @@ async fn failed_client_authentication_is_401_with_www_authenticate() {
         assert!(r.headers.get("www-authenticate").is_some());
         assert!(!r.body.contains(&subject));
     }
-    let r = post(&app, &Form::exchange(&subject).set("client_secret", GATEWAY_SECRET).no_auth()).await;
+    let r = post(
+        &app,
+        &Form::exchange(&subject)
+            .set("client_secret", GATEWAY_SECRET)
+            .no_auth(),
+    )
+    .await;
     r.expect_error(401, "invalid_client");
     assert!(!r.body.contains(GATEWAY_SECRET));
 }
@@ -111,7 +183,10 @@ async fn two_authentication_methods_at_once_are_refused() {
     let h = Harness::new().await;
     let app = h.app().await;
     let f = Form::exchange(&h.idp.access_token(json!({})))
-        .set("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+        .set(
+            "client_assertion_type",
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        )
         .set("client_assertion", "x.y.z");
     post(&app, &f).await.expect_error(400, "invalid_request");
 }
@@ -120,15 +195,21 @@ async fn two_authentication_methods_at_once_are_refused() {
 async fn a_client_no_profile_allows_is_unauthorized_client() {
     let h = Harness::new().await;
     let app = h.app().await;
-    let f = Form::exchange(&h.idp.access_token(json!({}))).basic("lonely", "lonely-secret-0123456789").set("audience", "orders-api");
-    post(&app, &f).await.expect_error(400, "unauthorized_client");
+    let f = Form::exchange(&h.idp.access_token(json!({})))
+        .basic("lonely", "lonely-secret-0123456789")
+        .set("audience", "orders-api");
+    post(&app, &f)
+        .await
+        .expect_error(400, "unauthorized_client");
 }
 
 #[actix_web::test]
 async fn malformed_scope_is_invalid_scope() {
     let h = Harness::new().await;
     let app = h.app().await;
-    let f = Form::exchange(&h.idp.access_token(json!({}))).set("audience", "orders-api").set("scope", "orders:read\"x");
+    let f = Form::exchange(&h.idp.access_token(json!({})))
+        .set("audience", "orders-api")
+        .set("scope", "orders:read\"x");
     post(&app, &f).await.expect_error(400, "invalid_scope");
 }
 
@@ -137,10 +218,20 @@ async fn request_size_limits() {
     let h = Harness::new().await;
     let app = h.app().await;
     let f = Form::exchange(&h.idp.access_token(json!({}))).set("audience", "orders-api");
-    let r = post_raw(&app, &f, format!("{}&pad={}", f.body(), "x".repeat(70 * 1024))).await;
+    let r = post_raw(
+        &app,
+        &f,
+        format!("{}&pad={}", f.body(), "x".repeat(70 * 1024)),
+    )
+    .await;
     r.expect_error(413, "invalid_request");
     let many = (0..40).fold(f.clone(), |f, i| f.set(&format!("p{i}"), "v"));
-    assert!(post(&app, &many).await.expect_error(400, "invalid_request").contains("too many"));
+    assert!(
+        post(&app, &many)
+            .await
+            .expect_error(400, "invalid_request")
+            .contains("too many")
+    );
 }
 
 #[actix_web::test]
@@ -150,9 +241,17 @@ async fn keys_that_never_loaded_fail_closed_with_503() {
     // Rebuild with the corp IdP's JWKS file missing: its keys never load.
     std::fs::remove_file(h.dir.path().join("idp.json")).unwrap();
     let settings = sts::config::Settings::from_yaml(&harness_config(h.dir.path(), "")).unwrap();
-    let state = sts::app::AppState::build(settings, h.clock.clone()).await.unwrap();
-    let app = actix_web::test::init_service(actix_web::App::new().configure(sts::http::configure(state))).await;
-    let r = post(&app, &Form::exchange(&h.idp.access_token(json!({}))).set("audience", "orders-api")).await;
+    let state = sts::app::AppState::build(settings, h.clock.clone())
+        .await
+        .unwrap();
+    let app =
+        actix_web::test::init_service(actix_web::App::new().configure(sts::http::configure(state)))
+            .await;
+    let r = post(
+        &app,
+        &Form::exchange(&h.idp.access_token(json!({}))).set("audience", "orders-api"),
+    )
+    .await;
     r.expect_error(503, "temporarily_unavailable");
     assert_eq!(get(&app, "/readyz").await.status, 503);
 }

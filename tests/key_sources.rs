@@ -41,7 +41,10 @@ fn start_idp_server(metadata_issuer: Option<String>) -> IdpServer {
                 "/.well-known/oauth-authorization-server",
                 web::get().to(move || {
                     let (b, issuer) = (b.clone(), issuer.clone());
-                    async move { HttpResponse::Ok().json(json!({"issuer": issuer, "jwks_uri": format!("{b}/keys")})) }
+                    async move {
+                        HttpResponse::Ok()
+                            .json(json!({"issuer": issuer, "jwks_uri": format!("{b}/keys")}))
+                    }
                 }),
             )
     })
@@ -50,18 +53,25 @@ fn start_idp_server(metadata_issuer: Option<String>) -> IdpServer {
     .unwrap()
     .run();
     actix_web::rt::spawn(server);
-    IdpServer { base, jwks, jwks_hits: hits }
+    IdpServer {
+        base,
+        jwks,
+        jwks_hits: hits,
+    }
 }
 
 async fn build_with_remote(h: &Harness, entry: &str) -> std::sync::Arc<sts::app::AppState> {
-    let config = harness_config(h.dir.path(), "").replace("trust:\n", &format!("trust:\n  - {entry}\n"));
+    let config =
+        harness_config(h.dir.path(), "").replace("trust:\n", &format!("trust:\n  - {entry}\n"));
     let profiles = [(
         "remote.yaml",
         "name: remote\ncallers: [gateway]\nsubject: {accept: [remote-idp]}\nissue: {kind: access-token, audiences: [remote-api], lifetime: 1m}\n",
     )];
     write_files(&h.dir.path().join("profiles"), &profiles);
     let settings = sts::config::Settings::from_yaml(&config).unwrap();
-    sts::app::AppState::build(settings, h.clock.clone()).await.unwrap()
+    sts::app::AppState::build(settings, h.clock.clone())
+        .await
+        .unwrap()
 }
 
 #[actix_web::test]
@@ -76,25 +86,52 @@ async fn jwks_uri_with_one_coalesced_refetch_per_cooldown() {
         srv.base, srv.base
     );
     let state = build_with_remote(&h, &entry).await;
-    let app = actix_web::test::init_service(App::new().configure(sts::http::configure(state))).await;
-    assert_eq!(srv.jwks_hits.load(Ordering::SeqCst), 1, "loaded once at start");
-    post(&app, &Form::exchange(&k1.access_token(json!({}))).set("audience", "remote-api")).await.expect_token();
-    assert_eq!(srv.jwks_hits.load(Ordering::SeqCst), 1, "a known kid fetches nothing");
+    let app =
+        actix_web::test::init_service(App::new().configure(sts::http::configure(state))).await;
+    assert_eq!(
+        srv.jwks_hits.load(Ordering::SeqCst),
+        1,
+        "loaded once at start"
+    );
+    post(
+        &app,
+        &Form::exchange(&k1.access_token(json!({}))).set("audience", "remote-api"),
+    )
+    .await
+    .expect_token();
+    assert_eq!(
+        srv.jwks_hits.load(Ordering::SeqCst),
+        1,
+        "a known kid fetches nothing"
+    );
 
     // The IdP rotates: eight concurrent requests with the new kid cause exactly one refetch.
     *srv.jwks.write().unwrap() = json!({"keys": [k1.jwk(), k2.jwk()]});
-    let forms: Vec<Form> = (0..8).map(|_| Form::exchange(&k2.access_token(json!({}))).set("audience", "remote-api")).collect();
+    let forms: Vec<Form> = (0..8)
+        .map(|_| Form::exchange(&k2.access_token(json!({}))).set("audience", "remote-api"))
+        .collect();
     let replies = futures_util::future::join_all(forms.iter().map(|f| post(&app, f))).await;
     for r in &replies {
         r.expect_token();
     }
-    assert_eq!(srv.jwks_hits.load(Ordering::SeqCst), 2, "one refetch, coalesced");
+    assert_eq!(
+        srv.jwks_hits.load(Ordering::SeqCst),
+        2,
+        "one refetch, coalesced"
+    );
 
     // A kid nobody publishes: refused, and no new fetch within the cooldown.
     let k3 = Idp::new(&srv.base, "k3", "ES256");
     for _ in 0..3 {
-        let r = post(&app, &Form::exchange(&k3.access_token(json!({}))).set("audience", "remote-api")).await;
-        assert!(r.expect_error(400, "invalid_request").contains("signing key is unknown"));
+        let r = post(
+            &app,
+            &Form::exchange(&k3.access_token(json!({}))).set("audience", "remote-api"),
+        )
+        .await;
+        assert!(
+            r.expect_error(400, "invalid_request")
+                .contains("signing key is unknown")
+        );
     }
     assert_eq!(srv.jwks_hits.load(Ordering::SeqCst), 2, "cooldown holds");
 }
@@ -105,10 +142,19 @@ async fn discovery_finds_the_jwks_uri() {
     let srv = start_idp_server(None);
     let k1 = Idp::new(&srv.base, "k1", "ES256");
     *srv.jwks.write().unwrap() = json!({"keys": [k1.jwk()]});
-    let entry = format!("{{name: remote-idp, kind: oauth-jwt, issuer: \"{}\", jwks: {{discovery: true}}}}", srv.base);
+    let entry = format!(
+        "{{name: remote-idp, kind: oauth-jwt, issuer: \"{}\", jwks: {{discovery: true}}}}",
+        srv.base
+    );
     let state = build_with_remote(&h, &entry).await;
-    let app = actix_web::test::init_service(App::new().configure(sts::http::configure(state))).await;
-    post(&app, &Form::exchange(&k1.access_token(json!({}))).set("audience", "remote-api")).await.expect_token();
+    let app =
+        actix_web::test::init_service(App::new().configure(sts::http::configure(state))).await;
+    post(
+        &app,
+        &Form::exchange(&k1.access_token(json!({}))).set("audience", "remote-api"),
+    )
+    .await
+    .expect_token();
 }
 
 #[actix_web::test]
@@ -117,12 +163,24 @@ async fn metadata_naming_another_issuer_is_refused_and_fails_closed() {
     let srv = start_idp_server(Some("https://impostor.test".into()));
     let k1 = Idp::new(&srv.base, "k1", "ES256");
     *srv.jwks.write().unwrap() = json!({"keys": [k1.jwk()]});
-    let entry = format!("{{name: remote-idp, kind: oauth-jwt, issuer: \"{}\", jwks: {{discovery: true}}}}", srv.base);
+    let entry = format!(
+        "{{name: remote-idp, kind: oauth-jwt, issuer: \"{}\", jwks: {{discovery: true}}}}",
+        srv.base
+    );
     let state = build_with_remote(&h, &entry).await;
-    let app = actix_web::test::init_service(App::new().configure(sts::http::configure(state))).await;
-    let r = post(&app, &Form::exchange(&k1.access_token(json!({}))).set("audience", "remote-api")).await;
+    let app =
+        actix_web::test::init_service(App::new().configure(sts::http::configure(state))).await;
+    let r = post(
+        &app,
+        &Form::exchange(&k1.access_token(json!({}))).set("audience", "remote-api"),
+    )
+    .await;
     r.expect_error(503, "temporarily_unavailable");
-    assert_eq!(srv.jwks_hits.load(Ordering::SeqCst), 0, "the lying document's jwks_uri is never used");
+    assert_eq!(
+        srv.jwks_hits.load(Ordering::SeqCst),
+        0,
+        "the lying document's jwks_uri is never used"
+    );
 }
 
 #[actix_web::test]
@@ -133,7 +191,8 @@ async fn jwks_with_private_or_unusable_keys() {
     let mut private = k.jwk();
     private["d"] = json!("AAAA");
     let doc = json!({"keys": [private, {"kty": "oct", "k": "c2VjcmV0"}, k.jwk()]}).to_string();
-    let (parsed, skipped) = sts::jose::KeySet::from_jwks(doc.as_bytes(), &[sts::jose::Alg::ES256]).unwrap();
+    let (parsed, skipped) =
+        sts::jose::KeySet::from_jwks(doc.as_bytes(), &[sts::jose::Alg::ES256]).unwrap();
     assert_eq!(parsed.len(), 1);
     assert_eq!(skipped.len(), 2);
     assert!(skipped[0].contains("private"));

@@ -1,10 +1,13 @@
 //! The integration test binary: every file below is a module of it (design §8).
+//! Test code may panic on unexpected states; request-path code may not (workspace lints).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
 mod client_auth;
 mod config_load;
 mod delegation;
+mod end_to_end;
 
 mod errors;
 mod exchange;

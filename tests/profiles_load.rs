@@ -7,7 +7,13 @@ fn load(profiles: &[(&str, &str)], mappings: &[(&str, &str)]) -> Result<usize, V
     let dir = tempfile::tempdir().unwrap();
     write_files(&dir.path().join("p"), profiles);
     write_files(&dir.path().join("m"), mappings);
-    std::fs::write(dir.path().join("idp.json"), Idp::new("https://idp.test", "k", "ES256").jwks().to_string()).unwrap();
+    std::fs::write(
+        dir.path().join("idp.json"),
+        Idp::new("https://idp.test", "k", "ES256")
+            .jwks()
+            .to_string(),
+    )
+    .unwrap();
     let config = harness_config(dir.path(), "");
     let settings = sts::config::Settings::from_yaml(&config).unwrap();
     let http = sts::trust::HttpFetcher::new(std::time::Duration::from_secs(1)).unwrap();
@@ -27,12 +33,24 @@ fn the_test_profiles_load() {
 #[test]
 fn all_problems_are_reported_together_with_file_and_line() {
     let profiles = [
-        ("a.yaml", "name: a\ncallers: [gateway]\nsubject: {accept: [corp-idp]}\nbogus: 1\nissue: {kind: access-token, audiences: [x], lifetime: 1m}\n"),
-        ("b.yaml", "name: b\ncallers: [gateway]\nsubject:\n  accept: [nope]\nwhen: \"subject.sub ==\"\nissue: {kind: access-tokn, audiences: [y], lifetime: 99h, claims: missing}\n"),
-        ("c.yaml", "name: c\ncallers: [gateway]\nsubject: {accept: [corp-idp]}\nwhen: \"subject.sub + 1\"\nissue: {kind: access-token, audiences: [z], lifetime: 1m, scope: \"42\"}\n"),
+        (
+            "a.yaml",
+            "name: a\ncallers: [gateway]\nsubject: {accept: [corp-idp]}\nbogus: 1\nissue: {kind: access-token, audiences: [x], lifetime: 1m}\n",
+        ),
+        (
+            "b.yaml",
+            "name: b\ncallers: [gateway]\nsubject:\n  accept: [nope]\nwhen: \"subject.sub ==\"\nissue: {kind: access-tokn, audiences: [y], lifetime: 99h, claims: missing}\n",
+        ),
+        (
+            "c.yaml",
+            "name: c\ncallers: [gateway]\nsubject: {accept: [corp-idp]}\nwhen: \"subject.sub + 1\"\nissue: {kind: access-token, audiences: [z], lifetime: 1m, scope: \"42\"}\n",
+        ),
     ];
     let mappings = [
-        ("m.yaml", "name: m\nclaims:\n  iss: \"'x'\"\n  n: \"1 + 'a'\"\n"),
+        (
+            "m.yaml",
+            "name: m\nclaims:\n  iss: \"'x'\"\n  n: \"1 + 'a'\"\n",
+        ),
         ("dup.yaml", "name: d\nname: d2\nclaims: {}\n"),
     ];
     let errs = load(&profiles, &mappings).unwrap_err();
@@ -56,32 +74,62 @@ fn all_problems_are_reported_together_with_file_and_line() {
 
 #[test]
 fn reserved_claims_per_kind_and_overlaps() {
-    let mappings = [("m.yaml", "name: m\nclaims:\n  scope: \"'all'\"\n  act: \"{'sub': 'x'}\"\n")];
-    let p = [("p.yaml", "name: p\ncallers: [gateway]\nsubject: {accept: [corp-idp]}\nissue: {kind: access-token, audiences: [x], lifetime: 1m, claims: m}\n")];
+    let mappings = [(
+        "m.yaml",
+        "name: m\nclaims:\n  scope: \"'all'\"\n  act: \"{'sub': 'x'}\"\n",
+    )];
+    let p = [(
+        "p.yaml",
+        "name: p\ncallers: [gateway]\nsubject: {accept: [corp-idp]}\nissue: {kind: access-token, audiences: [x], lifetime: 1m, claims: m}\n",
+    )];
     let all = load(&p, &mappings).unwrap_err().join("\n");
     assert!(all.contains("claim `act` is reserved"), "{all}");
     let mappings = [("m.yaml", "name: m\nclaims:\n  client_id: \"'x'\"\n")];
     let all = load(&p, &mappings).unwrap_err().join("\n");
-    assert!(all.contains("writes `client_id`, which kind access-token reserves"), "{all}");
+    assert!(
+        all.contains("writes `client_id`, which kind access-token reserves"),
+        "{all}"
+    );
 
     let overlap = [
         ("1.yaml", GOOD),
-        ("2.yaml", "name: other\ncallers: [\"spiffe://example.com/*\", gateway]\nsubject: {accept: [corp-idp]}\nissue: {kind: access-token, audiences: [w, x], lifetime: 1m}\n"),
+        (
+            "2.yaml",
+            "name: other\ncallers: [\"spiffe://example.com/*\", gateway]\nsubject: {accept: [corp-idp]}\nissue: {kind: access-token, audiences: [w, x], lifetime: 1m}\n",
+        ),
     ];
     let all = load(&overlap, &[]).unwrap_err().join("\n");
-    assert!(all.contains("profile `other` overlaps profile `good`"), "{all}");
-    let disjoint = [("1.yaml", GOOD), ("2.yaml", &GOOD.replace("good", "g2").replace("[x]", "[y]"))];
+    assert!(
+        all.contains("profile `other` overlaps profile `good`"),
+        "{all}"
+    );
+    let disjoint = [
+        ("1.yaml", GOOD),
+        ("2.yaml", &GOOD.replace("good", "g2").replace("[x]", "[y]")),
+    ];
     assert_eq!(load(&disjoint, &[]), Ok(2));
 }
 
 #[test]
 fn caller_patterns_and_actor_settings_are_checked() {
     let p = [
-        ("p.yaml", "name: p\ncallers: [\"spiffe://example.com/gate*\"]\nsubject: {accept: [corp-idp]}\nactor: {mode: forbidden, accept: [mesh-idp]}\nissue: {kind: access-token, audiences: [x], lifetime: 1m}\n"),
-        ("q.yaml", "name: q\ncallers: []\nsubject: {accept: [corp-idp]}\nactor: {mode: required}\nissue: {kind: access-token, audiences: [], lifetime: 1m}\n"),
+        (
+            "p.yaml",
+            "name: p\ncallers: [\"spiffe://example.com/gate*\"]\nsubject: {accept: [corp-idp]}\nactor: {mode: forbidden, accept: [mesh-idp]}\nissue: {kind: access-token, audiences: [x], lifetime: 1m}\n",
+        ),
+        (
+            "q.yaml",
+            "name: q\ncallers: []\nsubject: {accept: [corp-idp]}\nactor: {mode: required}\nissue: {kind: access-token, audiences: [], lifetime: 1m}\n",
+        ),
     ];
     let all = load(&p, &[]).unwrap_err().join("\n");
-    for want in ["whole last segment", "actor.accept is set but actor.mode is forbidden", "must name their trust entries", "at least one caller", "at least one non-empty target"] {
+    for want in [
+        "whole last segment",
+        "actor.accept is set but actor.mode is forbidden",
+        "must name their trust entries",
+        "at least one caller",
+        "at least one non-empty target",
+    ] {
         assert!(all.contains(want), "missing `{want}` in:\n{all}");
     }
 }
@@ -98,13 +146,27 @@ fn the_repository_examples_load_in_development_mode() {
     let dir = tempfile::tempdir().unwrap();
     let root = repo_root();
     let yaml = sts::config::DEFAULT_YAML
-        .replace("dir: .sts/keys", &format!("dir: {}/keys", dir.path().display()))
-        .replace("profiles: profiles", &format!("profiles: {}/profiles", root.display()))
-        .replace("mappings: mappings", &format!("mappings: {}/mappings", root.display()));
-    let mut settings = sts::config::Settings::from_yaml(&format!("{yaml}dev_dir: {}/dev\n", dir.path().display())).unwrap();
+        .replace(
+            "dir: .sts/keys",
+            &format!("dir: {}/keys", dir.path().display()),
+        )
+        .replace(
+            "profiles: profiles",
+            &format!("profiles: {}/profiles", root.display()),
+        )
+        .replace(
+            "mappings: mappings",
+            &format!("mappings: {}/mappings", root.display()),
+        );
+    let mut settings =
+        sts::config::Settings::from_yaml(&format!("{yaml}dev_dir: {}/dev\n", dir.path().display()))
+            .unwrap();
     sts::dev::prepare(&mut settings).unwrap();
     let http = sts::trust::HttpFetcher::new(std::time::Duration::from_secs(1)).unwrap();
     let trust = sts::trust::TrustRegistry::from_settings(&settings, &http);
     let catalog = sts::profile::load(&settings.profiles, &settings.mappings, &trust).unwrap();
-    assert_eq!(catalog.profiles.len(), std::fs::read_dir(root.join("profiles")).unwrap().count());
+    assert_eq!(
+        catalog.profiles.len(),
+        std::fs::read_dir(root.join("profiles")).unwrap().count()
+    );
 }

@@ -55,7 +55,10 @@ impl std::fmt::Debug for AppState {
 
 impl AppState {
     /// Builds the whole service state from settings: the one function `main` and tests use.
-    pub async fn build(mut settings: Settings, clock: Arc<dyn Clock>) -> Result<Arc<Self>, StartError> {
+    pub async fn build(
+        mut settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Self>, StartError> {
         if settings.dev {
             dev::prepare(&mut settings).map_err(StartError::Other)?;
         }
@@ -92,7 +95,10 @@ impl AppState {
 
     /// Whether every trust source has loaded keys at least once.
     pub fn trust_ready(&self) -> Vec<(&str, bool)> {
-        self.trust.all().map(|s| (s.name.as_str(), s.keys.is_loaded())).collect()
+        self.trust
+            .all()
+            .map(|s| (s.name.as_str(), s.keys.is_loaded()))
+            .collect()
     }
 
     /// Starts the periodic key refresh of remote trust sources.

@@ -29,7 +29,8 @@ pub fn prepare(settings: &mut Settings) -> Result<(), String> {
     let key_path = idp_key_path(settings);
     if !key_path.exists() {
         let der = SigningKey::generate_pkcs8(Alg::ES256).map_err(|e| e.to_string())?;
-        write_private(&key_path, &pem_encode("PRIVATE KEY", &der)).map_err(|e| format!("{}: {e}", key_path.display()))?;
+        write_private(&key_path, &pem_encode("PRIVATE KEY", &der))
+            .map_err(|e| format!("{}: {e}", key_path.display()))?;
     }
     let key = read_idp_key(&key_path)?;
     let jwks_path = dir.join("idp-jwks.json");
@@ -40,9 +41,11 @@ pub fn prepare(settings: &mut Settings) -> Result<(), String> {
     if !secret_path.exists() {
         let mut raw = [0u8; 24];
         aws_lc_rs::rand::fill(&mut raw).map_err(|_| "no randomness".to_string())?;
-        write_private(&secret_path, &b64_encode(&raw)).map_err(|e| format!("{}: {e}", secret_path.display()))?;
+        write_private(&secret_path, &b64_encode(&raw))
+            .map_err(|e| format!("{}: {e}", secret_path.display()))?;
     }
-    let secret = fs::read_to_string(&secret_path).map_err(|e| format!("{}: {e}", secret_path.display()))?;
+    let secret =
+        fs::read_to_string(&secret_path).map_err(|e| format!("{}: {e}", secret_path.display()))?;
     let secret_hash = SecretHash::create(secret.trim(), 10_000)?;
 
     if !settings.trust.iter().any(|t| t.name == DEV_IDP) {
@@ -53,7 +56,10 @@ pub fn prepare(settings: &mut Settings) -> Result<(), String> {
             audience: vec![],
             algorithms: vec![Alg::ES256],
             allow_untyped: false,
-            jwks: JwksSettings { file: Some(jwks_path), ..JwksSettings::default() },
+            jwks: JwksSettings {
+                file: Some(jwks_path),
+                ..JwksSettings::default()
+            },
         });
     }
     if !settings.clients.iter().any(|c| c.id == DEV_CLIENT) {
@@ -76,6 +82,7 @@ pub fn prepare(settings: &mut Settings) -> Result<(), String> {
 
 pub fn read_idp_key(path: &Path) -> Result<SigningKey, String> {
     let text = fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let der = pem_decode("PRIVATE KEY", &text).ok_or_else(|| format!("{}: not a PEM private key", path.display()))?;
+    let der = pem_decode("PRIVATE KEY", &text)
+        .ok_or_else(|| format!("{}: not a PEM private key", path.display()))?;
     SigningKey::from_pkcs8(&der).ok_or_else(|| format!("{}: unreadable key", path.display()))
 }

@@ -160,7 +160,11 @@ mod tests {
     use serde_json::json;
 
     fn loc() -> SourceLoc {
-        SourceLoc { file: "t.yaml".into(), line: 1, column: 1 }
+        SourceLoc {
+            file: "t.yaml".into(),
+            line: 1,
+            column: 1,
+        }
     }
 
     #[test]
@@ -172,16 +176,33 @@ mod tests {
             &json!({"audience": ["x"], "scope": ""}),
             100,
         );
-        let e = Expr::compile("'b' in subject.scope.split(' ') && subject.exp > now", loc()).unwrap();
+        let e = Expr::compile(
+            "'b' in subject.scope.split(' ') && subject.exp > now",
+            loc(),
+        )
+        .unwrap();
         assert_eq!(e.eval(&vars).unwrap(), CelValue::Bool(true));
         let e = Expr::compile("subject.email", loc()).unwrap();
         assert!(is_missing_key(&e.eval(&vars).unwrap_err()));
-        let typo = Expr::compile("subjct.sub", loc()).unwrap().eval(&vars).unwrap_err();
+        let typo = Expr::compile("subjct.sub", loc())
+            .unwrap()
+            .eval(&vars)
+            .unwrap_err();
         assert!(matches!(typo, ExecutionError::UndeclaredReference(_)));
         let m = Expr::compile("subject.scope.split(' ').map(s, s + '!')", loc()).unwrap();
-        assert!(m.eval(&vars).is_ok(), "macro variables are not unknown variables");
-        assert!(Expr::compile("subject.sub ==", loc()).unwrap_err().contains("does not compile"));
-        let v = Expr::compile("{'a': [1, 'x']}", loc()).unwrap().eval(&vars).unwrap();
+        assert!(
+            m.eval(&vars).is_ok(),
+            "macro variables are not unknown variables"
+        );
+        assert!(
+            Expr::compile("subject.sub ==", loc())
+                .unwrap_err()
+                .contains("does not compile")
+        );
+        let v = Expr::compile("{'a': [1, 'x']}", loc())
+            .unwrap()
+            .eval(&vars)
+            .unwrap();
         assert_eq!(cel_to_json(&v).unwrap(), json!({"a": [1, "x"]}));
     }
 }

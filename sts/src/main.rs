@@ -15,7 +15,11 @@ use sts::clock::{Clock, SystemClock};
 use sts::config::Settings;
 
 #[derive(Parser)]
-#[command(name = "sts", version, about = "Security-boundary token exchange service (RFC 8693)")]
+#[command(
+    name = "sts",
+    version,
+    about = "Security-boundary token exchange service (RFC 8693)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -89,7 +93,9 @@ fn main() -> ExitCode {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if std::env::var("STS_LOG_FORMAT").is_ok_and(|v| v == "json") {
         builder.json().init();
     } else {
@@ -108,8 +114,12 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 fn serve(config: Option<PathBuf>) -> Result<(), String> {
     let settings = Settings::load(config.as_deref()).map_err(|e| e.to_string())?;
     actix_web::rt::System::new().block_on(async move {
-        let state = AppState::build(settings, Arc::new(SystemClock)).await.map_err(|e| e.to_string())?;
-        sts::http::serve(state).await.map_err(|e| format!("server: {e}"))
+        let state = AppState::build(settings, Arc::new(SystemClock))
+            .await
+            .map_err(|e| e.to_string())?;
+        sts::http::serve(state)
+            .await
+            .map_err(|e| format!("server: {e}"))
     })
 }
 
@@ -121,7 +131,8 @@ fn check(config: Option<PathBuf>) -> Result<(), String> {
     let http = sts::trust::HttpFetcher::new(std::time::Duration::from_secs(5))?;
     let trust = sts::trust::TrustRegistry::from_settings(&settings, &http);
     sts::auth::ClientRegistry::from_settings(&settings, &http)?;
-    let catalog = sts::profile::load(&settings.profiles, &settings.mappings, &trust).map_err(|e| e.to_string())?;
+    let catalog = sts::profile::load(&settings.profiles, &settings.mappings, &trust)
+        .map_err(|e| e.to_string())?;
     println!(
         "ok: {} profile(s), {} mapping(s), {} trust entr(ies), {} client(s)",
         catalog.profiles.len(),
@@ -135,7 +146,9 @@ fn check(config: Option<PathBuf>) -> Result<(), String> {
 fn hash_secret(stdin: bool) -> Result<(), String> {
     let secret = if stdin {
         let mut s = String::new();
-        std::io::stdin().read_to_string(&mut s).map_err(|e| e.to_string())?;
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| e.to_string())?;
         s.trim_end_matches(['\r', '\n']).to_owned()
     } else {
         let mut raw = [0u8; 32];
@@ -147,19 +160,32 @@ fn hash_secret(stdin: bool) -> Result<(), String> {
     if secret.len() < 16 {
         return Err("a client secret must be at least 16 characters".into());
     }
-    println!("secret_hash: {}", SecretHash::create(&secret, sts::auth::secret_hash::DEFAULT_ITERATIONS)?);
+    println!(
+        "secret_hash: {}",
+        SecretHash::create(&secret, sts::auth::secret_hash::DEFAULT_ITERATIONS)?
+    );
     Ok(())
 }
 
 fn token_helper(helper: TokenHelper) -> Result<(), String> {
-    let TokenHelper::DevSubject { config, sub, scope, lifetime, may_act } = helper;
+    let TokenHelper::DevSubject {
+        config,
+        sub,
+        scope,
+        lifetime,
+        may_act,
+    } = helper;
     let settings = Settings::load(config.as_deref()).map_err(|e| e.to_string())?;
     if !settings.dev {
         return Err("token dev-subject needs development mode (dev: true)".into());
     }
     let path = sts::dev::idp_key_path(&settings);
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| format!("{}: {e} (start `sts serve` once to create it)", path.display()))?;
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        format!(
+            "{}: {e} (start `sts serve` once to create it)",
+            path.display()
+        )
+    })?;
     let der = sts::keys::pem_decode("PRIVATE KEY", &text).ok_or("dev IdP key is not PEM")?;
     let key = sts::dev::read_idp_key(&path)?;
     let now = SystemClock.now();

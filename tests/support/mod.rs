@@ -49,18 +49,27 @@ impl Idp {
             "ES256" => TestKey::Es256(
                 EcdsaKeyPair::from_pkcs8(
                     &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-                    EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap().as_ref(),
+                    EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                        .unwrap()
+                        .as_ref(),
                 )
                 .unwrap(),
             ),
-            "EdDSA" => TestKey::EdDsa(Ed25519KeyPair::from_pkcs8(Ed25519KeyPair::generate_pkcs8(&rng).unwrap().as_ref()).unwrap()),
+            "EdDSA" => TestKey::EdDsa(
+                Ed25519KeyPair::from_pkcs8(Ed25519KeyPair::generate_pkcs8(&rng).unwrap().as_ref())
+                    .unwrap(),
+            ),
             "RS256" => {
                 let k = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
                 TestKey::Rs256(RsaKeyPair::from_pkcs8(k.as_der().unwrap().as_ref()).unwrap())
             }
             other => panic!("no test key for {other}"),
         };
-        Self { issuer: issuer.into(), kid: kid.into(), key }
+        Self {
+            issuer: issuer.into(),
+            kid: kid.into(),
+            key,
+        }
     }
 
     pub fn alg(&self) -> &'static str {
@@ -77,7 +86,9 @@ impl Idp {
                 let p = k.public_key().as_ref();
                 json!({"kty": "EC", "crv": "P-256", "x": b64(&p[1..33]), "y": b64(&p[33..65])})
             }
-            TestKey::EdDsa(k) => json!({"kty": "OKP", "crv": "Ed25519", "x": b64(k.public_key().as_ref())}),
+            TestKey::EdDsa(k) => {
+                json!({"kty": "OKP", "crv": "Ed25519", "x": b64(k.public_key().as_ref())})
+            }
             TestKey::Rs256(k) => {
                 let p = k.public_key();
                 json!({"kty": "RSA", "n": b64(p.modulus().big_endian_without_leading_zero()),
@@ -104,14 +115,19 @@ impl Idp {
 
     /// Signs raw header and payload JSON text (so tests can send duplicate keys).
     pub fn sign_raw(&self, header_json: &str, payload_json: &str) -> String {
-        let input = format!("{}.{}", b64(header_json.as_bytes()), b64(payload_json.as_bytes()));
+        let input = format!(
+            "{}.{}",
+            b64(header_json.as_bytes()),
+            b64(payload_json.as_bytes())
+        );
         let rng = SystemRandom::new();
         let sig = match &self.key {
             TestKey::Es256(k) => k.sign(&rng, input.as_bytes()).unwrap().as_ref().to_vec(),
             TestKey::EdDsa(k) => k.sign(input.as_bytes()).as_ref().to_vec(),
             TestKey::Rs256(k) => {
                 let mut s = vec![0; k.public_modulus_len()];
-                k.sign(&signature::RSA_PKCS1_SHA256, &rng, input.as_bytes(), &mut s).unwrap();
+                k.sign(&signature::RSA_PKCS1_SHA256, &rng, input.as_bytes(), &mut s)
+                    .unwrap();
                 s
             }
         };
@@ -230,7 +246,11 @@ impl Harness {
     }
 
     /// Builds the service with the given profile and mapping files and extra config YAML.
-    pub async fn with(profiles: &[(&str, &str)], mappings: &[(&str, &str)], extra_config: &str) -> Self {
+    pub async fn with(
+        profiles: &[(&str, &str)],
+        mappings: &[(&str, &str)],
+        extra_config: &str,
+    ) -> Self {
         sts::install_crypto_providers();
         let dir = tempfile::tempdir().unwrap();
         let idp = Idp::new("https://idp.test", "idp-1", "ES256");
@@ -239,18 +259,41 @@ impl Harness {
         let workload = Idp::new("spiffe://example.com/workload-a", "wl-1", "ES256");
         write_files(&dir.path().join("profiles"), profiles);
         write_files(&dir.path().join("mappings"), mappings);
-        for (name, i) in [("idp", &idp), ("legacy", &legacy), ("mesh", &mesh), ("workload", &workload)] {
-            std::fs::write(dir.path().join(format!("{name}.json")), i.jwks().to_string()).unwrap();
+        for (name, i) in [
+            ("idp", &idp),
+            ("legacy", &legacy),
+            ("mesh", &mesh),
+            ("workload", &workload),
+        ] {
+            std::fs::write(
+                dir.path().join(format!("{name}.json")),
+                i.jwks().to_string(),
+            )
+            .unwrap();
         }
         let config = harness_config(dir.path(), extra_config);
         let settings = Settings::from_yaml(&config).unwrap();
         let clock = Arc::new(ManualClock::new(NOW));
         let state = AppState::build(settings, clock.clone()).await.unwrap();
-        Self { dir, idp, legacy, mesh, workload, clock, state }
+        Self {
+            dir,
+            idp,
+            legacy,
+            mesh,
+            workload,
+            clock,
+            state,
+        }
     }
 
-    pub async fn app(&self) -> impl Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error> {
-        test::init_service(actix_web::App::new().configure(sts::http::configure(self.state.clone()))).await
+    pub async fn app(
+        &self,
+    ) -> impl Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>
+    {
+        test::init_service(
+            actix_web::App::new().configure(sts::http::configure(self.state.clone())),
+        )
+        .await
     }
 }
 
@@ -324,7 +367,9 @@ impl Form {
     }
 
     pub fn body(&self) -> String {
-        form_urlencoded::Serializer::new(String::new()).extend_pairs(&self.pairs).finish()
+        form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&self.pairs)
+            .finish()
     }
 }
 
@@ -349,10 +394,15 @@ where
 {
     let mut req = test::TestRequest::post().uri("/token").insert_header((
         "content-type",
-        form.content_type.clone().unwrap_or("application/x-www-form-urlencoded".into()),
+        form.content_type
+            .clone()
+            .unwrap_or("application/x-www-form-urlencoded".into()),
     ));
     if let Some((id, secret)) = &form.basic {
-        req = req.insert_header(("authorization", format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")))));
+        req = req.insert_header((
+            "authorization",
+            format!("Basic {}", STANDARD.encode(format!("{id}:{secret}"))),
+        ));
     }
     let resp = test::call_service(app, req.set_payload(body).to_request()).await;
     let status = resp.status().as_u16();
@@ -360,7 +410,12 @@ where
     let bytes = test::read_body(resp).await;
     let body = String::from_utf8_lossy(&bytes).into_owned();
     let json = serde_json::from_str(&body).unwrap_or(Value::Null);
-    Reply { status, headers, body, json }
+    Reply {
+        status,
+        headers,
+        body,
+        json,
+    }
 }
 
 pub async fn get<S>(app: &S, uri: &str) -> Reply
@@ -373,7 +428,12 @@ where
     let bytes = test::read_body(resp).await;
     let body = String::from_utf8_lossy(&bytes).into_owned();
     let json = serde_json::from_str(&body).unwrap_or(Value::Null);
-    Reply { status, headers, body, json }
+    Reply {
+        status,
+        headers,
+        body,
+        json,
+    }
 }
 
 impl Reply {
@@ -382,8 +442,14 @@ impl Reply {
         assert_eq!(self.status, status, "status for {code}: {}", self.body);
         assert_eq!(self.json["error"], code, "body: {}", self.body);
         assert_eq!(self.headers.get("cache-control").unwrap(), "no-store");
-        let d = self.json["error_description"].as_str().unwrap_or("").to_owned();
-        assert!(d.bytes().all(|b| b == 0x20 || b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b)));
+        let d = self.json["error_description"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        assert!(d.bytes().all(|b| b == 0x20
+            || b == 0x21
+            || (0x23..=0x5b).contains(&b)
+            || (0x5d..=0x7e).contains(&b)));
         d
     }
 
@@ -422,5 +488,8 @@ pub fn verify_issued(token: &str, jwks: &Value, audience: &str) -> Value {
 }
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
 }

@@ -21,10 +21,11 @@ pub(super) async fn authenticate(
         .map_err(|_| failed("client assertion is malformed"))?;
     // 7523bis §3: explicit typing SHOULD be used but is not required of the client; any other
     // explicit type is a different kind of JWT and is refused (RFC 8725 §3.12).
-    if let Some(typ) = &jws.header.typ {
-        if !media_type_eq(typ, "client-authentication+jwt") && !media_type_eq(typ, "JWT") {
-            return Err(failed("client assertion has the wrong typ"));
-        }
+    if let Some(typ) = &jws.header.typ
+        && !media_type_eq(typ, "client-authentication+jwt")
+        && !media_type_eq(typ, "JWT")
+    {
+        return Err(failed("client assertion has the wrong typ"));
     }
     let c = &jws.unverified_claims;
     let (Ok(iss), Ok(sub)) = (c.required_str("iss"), c.required_str("sub")) else {
@@ -42,12 +43,21 @@ pub(super) async fn authenticate(
     }
     let kid = jws.header.kid.clone();
     let alg = jws.header.alg;
-    let keys = store.resolve(kid.as_deref(), alg).await.map_err(|e| match e {
-        crate::trust::KeyLookupError::NotLoaded => OAuthError::unavailable("client keys are unavailable"),
-        crate::trust::KeyLookupError::UnknownKey => failed("client assertion key is unknown"),
-    })?;
-    let key = keys.find(kid.as_deref(), alg).ok_or_else(|| failed("client assertion key is unknown"))?;
-    let claims = jws.verify(key).map_err(|_| failed("client assertion signature is invalid"))?;
+    let keys = store
+        .resolve(kid.as_deref(), alg)
+        .await
+        .map_err(|e| match e {
+            crate::trust::KeyLookupError::NotLoaded => {
+                OAuthError::unavailable("client keys are unavailable")
+            }
+            crate::trust::KeyLookupError::UnknownKey => failed("client assertion key is unknown"),
+        })?;
+    let key = keys
+        .find(kid.as_deref(), alg)
+        .ok_or_else(|| failed("client assertion key is unknown"))?;
+    let claims = jws
+        .verify(key)
+        .map_err(|_| failed("client assertion signature is invalid"))?;
 
     // 7523bis: aud is our issuer identifier as the sole value.
     let aud_ok = match claims.get("aud") {
@@ -56,7 +66,9 @@ pub(super) async fn authenticate(
         _ => false,
     };
     if !aud_ok {
-        return Err(failed("client assertion audience must be the issuer identifier alone"));
+        return Err(failed(
+            "client assertion audience must be the issuer identifier alone",
+        ));
     }
     let vctx = crate::token::VerifyContext {
         now: ctx.now,

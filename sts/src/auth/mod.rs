@@ -51,13 +51,23 @@ pub struct Caller {
 /// Credentials as presented, before any check.
 #[derive(Debug)]
 pub enum Presented {
-    Basic { client_id: String, secret: ClientSecret },
-    Assertion { assertion_type: String, assertion: Token, client_id: Option<String> },
+    Basic {
+        client_id: String,
+        secret: ClientSecret,
+    },
+    Assertion {
+        assertion_type: String,
+        assertion: Token,
+        client_id: Option<String>,
+    },
 }
 
 enum Credential {
     Secret(SecretHash),
-    Keys { store: KeyStore, algorithms: Vec<Alg> },
+    Keys {
+        store: KeyStore,
+        algorithms: Vec<Alg>,
+    },
 }
 
 struct Client {
@@ -72,7 +82,9 @@ pub struct ClientRegistry {
 
 impl std::fmt::Debug for ClientRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientRegistry").field("clients", &self.clients.len()).finish()
+        f.debug_struct("ClientRegistry")
+            .field("clients", &self.clients.len())
+            .finish()
     }
 }
 
@@ -96,13 +108,29 @@ impl ClientRegistry {
             let credential = match (&c.secret_hash, &c.jwks) {
                 (Some(h), _) => Credential::Secret(SecretHash::parse(h)?),
                 (None, Some(jwks)) => {
-                    let algorithms = if c.algorithms.is_empty() { DEFAULT_ALGS.to_vec() } else { c.algorithms.clone() };
-                    let store = KeyStore::new(&format!("client {}", c.id), &c.id, jwks, &algorithms, http.clone());
+                    let algorithms = if c.algorithms.is_empty() {
+                        DEFAULT_ALGS.to_vec()
+                    } else {
+                        c.algorithms.clone()
+                    };
+                    let store = KeyStore::new(
+                        &format!("client {}", c.id),
+                        &c.id,
+                        jwks,
+                        &algorithms,
+                        http.clone(),
+                    );
                     Credential::Keys { store, algorithms }
                 }
                 (None, None) => return Err(format!("client `{}` has no credential", c.id)),
             };
-            clients.insert(c.id.clone(), Arc::new(Client { id: c.id.clone(), credential }));
+            clients.insert(
+                c.id.clone(),
+                Arc::new(Client {
+                    id: c.id.clone(),
+                    credential,
+                }),
+            );
         }
         Ok(Self { clients })
     }
@@ -110,28 +138,42 @@ impl ClientRegistry {
     /// Loads every client's keys once (at start).
     pub async fn load_keys(&self) {
         for c in self.clients.values() {
-            if let Credential::Keys { store, .. } = &c.credential {
-                if let Err(e) = store.load().await {
-                    tracing::warn!(client = %c.id, "client keys not loaded: {e}");
-                }
+            if let Credential::Keys { store, .. } = &c.credential
+                && let Err(e) = store.load().await
+            {
+                tracing::warn!(client = %c.id, "client keys not loaded: {e}");
             }
         }
     }
 
     /// Authenticates one request's credentials.
-    pub async fn authenticate(&self, presented: Presented, ctx: &AuthContext<'_>) -> Result<Caller, OAuthError> {
+    pub async fn authenticate(
+        &self,
+        presented: Presented,
+        ctx: &AuthContext<'_>,
+    ) -> Result<Caller, OAuthError> {
         match presented {
             Presented::Basic { client_id, secret } => {
-                let client = self.clients.get(&client_id).ok_or_else(|| failed("client authentication failed"))?;
+                let client = self
+                    .clients
+                    .get(&client_id)
+                    .ok_or_else(|| failed("client authentication failed"))?;
                 let Credential::Secret(hash) = &client.credential else {
                     return Err(failed("client is not registered for client_secret_basic"));
                 };
                 if !hash.verify(&secret) {
                     return Err(failed("client authentication failed"));
                 }
-                Ok(Caller { id: client.id.clone(), method: AuthMethod::ClientSecretBasic })
+                Ok(Caller {
+                    id: client.id.clone(),
+                    method: AuthMethod::ClientSecretBasic,
+                })
             }
-            Presented::Assertion { assertion_type, assertion, client_id } => {
+            Presented::Assertion {
+                assertion_type,
+                assertion,
+                client_id,
+            } => {
                 if assertion_type != JWT_BEARER_ASSERTION {
                     return Err(failed("unsupported client_assertion_type"));
                 }

@@ -31,12 +31,17 @@ impl std::fmt::Debug for SecretHash {
 
 impl SecretHash {
     pub fn parse(s: &str) -> Result<Self, String> {
-        let bad = || format!("expected {PREFIX}$<iterations>$<salt>$<hash> as made by `sts hash-secret`");
+        let bad =
+            || format!("expected {PREFIX}$<iterations>$<salt>$<hash> as made by `sts hash-secret`");
         let parts: Vec<&str> = s.split('$').collect();
         let [PREFIX, iterations, salt, hash] = parts.as_slice() else {
             return Err(bad());
         };
-        let iterations = iterations.parse::<u32>().ok().and_then(NonZeroU32::new).ok_or_else(bad)?;
+        let iterations = iterations
+            .parse::<u32>()
+            .ok()
+            .and_then(NonZeroU32::new)
+            .ok_or_else(bad)?;
         if iterations.get() < 10_000 {
             return Err("iterations must be at least 10000".into());
         }
@@ -56,19 +61,28 @@ impl SecretHash {
         let mut salt = [0u8; 16];
         rand::fill(&mut salt).map_err(|_| "no randomness")?;
         let mut out = [0u8; 32];
-        pbkdf2::derive(pbkdf2::PBKDF2_HMAC_SHA256, iterations, &salt, secret.as_bytes(), &mut out);
-        Ok(format!("{PREFIX}${iterations}${}${}", b64_encode(&salt), b64_encode(&out)))
+        pbkdf2::derive(
+            pbkdf2::PBKDF2_HMAC_SHA256,
+            iterations,
+            &salt,
+            secret.as_bytes(),
+            &mut out,
+        );
+        Ok(format!(
+            "{PREFIX}${iterations}${}${}",
+            b64_encode(&salt),
+            b64_encode(&out)
+        ))
     }
 
     /// Whether `presented` is the secret, in constant time with respect to its content.
     pub fn verify(&self, presented: &ClientSecret) -> bool {
         let d = digest::digest(&digest::SHA256, presented.expose().as_bytes());
-        if let Ok(g) = self.verified_digest.read() {
-            if let Some(known) = g.as_ref() {
-                if constant_time::verify_slices_are_equal(known, d.as_ref()).is_ok() {
-                    return true;
-                }
-            }
+        if let Ok(g) = self.verified_digest.read()
+            && let Some(known) = g.as_ref()
+            && constant_time::verify_slices_are_equal(known, d.as_ref()).is_ok()
+        {
+            return true;
         }
         let ok = pbkdf2::verify(
             pbkdf2::PBKDF2_HMAC_SHA256,
@@ -78,10 +92,8 @@ impl SecretHash {
             &self.hash,
         )
         .is_ok();
-        if ok {
-            if let Ok(mut g) = self.verified_digest.write() {
-                *g = Some(d.as_ref().to_vec());
-            }
+        if ok && let Ok(mut g) = self.verified_digest.write() {
+            *g = Some(d.as_ref().to_vec());
         }
         ok
     }
@@ -98,7 +110,10 @@ mod tests {
         assert!(!h.verify(&ClientSecret::new("wrong")));
         assert!(h.verify(&ClientSecret::new("s3cret-value")));
         assert!(h.verify(&ClientSecret::new("s3cret-value")), "cached path");
-        assert!(!h.verify(&ClientSecret::new("wrong")), "cache does not widen");
+        assert!(
+            !h.verify(&ClientSecret::new("wrong")),
+            "cache does not widen"
+        );
         assert!(SecretHash::parse("plain-text").is_err());
         assert!(SecretHash::parse("pbkdf2-sha256$5$AAAAAAAAAAAAAAAAAAAAAA$x").is_err());
     }

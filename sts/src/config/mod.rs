@@ -171,7 +171,9 @@ impl Settings {
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
         use config::{Config, Environment, File, FileFormat};
         let builder = match file {
-            Some(p) => Config::builder().add_source(File::from(p).format(FileFormat::Yaml).required(true)),
+            Some(p) => {
+                Config::builder().add_source(File::from(p).format(FileFormat::Yaml).required(true))
+            }
             None => Config::builder().add_source(File::from_str(DEFAULT_YAML, FileFormat::Yaml)),
         };
         let env = Environment::with_prefix("STS")
@@ -218,9 +220,14 @@ impl Settings {
             return err("leeway: at most 5m".into());
         }
         if self.store != "memory://" {
-            return err(format!("store: `{}` is not supported (use memory://)", self.store));
+            return err(format!(
+                "store: `{}` is not supported (use memory://)",
+                self.store
+            ));
         }
-        if self.limits.max_token_bytes < 512 || self.limits.max_body_bytes < self.limits.max_token_bytes {
+        if self.limits.max_token_bytes < 512
+            || self.limits.max_body_bytes < self.limits.max_token_bytes
+        {
             return err("limits: max_token_bytes must be ≥ 512 and ≤ max_body_bytes".into());
         }
         if self.dev && !addr.ip().is_loopback() {
@@ -246,7 +253,9 @@ impl Settings {
                 }
                 (None, Some(j)) => {
                     if j.discovery {
-                        return err(format!("clients[{i}].jwks: discovery is not available for clients"));
+                        return err(format!(
+                            "clients[{i}].jwks: discovery is not available for clients"
+                        ));
                     }
                     j.validate(&format!("clients[{i}].jwks"))?;
                 }

@@ -26,7 +26,9 @@ pub fn check_may_act(subject: &Claims, actor: Option<&Claims>) -> Result<(), OAu
     if sub_ok && iss_ok {
         Ok(())
     } else {
-        Err(OAuthError::invalid_request("actor_token is not the actor the subject_token authorizes (may_act)"))
+        Err(OAuthError::invalid_request(
+            "actor_token is not the actor the subject_token authorizes (may_act)",
+        ))
     }
 }
 
@@ -71,7 +73,8 @@ mod tests {
 
     #[test]
     fn may_act_binds_the_actor() {
-        let subject = claims(json!({"sub": "user", "may_act": {"sub": "svc-b", "iss": "https://idp"}}));
+        let subject =
+            claims(json!({"sub": "user", "may_act": {"sub": "svc-b", "iss": "https://idp"}}));
         let right = claims(json!({"sub": "svc-b", "iss": "https://idp"}));
         let wrong_iss = claims(json!({"sub": "svc-b", "iss": "https://other"}));
         let wrong_sub = claims(json!({"sub": "svc-c", "iss": "https://idp"}));

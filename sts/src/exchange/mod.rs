@@ -41,7 +41,10 @@ pub struct TokenResponse {
 impl std::fmt::Debug for TokenResponse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenResponse")
-            .field("access_token", &crate::secret::fingerprint(self.access_token.as_bytes()))
+            .field(
+                "access_token",
+                &crate::secret::fingerprint(self.access_token.as_bytes()),
+            )
             .field("issued_token_type", &self.issued_token_type)
             .field("expires_in", &self.expires_in)
             .finish_non_exhaustive()
@@ -49,22 +52,41 @@ impl std::fmt::Debug for TokenResponse {
 }
 
 /// Runs one token exchange for an authenticated caller.
-pub async fn exchange(state: &AppState, caller: &Caller, req: ExchangeRequest, now: UnixTime) -> Result<TokenResponse, OAuthError> {
+pub async fn exchange(
+    state: &AppState,
+    caller: &Caller,
+    req: ExchangeRequest,
+    now: UnixTime,
+) -> Result<TokenResponse, OAuthError> {
     // Step 2: the one profile for (caller, requested type, targets).
-    let profile = state.catalog.select(&caller.id, req.requested_token_type.as_deref(), &req.targets)?;
+    let profile = state.catalog.select(
+        &caller.id,
+        req.requested_token_type.as_deref(),
+        &req.targets,
+    )?;
     let ctx = VerifyContext {
         now,
         leeway: state.settings.leeway.as_secs() as i64,
         max_token_bytes: state.settings.limits.max_token_bytes,
     };
     // Step 4: subject and actor, each against the trust sources the profile names for it.
-    let subject = verify_input("subject_token", &req.subject, &profile.subject_sources, &ctx).await?;
+    let subject = verify_input(
+        "subject_token",
+        &req.subject,
+        &profile.subject_sources,
+        &ctx,
+    )
+    .await?;
     let actor = match (&req.actor, profile.actor_mode) {
         (Some(_), ActorMode::Forbidden) => {
-            return Err(OAuthError::invalid_request("actor_token is not accepted by this exchange profile"));
+            return Err(OAuthError::invalid_request(
+                "actor_token is not accepted by this exchange profile",
+            ));
         }
         (None, ActorMode::Required) => {
-            return Err(OAuthError::invalid_request("this exchange profile requires an actor_token"));
+            return Err(OAuthError::invalid_request(
+                "this exchange profile requires an actor_token",
+            ));
         }
         (Some(a), _) => Some(verify_input("actor_token", a, &profile.actor_sources, &ctx).await?),
         (None, _) => None,
@@ -85,7 +107,11 @@ pub async fn exchange(state: &AppState, caller: &Caller, req: ExchangeRequest, n
     let expires_at = expiry(profile, &subject.claims, actor_claims, now);
     let reserved = Reserved {
         issuer: state.settings.issuer.clone(),
-        subject: subject.claims.required_str("sub").unwrap_or_default().to_owned(),
+        subject: subject
+            .claims
+            .required_str("sub")
+            .unwrap_or_default()
+            .to_owned(),
         audience: profile.audience_for(&req.targets),
         issued_at: now,
         expires_at,
@@ -124,11 +150,17 @@ async fn verify_input(
     // Validation rules come from the declared type and the profile, never from the token.
     let sources: Vec<Arc<TrustSource>> = accepted
         .iter()
-        .filter(|s| token::input_kind(s.kind).token_types.contains(&presented.token_type.as_str()))
+        .filter(|s| {
+            token::input_kind(s.kind)
+                .token_types
+                .contains(&presented.token_type.as_str())
+        })
         .cloned()
         .collect();
     if sources.is_empty() {
-        return Err(OAuthError::invalid_request(format!("{which}_type is not accepted by this exchange profile")));
+        return Err(OAuthError::invalid_request(format!(
+            "{which}_type is not accepted by this exchange profile"
+        )));
     }
     token::verify(&presented.token, &sources, ctx).await.map_err(|r| {
         tracing::info!(input = which, token = %presented.token, reason = %r, "input token rejected");
@@ -140,7 +172,13 @@ async fn verify_input(
     })
 }
 
-fn variables(caller: &Caller, req: &ExchangeRequest, subject: &Verified, actor: Option<&Verified>, now: UnixTime) -> Variables {
+fn variables(
+    caller: &Caller,
+    req: &ExchangeRequest,
+    subject: &Verified,
+    actor: Option<&Verified>,
+    now: UnixTime,
+) -> Variables {
     let caller_v = json!({"id": caller.id, "method": caller.method.as_str()});
     let request_v = json!({
         "audience": req.audience,
@@ -151,7 +189,9 @@ fn variables(caller: &Caller, req: &ExchangeRequest, subject: &Verified, actor: 
         "actor_token_type": req.actor.as_ref().map_or("", |a| a.token_type.as_str()),
     });
     let subject_v = serde_json::Value::Object(subject.claims.clone());
-    let actor_v = actor.map_or(serde_json::Value::Null, |a| serde_json::Value::Object(a.claims.clone()));
+    let actor_v = actor.map_or(serde_json::Value::Null, |a| {
+        serde_json::Value::Object(a.claims.clone())
+    });
     Variables::new(&subject_v, &actor_v, &caller_v, &request_v, now)
 }
 
@@ -161,36 +201,52 @@ fn check_condition(profile: &Profile, vars: &Variables) -> Result<(), OAuthError
     };
     match when.eval(vars) {
         Ok(cel::Value::Bool(true)) => Ok(()),
-        Ok(_) => Err(OAuthError::invalid_request("subject_token does not meet the exchange profile's conditions")),
+        Ok(_) => Err(OAuthError::invalid_request(
+            "subject_token does not meet the exchange profile's conditions",
+        )),
         Err(e) if is_missing_key(&e) => Err(OAuthError::invalid_request(
             "subject_token lacks a claim the exchange profile's conditions need",
         )),
         Err(e) => {
             tracing::error!(profile = %profile.name, at = %when.loc, "condition failed: {e}");
-            Err(OAuthError::server_error("the exchange profile's condition could not be evaluated"))
+            Err(OAuthError::server_error(
+                "the exchange profile's condition could not be evaluated",
+            ))
         }
     }
 }
 
 /// Scope only narrows (design invariant 8): the requested scope must be within the subject's;
 /// the profile may narrow further; the result must stay within both.
-fn decide_scope(profile: &Profile, subject: &Claims, req: &ExchangeRequest, vars: &Variables) -> Result<Option<String>, OAuthError> {
+fn decide_scope(
+    profile: &Profile,
+    subject: &Claims,
+    req: &ExchangeRequest,
+    vars: &Variables,
+) -> Result<Option<String>, OAuthError> {
     let subject_scope = subject.str_claim("scope").ok().flatten().unwrap_or("");
     let held: Vec<&str> = subject_scope.split(' ').filter(|s| !s.is_empty()).collect();
     let requested = req.scope_tokens();
-    if let Some(r) = &requested {
-        if r.iter().any(|s| !held.contains(s)) {
-            return Err(OAuthError::invalid_scope("requested scope exceeds the subject_token's scope"));
-        }
+    if let Some(r) = &requested
+        && r.iter().any(|s| !held.contains(s))
+    {
+        return Err(OAuthError::invalid_scope(
+            "requested scope exceeds the subject_token's scope",
+        ));
     }
     let candidate: String = match &profile.scope {
-        None => req.scope.clone().unwrap_or_else(|| subject_scope.to_owned()),
+        None => req
+            .scope
+            .clone()
+            .unwrap_or_else(|| subject_scope.to_owned()),
         Some(e) => match e.eval(vars) {
             Ok(cel::Value::String(s)) => s.as_str().to_owned(),
             Ok(cel::Value::Null) => String::new(),
             Ok(_) | Err(_) => {
                 tracing::error!(profile = %profile.name, at = %e.loc, "issue.scope did not yield a string");
-                return Err(OAuthError::invalid_scope("the exchange profile could not compute a scope"));
+                return Err(OAuthError::invalid_scope(
+                    "the exchange profile could not compute a scope",
+                ));
             }
         },
     };
@@ -198,7 +254,9 @@ fn decide_scope(profile: &Profile, subject: &Claims, req: &ExchangeRequest, vars
     for s in candidate.split(' ').filter(|s| !s.is_empty()) {
         let within_request = requested.as_ref().is_none_or(|r| r.contains(&s));
         if !held.contains(&s) || !within_request {
-            return Err(OAuthError::invalid_scope("the exchange profile would widen the scope"));
+            return Err(OAuthError::invalid_scope(
+                "the exchange profile would widen the scope",
+            ));
         }
         if !granted.contains(&s) {
             granted.push(s);
@@ -211,7 +269,9 @@ fn mapping_error(profile: &Profile, e: MappingError) -> OAuthError {
     match e {
         MappingError::MissingClaim { at } => {
             tracing::info!(profile = %profile.name, at = %at, "mapping needs a claim the subject lacks");
-            OAuthError::invalid_request("subject_token lacks a claim the exchange profile's mapping needs")
+            OAuthError::invalid_request(
+                "subject_token lacks a claim the exchange profile's mapping needs",
+            )
         }
         MappingError::Failed { at, why } => {
             tracing::error!(profile = %profile.name, at = %at, "mapping failed: {why}");

@@ -37,9 +37,17 @@ impl FormParams {
                 "resource" => out.resource.push(value.into_owned()),
                 "audience" => out.audience.push(value.into_owned()),
                 other => {
-                    if out.single.insert(other.to_owned(), value.into_owned()).is_some() {
+                    if out
+                        .single
+                        .insert(other.to_owned(), value.into_owned())
+                        .is_some()
+                    {
                         // Names of parameters we know are safe to echo; others are not echoed.
-                        let shown = if KNOWN.contains(&other) { other } else { "a parameter" };
+                        let shown = if KNOWN.contains(&other) {
+                            other
+                        } else {
+                            "a parameter"
+                        };
                         return Err(OAuthError::invalid_request(format!("{shown} is repeated")));
                     }
                 }
@@ -95,8 +103,15 @@ pub struct ExchangeRequest {
 impl ExchangeRequest {
     /// Interprets the form of a token-exchange grant (the grant type is checked by the caller).
     pub fn from_params(mut p: FormParams, max_token_bytes: usize) -> Result<Self, OAuthError> {
-        let subject = typed_pair(&mut p, "subject_token", "subject_token_type", max_token_bytes)?
-            .ok_or_else(|| OAuthError::invalid_request("subject_token and subject_token_type are required"))?;
+        let subject = typed_pair(
+            &mut p,
+            "subject_token",
+            "subject_token_type",
+            max_token_bytes,
+        )?
+        .ok_or_else(|| {
+            OAuthError::invalid_request("subject_token and subject_token_type are required")
+        })?;
         let actor = typed_pair(&mut p, "actor_token", "actor_token_type", max_token_bytes)?;
         for r in &p.resource {
             check_resource(r)?;
@@ -122,35 +137,56 @@ impl ExchangeRequest {
     }
 }
 
-fn typed_pair(p: &mut FormParams, token: &'static str, ty: &'static str, max: usize) -> Result<Option<TypedToken>, OAuthError> {
+fn typed_pair(
+    p: &mut FormParams,
+    token: &'static str,
+    ty: &'static str,
+    max: usize,
+) -> Result<Option<TypedToken>, OAuthError> {
     match (p.take(token), p.take(ty)) {
         (None, None) => Ok(None),
         (Some(t), Some(token_type)) => {
             if t.len() > max {
                 return Err(OAuthError::invalid_request(format!("{token} is too large")));
             }
-            Ok(Some(TypedToken { token: Token::new(t), token_type }))
+            Ok(Some(TypedToken {
+                token: Token::new(t),
+                token_type,
+            }))
         }
-        (Some(_), None) => Err(OAuthError::invalid_request(format!("{token} requires {ty}"))),
-        (None, Some(_)) => Err(OAuthError::invalid_request(format!("{ty} was sent without {token}"))),
+        (Some(_), None) => Err(OAuthError::invalid_request(format!(
+            "{token} requires {ty}"
+        ))),
+        (None, Some(_)) => Err(OAuthError::invalid_request(format!(
+            "{ty} was sent without {token}"
+        ))),
     }
 }
 
 /// RFC 8693 §2.1 / RFC 8707 §2: an absolute URI without a fragment.
 fn check_resource(r: &str) -> Result<(), OAuthError> {
-    let scheme_ok = r
-        .split_once(':')
-        .is_some_and(|(s, rest)| !rest.is_empty() && s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-            && s.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)));
+    let scheme_ok = r.split_once(':').is_some_and(|(s, rest)| {
+        !rest.is_empty()
+            && s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    });
     if !scheme_ok || r.contains('#') || r.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(OAuthError::new(ErrorCode::InvalidTarget, "resource must be an absolute URI without a fragment"));
+        return Err(OAuthError::new(
+            ErrorCode::InvalidTarget,
+            "resource must be an absolute URI without a fragment",
+        ));
     }
     Ok(())
 }
 
 /// RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ), separated by single spaces.
 fn check_scope(s: &str) -> Result<(), OAuthError> {
-    let token_ok = |t: &str| !t.is_empty() && t.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b));
+    let token_ok = |t: &str| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+    };
     if s.split(' ').all(token_ok) {
         Ok(())
     } else {
@@ -170,15 +206,62 @@ mod tests {
     fn rfc6749_and_rfc8693_parameter_rules() {
         let ok = req("subject_token=a&subject_token_type=t&audience=x&audience=y&resource=https://r/&scope=a%20b").unwrap();
         assert_eq!(ok.targets, ["x", "y", "https://r/"]);
-        assert_eq!(req("subject_token=a&subject_token=b&subject_token_type=t").unwrap_err().description, "subject_token is repeated");
-        assert_eq!(req("subject_token=a").unwrap_err().description, "subject_token requires subject_token_type");
-        assert_eq!(req("subject_token=a&subject_token_type=t&actor_token_type=t").unwrap_err().code, ErrorCode::InvalidRequest);
-        assert_eq!(req("subject_token=a&subject_token_type=t&resource=relative").unwrap_err().code, ErrorCode::InvalidTarget);
-        assert_eq!(req("subject_token=a&subject_token_type=t&resource=https://r/%23f").unwrap_err().code, ErrorCode::InvalidTarget);
-        assert_eq!(req("subject_token=a&subject_token_type=t&scope=a%20%20b").unwrap_err().code, ErrorCode::InvalidScope);
-        assert_eq!(req("subject_token=&subject_token_type=t").unwrap_err().description, "subject_token_type was sent without subject_token");
-        assert!(req(&format!("subject_token={}&subject_token_type=t", "a".repeat(1001))).is_err());
-        let many = (0..40).map(|i| format!("p{i}=v")).collect::<Vec<_>>().join("&");
-        assert_eq!(FormParams::parse(many.as_bytes(), 32).unwrap_err().description, "too many parameters");
+        assert_eq!(
+            req("subject_token=a&subject_token=b&subject_token_type=t")
+                .unwrap_err()
+                .description,
+            "subject_token is repeated"
+        );
+        assert_eq!(
+            req("subject_token=a").unwrap_err().description,
+            "subject_token requires subject_token_type"
+        );
+        assert_eq!(
+            req("subject_token=a&subject_token_type=t&actor_token_type=t")
+                .unwrap_err()
+                .code,
+            ErrorCode::InvalidRequest
+        );
+        assert_eq!(
+            req("subject_token=a&subject_token_type=t&resource=relative")
+                .unwrap_err()
+                .code,
+            ErrorCode::InvalidTarget
+        );
+        assert_eq!(
+            req("subject_token=a&subject_token_type=t&resource=https://r/%23f")
+                .unwrap_err()
+                .code,
+            ErrorCode::InvalidTarget
+        );
+        assert_eq!(
+            req("subject_token=a&subject_token_type=t&scope=a%20%20b")
+                .unwrap_err()
+                .code,
+            ErrorCode::InvalidScope
+        );
+        assert_eq!(
+            req("subject_token=&subject_token_type=t")
+                .unwrap_err()
+                .description,
+            "subject_token_type was sent without subject_token"
+        );
+        assert!(
+            req(&format!(
+                "subject_token={}&subject_token_type=t",
+                "a".repeat(1001)
+            ))
+            .is_err()
+        );
+        let many = (0..40)
+            .map(|i| format!("p{i}=v"))
+            .collect::<Vec<_>>()
+            .join("&");
+        assert_eq!(
+            FormParams::parse(many.as_bytes(), 32)
+                .unwrap_err()
+                .description,
+            "too many parameters"
+        );
     }
 }

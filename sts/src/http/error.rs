@@ -18,7 +18,10 @@ pub struct ApiError {
 
 impl From<OAuthError> for ApiError {
     fn from(error: OAuthError) -> Self {
-        Self { error, status: None }
+        Self {
+            error,
+            status: None,
+        }
     }
 }
 
@@ -48,7 +51,10 @@ impl ResponseError for ApiError {
             .insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")));
         if self.error.code == ErrorCode::InvalidClient {
             // RFC 6749 §5.2: 401 with the scheme the client can use.
-            resp.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"sts\"")));
+            resp.insert_header((
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"sts\""),
+            ));
         }
         resp.json(serde_json::json!({
             "error": self.error.code.as_str(),

@@ -11,20 +11,25 @@ use crate::jose::Alg;
 pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
     let s = &state.settings;
     let issuer = s.issuer.trim_end_matches('/');
-    let signing: Vec<&str> = [Alg::ES256, Alg::EdDSA, Alg::RS256, Alg::PS256].iter().map(|a| a.as_str()).collect();
-    HttpResponse::Ok().insert_header(("cache-control", "max-age=300")).json(json!({
-        "issuer": s.issuer,
-        "token_endpoint": s.token_endpoint(),
-        "jwks_uri": format!("{issuer}/jwks"),
-        "grant_types_supported": [TOKEN_EXCHANGE],
-        "token_endpoint_auth_methods_supported": [
-            AuthMethod::PrivateKeyJwt.as_str(), AuthMethod::ClientSecretBasic.as_str()
-        ],
-        // RFC 8414 §2: `none` MUST NOT be listed.
-        "token_endpoint_auth_signing_alg_values_supported": signing,
-        // RFC 8414 requires the member; there is no authorization endpoint.
-        "response_types_supported": [],
-    }))
+    let signing: Vec<&str> = [Alg::ES256, Alg::EdDSA, Alg::RS256, Alg::PS256]
+        .iter()
+        .map(|a| a.as_str())
+        .collect();
+    HttpResponse::Ok()
+        .insert_header(("cache-control", "max-age=300"))
+        .json(json!({
+            "issuer": s.issuer,
+            "token_endpoint": s.token_endpoint(),
+            "jwks_uri": format!("{issuer}/jwks"),
+            "grant_types_supported": [TOKEN_EXCHANGE],
+            "token_endpoint_auth_methods_supported": [
+                AuthMethod::PrivateKeyJwt.as_str(), AuthMethod::ClientSecretBasic.as_str()
+            ],
+            // RFC 8414 §2: `none` MUST NOT be listed.
+            "token_endpoint_auth_signing_alg_values_supported": signing,
+            // RFC 8414 requires the member; there is no authorization endpoint.
+            "response_types_supported": [],
+        }))
 }
 
 pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
@@ -42,7 +47,11 @@ pub async fn healthz() -> HttpResponse {
 /// every trust source has loaded its keys at least once.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let trust = state.trust_ready();
-    let waiting: Vec<&str> = trust.iter().filter(|(_, ok)| !ok).map(|(n, _)| *n).collect();
+    let waiting: Vec<&str> = trust
+        .iter()
+        .filter(|(_, ok)| !ok)
+        .map(|(n, _)| *n)
+        .collect();
     let body = json!({
         "status": if waiting.is_empty() { "ready" } else { "waiting" },
         "signing_kid": state.signer.kid(),

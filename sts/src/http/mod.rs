@@ -21,7 +21,10 @@ pub fn configure(state: Arc<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg: &mut web::ServiceConfig| {
         cfg.app_data(web::Data::from(state))
             .route("/token", web::post().to(token::token))
-            .route("/.well-known/oauth-authorization-server", web::get().to(meta::metadata))
+            .route(
+                "/.well-known/oauth-authorization-server",
+                web::get().to(meta::metadata),
+            )
             .route("/jwks", web::get().to(meta::jwks))
             .route("/healthz", web::get().to(meta::healthz))
             .route("/readyz", web::get().to(meta::readyz));
@@ -30,7 +33,10 @@ pub fn configure(state: Arc<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
 
 /// Runs the HTTP server until it is stopped.
 pub async fn serve(state: Arc<AppState>) -> std::io::Result<()> {
-    let addr = state.settings.listen_addr().map_err(std::io::Error::other)?;
+    let addr = state
+        .settings
+        .listen_addr()
+        .map_err(std::io::Error::other)?;
     let workers = state.settings.workers;
     state.spawn_refresh();
     let mut server = actix_web::HttpServer::new(move || {

@@ -14,7 +14,11 @@ use crate::error::{ErrorCode, OAuthError};
 use crate::exchange::{self, ExchangeRequest, FormParams, TOKEN_EXCHANGE};
 use crate::secret::{ClientSecret, Token};
 
-pub async fn token(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn token(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let now = state.clock.now();
     check_content_type(&req)?;
     let body = read_body(payload, state.settings.limits.max_body_bytes).await?;
@@ -32,7 +36,13 @@ pub async fn token(req: HttpRequest, payload: web::Payload, state: web::Data<App
     })?;
     match params.get("grant_type") {
         Some(TOKEN_EXCHANGE) => {}
-        Some(_) => return Err(OAuthError::new(ErrorCode::UnsupportedGrantType, "grant_type is not supported").into()),
+        Some(_) => {
+            return Err(OAuthError::new(
+                ErrorCode::UnsupportedGrantType,
+                "grant_type is not supported",
+            )
+            .into());
+        }
         None => return Err(OAuthError::invalid_request("grant_type is required").into()),
     }
     let request = ExchangeRequest::from_params(params, state.settings.limits.max_token_bytes)?;
@@ -52,11 +62,17 @@ fn check_content_type(req: &HttpRequest) -> Result<(), ApiError> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
     if ok {
         Ok(())
     } else {
-        Err(OAuthError::invalid_request("content type must be application/x-www-form-urlencoded").into())
+        Err(
+            OAuthError::invalid_request("content type must be application/x-www-form-urlencoded")
+                .into(),
+        )
     }
 }
 
@@ -67,7 +83,8 @@ async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::Bytes
     };
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|_| OAuthError::invalid_request("request body could not be read"))?;
+        let chunk =
+            chunk.map_err(|_| OAuthError::invalid_request("request body could not be read"))?;
         if body.len() + chunk.len() > limit {
             return Err(too_large());
         }
@@ -79,7 +96,11 @@ async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::Bytes
 /// The client credentials the request presents; more than one method is an error
 /// (RFC 6749 §2.3).
 fn credentials(req: &HttpRequest, params: &mut FormParams) -> Result<Presented, ApiError> {
-    let basic = req.headers().get(header::AUTHORIZATION).map(parse_basic).transpose()?;
+    let basic = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(parse_basic)
+        .transpose()?;
     let assertion = params.take("client_assertion");
     let assertion_type = params.take("client_assertion_type");
     let form_client_id = params.take("client_id");
@@ -87,12 +108,16 @@ fn credentials(req: &HttpRequest, params: &mut FormParams) -> Result<Presented, 
         return Err(OAuthError::invalid_client("client_secret_post is not supported").into());
     }
     match (basic, assertion, assertion_type) {
-        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
-            Err(OAuthError::invalid_request("more than one client authentication method was used").into())
-        }
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => Err(OAuthError::invalid_request(
+            "more than one client authentication method was used",
+        )
+        .into()),
         (Some((client_id, secret)), None, None) => {
             if form_client_id.is_some_and(|id| id != client_id) {
-                return Err(OAuthError::invalid_request("client_id differs from the authenticated client").into());
+                return Err(OAuthError::invalid_request(
+                    "client_id differs from the authenticated client",
+                )
+                .into());
             }
             Ok(Presented::Basic { client_id, secret })
         }
@@ -101,16 +126,23 @@ fn credentials(req: &HttpRequest, params: &mut FormParams) -> Result<Presented, 
             assertion: Token::new(a),
             client_id: form_client_id,
         }),
-        (None, Some(_), None) | (None, None, Some(_)) => {
-            Err(OAuthError::invalid_request("client_assertion and client_assertion_type go together").into())
+        (None, Some(_), None) | (None, None, Some(_)) => Err(OAuthError::invalid_request(
+            "client_assertion and client_assertion_type go together",
+        )
+        .into()),
+        (None, None, None) => {
+            Err(OAuthError::invalid_client("client authentication is required").into())
         }
-        (None, None, None) => Err(OAuthError::invalid_client("client authentication is required").into()),
     }
 }
 
 /// RFC 6749 §2.3.1: `Basic base64(urlencode(id) ":" urlencode(secret))`.
 fn parse_basic(value: &HeaderValue) -> Result<(String, ClientSecret), ApiError> {
-    let bad = || ApiError::from(OAuthError::invalid_client("malformed Basic authorization header"));
+    let bad = || {
+        ApiError::from(OAuthError::invalid_client(
+            "malformed Basic authorization header",
+        ))
+    };
     let text = value.to_str().map_err(|_| bad())?;
     let (scheme, b64) = text.split_once(' ').ok_or_else(bad)?;
     if !scheme.eq_ignore_ascii_case("basic") {

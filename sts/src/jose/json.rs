@@ -31,7 +31,9 @@ pub fn parse_object(bytes: &[u8]) -> Result<Claims, StrictJsonError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = match StrictValue::deserialize(&mut de) {
         Ok(v) => v.0,
-        Err(e) if e.to_string().starts_with(DUPLICATE) => return Err(StrictJsonError::DuplicateKey),
+        Err(e) if e.to_string().starts_with(DUPLICATE) => {
+            return Err(StrictJsonError::DuplicateKey);
+        }
         Err(_) => return Err(StrictJsonError::Malformed),
     };
     de.end().map_err(|_| StrictJsonError::Malformed)?;
@@ -116,7 +118,10 @@ mod tests {
 
     #[test]
     fn rejects_duplicates_at_any_depth() {
-        assert_eq!(parse_object(br#"{"a":1,"a":2}"#), Err(StrictJsonError::DuplicateKey));
+        assert_eq!(
+            parse_object(br#"{"a":1,"a":2}"#),
+            Err(StrictJsonError::DuplicateKey)
+        );
         assert_eq!(
             parse_object(br#"{"act":{"sub":"x","sub":"y"}}"#),
             Err(StrictJsonError::DuplicateKey)
@@ -128,7 +133,11 @@ mod tests {
         assert_eq!(parse_object(b"[1]"), Err(StrictJsonError::NotAnObject));
         assert_eq!(parse_object(b"{} x"), Err(StrictJsonError::Malformed));
         assert_eq!(parse_object(b"\xff"), Err(StrictJsonError::Malformed));
-        let deep = format!("{}{}", "{\"a\":".repeat(20), "1".to_owned() + &"}".repeat(20));
+        let deep = format!(
+            "{}{}",
+            "{\"a\":".repeat(20),
+            "1".to_owned() + &"}".repeat(20)
+        );
         assert_eq!(parse_object(deep.as_bytes()), Err(StrictJsonError::TooDeep));
     }
 

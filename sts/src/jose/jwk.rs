@@ -60,9 +60,11 @@ struct RawJwk {
 }
 
 /// Parses one public JWK into a verification key per algorithm it may be used with.
-pub fn parse_jwk_public(jwk: &serde_json::Value, allowed: &[Alg]) -> Result<Vec<VerifyingKey>, String> {
-    let raw: RawJwk =
-        serde_json::from_value(jwk.clone()).map_err(|e| format!("not a JWK: {e}"))?;
+pub fn parse_jwk_public(
+    jwk: &serde_json::Value,
+    allowed: &[Alg],
+) -> Result<Vec<VerifyingKey>, String> {
+    let raw: RawJwk = serde_json::from_value(jwk.clone()).map_err(|e| format!("not a JWK: {e}"))?;
     if raw.d.is_some() {
         return Err("JWK contains private key material".into());
     }
@@ -72,13 +74,23 @@ pub fn parse_jwk_public(jwk: &serde_json::Value, allowed: &[Alg]) -> Result<Vec<
     let family = key_family(&raw)?;
     let algs: Vec<Alg> = match &raw.alg {
         Some(a) => {
-            let a: Alg = a.parse().map_err(|()| format!("JWK alg `{a}` is not supported"))?;
+            let a: Alg = a
+                .parse()
+                .map_err(|()| format!("JWK alg `{a}` is not supported"))?;
             if a.family() != family {
                 return Err(format!("JWK alg `{a}` does not fit its key type"));
             }
-            if allowed.contains(&a) { vec![a] } else { vec![] }
+            if allowed.contains(&a) {
+                vec![a]
+            } else {
+                vec![]
+            }
         }
-        None => allowed.iter().copied().filter(|a| a.family() == family).collect(),
+        None => allowed
+            .iter()
+            .copied()
+            .filter(|a| a.family() == family)
+            .collect(),
     };
     let bytes = public_key_bytes(&raw, family)?;
     algs.into_iter()
@@ -127,7 +139,10 @@ fn public_key_bytes(raw: &RawJwk, family: KeyFamily) -> Result<Vec<u8>, String> 
             Ok(point)
         }
         KeyFamily::Ed25519 => member(&raw.x, "x"),
-        KeyFamily::Rsa => Ok(rsa_public_key_der(&member(&raw.n, "n")?, &member(&raw.e, "e")?)),
+        KeyFamily::Rsa => Ok(rsa_public_key_der(
+            &member(&raw.n, "n")?,
+            &member(&raw.e, "e")?,
+        )),
     }
 }
 
@@ -143,7 +158,10 @@ pub(crate) fn rsa_public_key_der(n: &[u8], e: &[u8]) -> Vec<u8> {
 
 fn der_unsigned_integer(bytes: &[u8]) -> Vec<u8> {
     let trimmed: &[u8] = {
-        let start = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len().saturating_sub(1));
+        let start = bytes
+            .iter()
+            .position(|&b| b != 0)
+            .unwrap_or(bytes.len().saturating_sub(1));
         &bytes[start.min(bytes.len())..]
     };
     let mut content = Vec::with_capacity(trimmed.len() + 1);
@@ -162,7 +180,10 @@ fn der_len(len: usize) -> Vec<u8> {
         return vec![len as u8];
     }
     let bytes = len.to_be_bytes();
-    let start = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len() - 1);
+    let start = bytes
+        .iter()
+        .position(|&b| b != 0)
+        .unwrap_or(bytes.len() - 1);
     let mut out = vec![0x80 | (bytes.len() - start) as u8];
     out.extend_from_slice(&bytes[start..]);
     out
@@ -179,8 +200,8 @@ impl KeySet {
     /// Parses a JWK Set document. Keys that cannot be used are skipped and reported in the
     /// second value; a document with no usable key at all is an error.
     pub fn from_jwks(document: &[u8], allowed: &[Alg]) -> Result<(KeySet, Vec<String>), String> {
-        let doc: serde_json::Value =
-            serde_json::from_slice(document).map_err(|_| "JWK Set is not valid JSON".to_string())?;
+        let doc: serde_json::Value = serde_json::from_slice(document)
+            .map_err(|_| "JWK Set is not valid JSON".to_string())?;
         let Some(list) = doc.get("keys").and_then(|k| k.as_array()) else {
             return Err("JWK Set has no `keys` array".into());
         };
@@ -203,7 +224,10 @@ impl KeySet {
 
     pub fn insert(&mut self, key: VerifyingKey) {
         if let Some(kid) = &key.kid {
-            self.by_kid.entry(kid.clone()).or_default().push(self.keys.len());
+            self.by_kid
+                .entry(kid.clone())
+                .or_default()
+                .push(self.keys.len());
         }
         self.keys.push(key);
     }

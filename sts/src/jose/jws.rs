@@ -78,7 +78,9 @@ impl JoseHeader {
 pub fn media_type_eq(typ: &str, media: &str) -> bool {
     let strip = |s: &str| -> String {
         let l = s.to_ascii_lowercase();
-        l.strip_prefix("application/").map(str::to_owned).unwrap_or(l)
+        l.strip_prefix("application/")
+            .map(str::to_owned)
+            .unwrap_or(l)
     };
     strip(typ) == strip(media)
 }
@@ -151,16 +153,31 @@ mod tests {
             (r#"{"alg":"none"}"#, JoseError::AlgNotAllowed),
             (r#"{"alg":"HS256"}"#, JoseError::AlgNotAllowed),
             (r#"{"typ":"JWT"}"#, JoseError::MissingAlg),
-            (r#"{"alg":"ES256","crit":["b64"]}"#, JoseError::CriticalHeader),
+            (
+                r#"{"alg":"ES256","crit":["b64"]}"#,
+                JoseError::CriticalHeader,
+            ),
         ] {
             let t = format!("{}.{}.", seg(hdr), body);
             assert_eq!(UnverifiedJws::parse(&t, 4096).unwrap_err(), want, "{hdr}");
         }
-        assert_eq!(UnverifiedJws::parse("a.b.c.d.e", 100).unwrap_err(), JoseError::Encrypted);
-        assert_eq!(UnverifiedJws::parse("a.b", 100).unwrap_err(), JoseError::NotCompact);
-        assert_eq!(UnverifiedJws::parse("a.b.c", 2).unwrap_err(), JoseError::Oversized);
+        assert_eq!(
+            UnverifiedJws::parse("a.b.c.d.e", 100).unwrap_err(),
+            JoseError::Encrypted
+        );
+        assert_eq!(
+            UnverifiedJws::parse("a.b", 100).unwrap_err(),
+            JoseError::NotCompact
+        );
+        assert_eq!(
+            UnverifiedJws::parse("a.b.c", 2).unwrap_err(),
+            JoseError::Oversized
+        );
         let padded = format!("{}=.{}.", seg(r#"{"alg":"ES256"}"#), body);
-        assert_eq!(UnverifiedJws::parse(&padded, 4096).unwrap_err(), JoseError::BadBase64);
+        assert_eq!(
+            UnverifiedJws::parse(&padded, 4096).unwrap_err(),
+            JoseError::BadBase64
+        );
     }
 
     #[test]

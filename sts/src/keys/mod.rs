@@ -77,7 +77,9 @@ impl SigningKey {
             return None;
         };
         let (thumb_input, mut jwk) = public_members(&pair);
-        let kid = b64_encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, thumb_input.as_bytes()).as_ref());
+        let kid = b64_encode(
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, thumb_input.as_bytes()).as_ref(),
+        );
         let alg = alg_of(&pair);
         if let Value::Object(m) = &mut jwk {
             m.insert("kid".into(), Value::String(kid.clone()));
@@ -180,7 +182,9 @@ pub struct Signer {
 
 impl std::fmt::Debug for Signer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Signer").field("active", &self.active).finish_non_exhaustive()
+        f.debug_struct("Signer")
+            .field("active", &self.active)
+            .finish_non_exhaustive()
     }
 }
 
@@ -215,13 +219,19 @@ impl Signer {
             let key = SigningKey::from_pkcs8(&der).ok_or(KeyError::Generate)?;
             let path = dir.join(format!("{}.pem", key.kid));
             write_private(&path, &pem::encode("PRIVATE KEY", &der)).map_err(|source| {
-                KeyError::Io { path: path.clone(), source }
+                KeyError::Io {
+                    path: path.clone(),
+                    source,
+                }
             })?;
             tracing::info!(kid = %key.kid, alg = %alg, path = %path.display(), "generated a new signing key");
             found.push((key, SystemTime::now()));
         }
         found.sort_by_key(|(_, modified)| std::cmp::Reverse(*modified));
-        let pos = found.iter().position(|(k, _)| k.alg() == alg).ok_or(KeyError::Generate)?;
+        let pos = found
+            .iter()
+            .position(|(k, _)| k.alg() == alg)
+            .ok_or(KeyError::Generate)?;
         let (active, _) = found.remove(pos);
         let others: Vec<SigningKey> = found.into_iter().map(|(k, _)| k).collect();
         Ok(Self::new(active, &others))
@@ -241,7 +251,11 @@ impl Signer {
     }
 
     /// Signs `claims` as a compact JWS with header `{alg, typ, kid}`.
-    pub fn sign_jws(&self, typ: &str, claims: &serde_json::Map<String, Value>) -> Result<String, KeyError> {
+    pub fn sign_jws(
+        &self,
+        typ: &str,
+        claims: &serde_json::Map<String, Value>,
+    ) -> Result<String, KeyError> {
         let header = json!({"alg": self.alg().as_str(), "typ": typ, "kid": self.active.kid});
         let header = serde_json::to_vec(&header).map_err(|_| KeyError::Sign)?;
         let payload = serde_json::to_vec(claims).map_err(|_| KeyError::Sign)?;
@@ -271,7 +285,8 @@ fn load_dir(dir: &Path) -> Result<Vec<(SigningKey, SystemTime)>, KeyError> {
             path: path.clone(),
             source,
         })?;
-        let der = pem::decode("PRIVATE KEY", &text).ok_or_else(|| KeyError::Unreadable(path.clone()))?;
+        let der =
+            pem::decode("PRIVATE KEY", &text).ok_or_else(|| KeyError::Unreadable(path.clone()))?;
         let key = SigningKey::from_pkcs8(&der).ok_or_else(|| KeyError::Unreadable(path.clone()))?;
         let modified = fs::metadata(&path)
             .and_then(|m| m.modified())
@@ -310,6 +325,9 @@ mod tests {
         let jws = ed.sign_jws("at+jwt", &claims).unwrap();
         assert_eq!(jws.split('.').count(), 3);
         let mode = fs::metadata(dir.path().join(format!("{}.pem", a.kid()))).unwrap();
-        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777, 0o600);
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+            0o600
+        );
     }
 }

@@ -19,6 +19,9 @@ pub fn decode(label: &str, text: &str) -> Option<Vec<u8>> {
     let end = format!("-----END {label}-----");
     let start = text.find(&begin)? + begin.len();
     let stop = text[start..].find(&end)? + start;
-    let body: String = text[start..stop].chars().filter(|c| !c.is_whitespace()).collect();
+    let body: String = text[start..stop]
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
     STANDARD.decode(body).ok()
 }

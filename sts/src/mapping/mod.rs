@@ -43,7 +43,10 @@ impl Mapping {
     }
 }
 
-fn apply_rules(rules: &[(String, ClaimRule)], vars: &Variables) -> Result<Map<String, Value>, MappingError> {
+fn apply_rules(
+    rules: &[(String, ClaimRule)],
+    vars: &Variables,
+) -> Result<Map<String, Value>, MappingError> {
     let mut out = Map::new();
     for (name, rule) in rules {
         let value = match rule {
@@ -63,7 +66,10 @@ fn eval_claim(e: &Expr, vars: &Variables) -> Result<Value, MappingError> {
         if is_missing_key(&err) {
             MappingError::MissingClaim { at: at.clone() }
         } else {
-            MappingError::Failed { at: at.clone(), why: err.to_string() }
+            MappingError::Failed {
+                at: at.clone(),
+                why: err.to_string(),
+            }
         }
     })?;
     cel_to_json(&v).map_err(|why| MappingError::Failed { at, why })

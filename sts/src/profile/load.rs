@@ -120,7 +120,11 @@ struct Problems(Vec<Problem>);
 impl Problems {
     fn add(&mut self, file: &Path, line: u64, column: u64, message: impl Into<String>) {
         self.0.push(Problem {
-            loc: SourceLoc { file: file.to_owned(), line, column },
+            loc: SourceLoc {
+                file: file.to_owned(),
+                line,
+                column,
+            },
             message: message.into(),
         });
     }
@@ -139,7 +143,11 @@ fn loc_of<T>(file: &Path, s: &Spanned<T>) -> SourceLoc {
 }
 
 /// Loads and checks every profile and mapping; all problems are returned together.
-pub fn load(profiles_dir: &Path, mappings_dir: &Path, trust: &TrustRegistry) -> Result<Catalog, LoadErrors> {
+pub fn load(
+    profiles_dir: &Path,
+    mappings_dir: &Path,
+    trust: &TrustRegistry,
+) -> Result<Catalog, LoadErrors> {
     let mut problems = Problems(Vec::new());
     let mappings = load_mappings(mappings_dir, &mut problems);
     let mut profiles = Vec::new();
@@ -181,9 +189,16 @@ fn read_dir_yaml(dir: &Path, problems: &mut Problems) -> Vec<(PathBuf, String)> 
     files
         .into_iter()
         .filter_map(|f| {
-            let too_big = std::fs::metadata(&f).map(|m| m.len() > MAX_FILE_BYTES).unwrap_or(false);
+            let too_big = std::fs::metadata(&f)
+                .map(|m| m.len() > MAX_FILE_BYTES)
+                .unwrap_or(false);
             if too_big {
-                problems.add(&f, 0, 0, format!("file is larger than {MAX_FILE_BYTES} bytes"));
+                problems.add(
+                    &f,
+                    0,
+                    0,
+                    format!("file is larger than {MAX_FILE_BYTES} bytes"),
+                );
                 return None;
             }
             match std::fs::read_to_string(&f) {
@@ -203,9 +218,12 @@ fn yaml_problem(file: &Path, e: &serde_saphyr::Error, problems: &mut Problems) {
     // "error: line L column C: message" → "message"
     let message = first
         .strip_prefix("error: ")
-        .map(|rest| rest.splitn(2, ": ").nth(1).unwrap_or(rest))
+        .map(|rest| rest.split_once(": ").map(|x| x.1).unwrap_or(rest))
         .unwrap_or(first);
-    let (line, col) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+    let (line, col) = e
+        .location()
+        .map(|l| (l.line(), l.column()))
+        .unwrap_or((0, 0));
     problems.add(file, line, col, message.to_owned());
 }
 
@@ -223,13 +241,24 @@ fn load_mappings(dir: &Path, problems: &mut Problems) -> HashMap<String, Arc<Map
         for name in mf.claims.keys() {
             if ALWAYS_RESERVED.contains(&name.as_str()) {
                 let s = &mf.claims[name];
-                problems.at(&file, s, format!("claim `{name}` is reserved: the engine sets it"));
+                problems.at(
+                    &file,
+                    s,
+                    format!("claim `{name}` is reserved: the engine sets it"),
+                );
             }
         }
-        let mapping = Mapping { name: mf.name.value.clone(), claims };
+        let mapping = Mapping {
+            name: mf.name.value.clone(),
+            claims,
+        };
         check_mapping_sample(&file, &mapping, problems);
         if out.contains_key(&mf.name.value) {
-            problems.at(&file, &mf.name, format!("mapping `{}` is defined twice", mf.name.value));
+            problems.at(
+                &file,
+                &mf.name,
+                format!("mapping `{}` is defined twice", mf.name.value),
+            );
             continue;
         }
         out.insert(mf.name.value, Arc::new(mapping));
@@ -259,7 +288,10 @@ fn compile_nodes(
                 Err(m) => problems.add(file, loc.line, loc.column, format!("claim `{name}`: {m}")),
             },
             ClaimNode::Object(children) => {
-                out.push((name.clone(), ClaimRule::Object(compile_nodes(file, children, loc.line, problems))));
+                out.push((
+                    name.clone(),
+                    ClaimRule::Object(compile_nodes(file, children, loc.line, problems)),
+                ));
             }
         }
     }
@@ -278,14 +310,27 @@ fn resolve_trust(
             Some(t) => Some(t.clone()),
             None => {
                 let known: Vec<&str> = trust.names().collect();
-                problems.at(file, n, format!("unknown trust entry `{}` (configured: {})", n.value, known.join(", ")));
+                problems.at(
+                    file,
+                    n,
+                    format!(
+                        "unknown trust entry `{}` (configured: {})",
+                        n.value,
+                        known.join(", ")
+                    ),
+                );
                 None
             }
         })
         .collect()
 }
 
-fn compile_expr(file: &Path, s: &Option<Spanned<String>>, what: &str, problems: &mut Problems) -> Option<Expr> {
+fn compile_expr(
+    file: &Path,
+    s: &Option<Spanned<String>>,
+    what: &str,
+    problems: &mut Problems,
+) -> Option<Expr> {
     let s = s.as_ref()?;
     match Expr::compile(&s.value, loc_of(file, s)) {
         Ok(e) => Some(e),
@@ -307,38 +352,66 @@ fn compile_profile(
     let callers: Vec<CallerPattern> = pf
         .callers
         .iter()
-        .filter_map(|c| CallerPattern::parse(&c.value).map_err(|m| problems.at(file, c, m)).ok())
+        .filter_map(|c| {
+            CallerPattern::parse(&c.value)
+                .map_err(|m| problems.at(file, c, m))
+                .ok()
+        })
         .collect();
     if pf.callers.is_empty() {
         problems.at(file, &pf.name, "callers: at least one caller is required");
     }
     let subject_sources = resolve_trust(file, &pf.subject.accept, trust, problems);
     if pf.subject.accept.is_empty() {
-        problems.at(file, &pf.name, "subject.accept: at least one trust entry is required");
+        problems.at(
+            file,
+            &pf.name,
+            "subject.accept: at least one trust entry is required",
+        );
     }
     let actor_sources = resolve_trust(file, &pf.actor.accept, trust, problems);
     match (pf.actor.mode, pf.actor.accept.is_empty()) {
-        (ActorMode::Forbidden, false) => {
-            problems.at(file, &pf.actor.accept[0], "actor.accept is set but actor.mode is forbidden")
-        }
-        (ActorMode::Optional | ActorMode::Required, true) => {
-            problems.at(file, &pf.name, "actor.accept: a profile that takes actors must name their trust entries")
-        }
+        (ActorMode::Forbidden, false) => problems.at(
+            file,
+            &pf.actor.accept[0],
+            "actor.accept is set but actor.mode is forbidden",
+        ),
+        (ActorMode::Optional | ActorMode::Required, true) => problems.at(
+            file,
+            &pf.name,
+            "actor.accept: a profile that takes actors must name their trust entries",
+        ),
         _ => {}
     }
     let kind = output_kind(&pf.issue.kind.value);
     if kind.is_none() {
         let known: Vec<&str> = crate::token::OUTPUT_KINDS.iter().map(|k| k.name).collect();
-        problems.at(file, &pf.issue.kind, format!("unknown kind `{}` (known: {})", pf.issue.kind.value, known.join(", ")));
+        problems.at(
+            file,
+            &pf.issue.kind,
+            format!(
+                "unknown kind `{}` (known: {})",
+                pf.issue.kind.value,
+                known.join(", ")
+            ),
+        );
     }
     let audiences: Vec<String> = pf.issue.audiences.iter().map(|a| a.value.clone()).collect();
     if audiences.is_empty() || audiences.iter().any(String::is_empty) {
-        problems.at(file, &pf.issue.kind, "issue.audiences: at least one non-empty target is required");
+        problems.at(
+            file,
+            &pf.issue.kind,
+            "issue.audiences: at least one non-empty target is required",
+        );
     }
     let lifetime = match humantime::parse_duration(&pf.issue.lifetime.value) {
         Ok(d) if d >= Duration::from_secs(1) && d <= MAX_LIFETIME => d,
         Ok(_) => {
-            problems.at(file, &pf.issue.lifetime, "issue.lifetime must be between 1s and 24h");
+            problems.at(
+                file,
+                &pf.issue.lifetime,
+                "issue.lifetime must be between 1s and 24h",
+            );
             Duration::ZERO
         }
         Err(e) => {
@@ -348,19 +421,28 @@ fn compile_profile(
     };
     let when = compile_expr(file, &pf.when, "when", problems);
     let scope = compile_expr(file, &pf.issue.scope, "issue.scope", problems);
-    let mapping = pf.issue.claims.as_ref().and_then(|m| match mappings.get(&m.value) {
-        Some(found) => Some(found.clone()),
-        None => {
-            problems.at(file, m, format!("unknown mapping `{}`", m.value));
-            None
-        }
-    });
+    let mapping = pf
+        .issue
+        .claims
+        .as_ref()
+        .and_then(|m| match mappings.get(&m.value) {
+            Some(found) => Some(found.clone()),
+            None => {
+                problems.at(file, m, format!("unknown mapping `{}`", m.value));
+                None
+            }
+        });
     let kind = kind?;
     if let Some(m) = &mapping {
         for claim in m.claim_names().filter(|c| kind.reserved_claims.contains(c)) {
-            problems.at(file, pf.issue.claims.as_ref()?, format!(
-                "mapping `{}` writes `{claim}`, which kind {} reserves", m.name, kind.name
-            ));
+            problems.at(
+                file,
+                pf.issue.claims.as_ref()?,
+                format!(
+                    "mapping `{}` writes `{claim}`, which kind {} reserves",
+                    m.name, kind.name
+                ),
+            );
         }
     }
     let profile = Profile {
@@ -397,7 +479,11 @@ fn sample_vars(with_actor: bool) -> Variables {
         "requested_token_type": "", "subject_token_type": types::ACCESS_TOKEN,
         "actor_token_type": ""
     });
-    let actor = if with_actor { claims.clone() } else { Value::Null };
+    let actor = if with_actor {
+        claims.clone()
+    } else {
+        Value::Null
+    };
     Variables::new(&claims, &actor, &caller, &request, now)
 }
 
@@ -405,7 +491,15 @@ fn sample_vars(with_actor: bool) -> Variables {
 /// checked too.
 fn check_mapping_sample(file: &Path, m: &Mapping, problems: &mut Problems) {
     if let Err(MappingError::Failed { at, why }) = m.apply(&sample_vars(true)) {
-        problems.add(file, 0, 0, format!("mapping `{}` fails at {at}: {why} (on a sample request)", m.name));
+        problems.add(
+            file,
+            0,
+            0,
+            format!(
+                "mapping `{}` fails at {at}: {why} (on a sample request)",
+                m.name
+            ),
+        );
     }
 }
 
@@ -420,9 +514,18 @@ fn check_against_sample(p: &Profile, problems: &mut Problems) {
     };
     for &with_actor in shapes {
         let vars = sample_vars(with_actor);
-        let shape = if with_actor { "with an actor" } else { "without an actor" };
+        let shape = if with_actor {
+            "with an actor"
+        } else {
+            "without an actor"
+        };
         let mut report = |e: &Expr, m: String| {
-            problems.add(&e.loc.file, e.loc.line, e.loc.column, format!("{m} (on a sample request {shape})"))
+            problems.add(
+                &e.loc.file,
+                e.loc.line,
+                e.loc.column,
+                format!("{m} (on a sample request {shape})"),
+            )
         };
         if let Some(w) = &p.when {
             match w.eval(&vars) {
@@ -435,15 +538,26 @@ fn check_against_sample(p: &Profile, problems: &mut Problems) {
         if let Some(s) = &p.scope {
             match s.eval(&vars) {
                 Ok(cel::Value::String(_) | cel::Value::Null) => {}
-                Ok(other) => report(s, format!("issue.scope must be a string, got {:?}", other.type_of())),
+                Ok(other) => report(
+                    s,
+                    format!("issue.scope must be a string, got {:?}", other.type_of()),
+                ),
                 Err(e) if is_missing_key(&e) => {}
                 Err(e) => report(s, format!("issue.scope fails: {e}")),
             }
         }
-        if let Some(m) = &p.mapping {
-            if let Err(MappingError::Failed { at, why }) = m.apply(&vars) {
-                problems.add(&p.file, 0, 0, format!("mapping `{}` fails at {at}: {why} (on a sample request {shape})", m.name));
-            }
+        if let Some(m) = &p.mapping
+            && let Err(MappingError::Failed { at, why }) = m.apply(&vars)
+        {
+            problems.add(
+                &p.file,
+                0,
+                0,
+                format!(
+                    "mapping `{}` fails at {at}: {why} (on a sample request {shape})",
+                    m.name
+                ),
+            );
         }
     }
 }
@@ -452,7 +566,16 @@ fn check_unique_names(profiles: &[Arc<Profile>], problems: &mut Problems) {
     let mut seen: HashMap<&str, &Path> = HashMap::new();
     for p in profiles {
         if let Some(first) = seen.insert(&p.name, &p.file) {
-            problems.add(&p.file, 0, 0, format!("profile `{}` is also defined in {}", p.name, first.display()));
+            problems.add(
+                &p.file,
+                0,
+                0,
+                format!(
+                    "profile `{}` is also defined in {}",
+                    p.name,
+                    first.display()
+                ),
+            );
         }
     }
 }
@@ -464,7 +587,10 @@ fn check_overlaps(profiles: &[Arc<Profile>], problems: &mut Problems) {
             if a.kind.name != b.kind.name {
                 continue;
             }
-            let caller = a.callers.iter().find(|x| b.callers.iter().any(|y| x.overlaps(y)));
+            let caller = a
+                .callers
+                .iter()
+                .find(|x| b.callers.iter().any(|y| x.overlaps(y)));
             let target = a.audiences.iter().find(|t| b.audiences.contains(t));
             if let (Some(c), Some(t)) = (caller, target) {
                 problems.add(&b.file, 0, 0, format!(

@@ -86,10 +86,21 @@ pub struct Catalog {
 
 impl Catalog {
     /// The one profile for (caller, requested token type, targets) — design §3 step 2.
-    pub fn select(&self, caller_id: &str, requested_type: Option<&str>, targets: &[String]) -> Result<&Arc<Profile>, OAuthError> {
-        let mut for_caller = self.profiles.iter().filter(|p| p.admits_caller(caller_id)).peekable();
+    pub fn select(
+        &self,
+        caller_id: &str,
+        requested_type: Option<&str>,
+        targets: &[String],
+    ) -> Result<&Arc<Profile>, OAuthError> {
+        let mut for_caller = self
+            .profiles
+            .iter()
+            .filter(|p| p.admits_caller(caller_id))
+            .peekable();
         if for_caller.peek().is_none() {
-            return Err(OAuthError::unauthorized_client("no exchange profile allows this client"));
+            return Err(OAuthError::unauthorized_client(
+                "no exchange profile allows this client",
+            ));
         }
         let mut typed = for_caller
             .filter(|p| requested_type.is_none_or(|t| t == p.kind.issued_token_type))
@@ -102,7 +113,9 @@ impl Catalog {
         let mut serving = typed.filter(|p| p.serves(targets));
         match (serving.next(), serving.next()) {
             (Some(p), None) => Ok(p),
-            (None, _) => Err(OAuthError::invalid_target("no profile issues tokens for the requested audience or resource")),
+            (None, _) => Err(OAuthError::invalid_target(
+                "no profile issues tokens for the requested audience or resource",
+            )),
             (Some(_), Some(_)) => Err(OAuthError::invalid_target(
                 "several targets are possible: name one with audience or resource",
             )),

@@ -20,12 +20,17 @@ impl MemoryReplayGuard {
         }
     }
 
-    pub fn first_use(&self, key: &str, expires_at: UnixTime, now: UnixTime) -> Result<bool, StoreError> {
+    pub fn first_use(
+        &self,
+        key: &str,
+        expires_at: UnixTime,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
         let mut seen = self.seen.lock().map_err(|_| StoreError::Full)?;
-        if let Some(&exp) = seen.get(key) {
-            if exp > now {
-                return Ok(false);
-            }
+        if let Some(&exp) = seen.get(key)
+            && exp > now
+        {
+            return Ok(false);
         }
         if seen.len() >= self.capacity {
             seen.retain(|_, exp| *exp > now);
@@ -49,7 +54,15 @@ mod tests {
         assert_eq!(g.first_use("a", 100, 50), Ok(false));
         assert_eq!(g.first_use("b", 100, 50), Ok(true));
         assert_eq!(g.first_use("c", 100, 50), Err(StoreError::Full));
-        assert_eq!(g.first_use("c", 200, 150), Ok(true), "expired entries are swept");
-        assert_eq!(g.first_use("a", 300, 150), Ok(true), "an expired key may be used again");
+        assert_eq!(
+            g.first_use("c", 200, 150),
+            Ok(true),
+            "expired entries are swept"
+        );
+        assert_eq!(
+            g.first_use("a", 300, 150),
+            Ok(true),
+            "an expired key may be used again"
+        );
     }
 }

@@ -28,7 +28,12 @@ impl ReplayGuard {
     }
 
     /// `Ok(true)` the first time `key` is seen before `expires_at`; `Ok(false)` on a replay.
-    pub async fn first_use(&self, key: &str, expires_at: UnixTime, now: UnixTime) -> Result<bool, StoreError> {
+    pub async fn first_use(
+        &self,
+        key: &str,
+        expires_at: UnixTime,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
         match self {
             Self::Memory(m) => m.first_use(key, expires_at, now),
         }

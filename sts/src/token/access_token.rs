@@ -9,7 +9,7 @@
 use serde_json::Value;
 
 use super::{
-    ClaimsExt, Minted, Minter, Rejection, Reserved, VerifyContext, Verifier, audience_contains,
+    ClaimsExt, Minted, Minter, Rejection, Reserved, Verifier, VerifyContext, audience_contains,
     types,
 };
 use crate::error::OAuthError;
@@ -26,7 +26,10 @@ impl Verifier for AccessTokenVerifier {
     fn check_header(&self, header: &JoseHeader, source: &TrustSource) -> Result<(), Rejection> {
         // RFC 9068 §4 step 1; a legacy IdP may be allowed `JWT` or no typ (RFC 8725 §3.11).
         let legacy = source.allow_untyped
-            && header.typ.as_deref().is_none_or(|t| crate::jose::media_type_eq(t, "JWT"));
+            && header
+                .typ
+                .as_deref()
+                .is_none_or(|t| crate::jose::media_type_eq(t, "JWT"));
         if header.typ_is(TYP) || legacy {
             Ok(())
         } else {
@@ -34,7 +37,12 @@ impl Verifier for AccessTokenVerifier {
         }
     }
 
-    fn check_claims(&self, claims: &Claims, source: &TrustSource, ctx: &VerifyContext) -> Result<(), Rejection> {
+    fn check_claims(
+        &self,
+        claims: &Claims,
+        source: &TrustSource,
+        ctx: &VerifyContext,
+    ) -> Result<(), Rejection> {
         // RFC 9068 §4 step 3: iss exactly the configured issuer.
         if claims.required_str("iss")? != source.issuer {
             return Err(Rejection::UntrustedIssuer);
@@ -54,7 +62,11 @@ impl Verifier for AccessTokenVerifier {
         claims.str_claim("jti")?;
         for name in ["act", "may_act"] {
             if claims.get(name).is_some_and(|v| !is_actor_object(v)) {
-                return Err(Rejection::BadClaim(if name == "act" { "act" } else { "may_act" }));
+                return Err(Rejection::BadClaim(if name == "act" {
+                    "act"
+                } else {
+                    "may_act"
+                }));
             }
         }
         Ok(())
@@ -70,10 +82,18 @@ fn is_actor_object(v: &Value) -> bool {
 pub struct AccessTokenMinter;
 
 impl Minter for AccessTokenMinter {
-    fn mint(&self, mut claims: Claims, r: &Reserved, signer: &Signer) -> Result<Minted, OAuthError> {
+    fn mint(
+        &self,
+        mut claims: Claims,
+        r: &Reserved,
+        signer: &Signer,
+    ) -> Result<Minted, OAuthError> {
         // RFC 9068 §2.2: iss, exp, aud, sub, client_id, iat, jti — set last, by the engine.
         claims.insert("iss".into(), r.issuer.clone().into());
-        if !claims.get("sub").is_some_and(|s| s.as_str().is_some_and(|s| !s.is_empty())) {
+        if claims
+            .get("sub")
+            .is_none_or(|s| s.as_str().is_none_or(|s| s.is_empty()))
+        {
             claims.insert("sub".into(), r.subject.clone().into());
         }
         claims.insert("aud".into(), audience_value(&r.audience));
@@ -111,11 +131,21 @@ pub fn audience_value(aud: &[String]) -> Value {
 
 /// The issued token must be a well-formed RFC 9068 token before it leaves.
 fn self_check(c: &Claims) -> Result<(), OAuthError> {
-    let bad = || Err(OAuthError::server_error("issued token failed its self-check"));
-    let (Some(iat), Some(exp)) = (c.get("iat").and_then(Value::as_i64), c.get("exp").and_then(Value::as_i64)) else {
+    let bad = || {
+        Err(OAuthError::server_error(
+            "issued token failed its self-check",
+        ))
+    };
+    let (Some(iat), Some(exp)) = (
+        c.get("iat").and_then(Value::as_i64),
+        c.get("exp").and_then(Value::as_i64),
+    ) else {
         return bad();
     };
-    let sub_ok = c.get("sub").and_then(Value::as_str).is_some_and(|s| !s.is_empty());
+    let sub_ok = c
+        .get("sub")
+        .and_then(Value::as_str)
+        .is_some_and(|s| !s.is_empty());
     let aud_ok = match c.get("aud") {
         Some(Value::String(s)) => !s.is_empty(),
         Some(Value::Array(a)) => !a.is_empty(),

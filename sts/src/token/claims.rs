@@ -29,7 +29,11 @@ impl ClaimsExt for Claims {
             // NumericDate may be fractional; whole seconds are enough for every comparison here.
             Some(Value::Number(n)) => n
                 .as_i64()
-                .or_else(|| n.as_f64().filter(|f| f.is_finite() && f.abs() < 1e15).map(|f| f as i64))
+                .or_else(|| {
+                    n.as_f64()
+                        .filter(|f| f.is_finite() && f.abs() < 1e15)
+                        .map(|f| f as i64)
+                })
                 .map(Some)
                 .ok_or(Rejection::BadClaim(name)),
             Some(_) => Err(Rejection::BadClaim(name)),
@@ -41,19 +45,21 @@ impl ClaimsExt for Claims {
     }
 
     fn check_times(&self, ctx: &VerifyContext) -> Result<i64, Rejection> {
-        let exp = self.time_claim("exp")?.ok_or(Rejection::MissingClaim("exp"))?;
+        let exp = self
+            .time_claim("exp")?
+            .ok_or(Rejection::MissingClaim("exp"))?;
         if ctx.now >= exp + ctx.leeway {
             return Err(Rejection::Expired);
         }
-        if let Some(nbf) = self.time_claim("nbf")? {
-            if ctx.now + ctx.leeway < nbf {
-                return Err(Rejection::NotYetValid);
-            }
+        if let Some(nbf) = self.time_claim("nbf")?
+            && ctx.now + ctx.leeway < nbf
+        {
+            return Err(Rejection::NotYetValid);
         }
-        if let Some(iat) = self.time_claim("iat")? {
-            if iat > ctx.now + ctx.leeway {
-                return Err(Rejection::IssuedInFuture);
-            }
+        if let Some(iat) = self.time_claim("iat")?
+            && iat > ctx.now + ctx.leeway
+        {
+            return Err(Rejection::IssuedInFuture);
         }
         Ok(exp)
     }

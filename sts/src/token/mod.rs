@@ -71,7 +71,12 @@ pub trait Verifier: Send + Sync {
     /// Header rules (explicit typing, RFC 8725 §3.11), checked before any key lookup.
     fn check_header(&self, header: &JoseHeader, source: &TrustSource) -> Result<(), Rejection>;
     /// Claim rules, checked after the signature.
-    fn check_claims(&self, claims: &Claims, source: &TrustSource, ctx: &VerifyContext) -> Result<(), Rejection>;
+    fn check_claims(
+        &self,
+        claims: &Claims,
+        source: &TrustSource,
+        ctx: &VerifyContext,
+    ) -> Result<(), Rejection>;
 }
 
 /// A token that passed every check of its kind, with the trust source that vouched for it.
@@ -103,7 +108,11 @@ pub fn input_kind(trust_kind: TrustKind) -> &'static InputKind {
 }
 
 /// Verifies `token` against whichever of `sources` is configured for its issuer.
-pub async fn verify(token: &Token, sources: &[Arc<TrustSource>], ctx: &VerifyContext) -> Result<Verified, Rejection> {
+pub async fn verify(
+    token: &Token,
+    sources: &[Arc<TrustSource>],
+    ctx: &VerifyContext,
+) -> Result<Verified, Rejection> {
     let jws = UnverifiedJws::parse(token.expose(), ctx.max_token_bytes)?;
     let unverified_iss = jws.unverified_claims.get("iss").and_then(|v| v.as_str());
     // The issuer only picks among the sources this profile accepts; keys come from that source.
@@ -117,11 +126,17 @@ pub async fn verify(token: &Token, sources: &[Arc<TrustSource>], ctx: &VerifyCon
         return Err(Rejection::AlgNotAllowed);
     }
     let kid = jws.header.kid.as_deref();
-    let keys = source.keys.resolve(kid, jws.header.alg).await.map_err(|e| match e {
-        KeyLookupError::UnknownKey => Rejection::UnknownKey,
-        KeyLookupError::NotLoaded => Rejection::KeysUnavailable,
-    })?;
-    let key = keys.find(kid, jws.header.alg).ok_or(Rejection::UnknownKey)?;
+    let keys = source
+        .keys
+        .resolve(kid, jws.header.alg)
+        .await
+        .map_err(|e| match e {
+            KeyLookupError::UnknownKey => Rejection::UnknownKey,
+            KeyLookupError::NotLoaded => Rejection::KeysUnavailable,
+        })?;
+    let key = keys
+        .find(kid, jws.header.alg)
+        .ok_or(Rejection::UnknownKey)?;
     let claims = jws.verify(key)?;
     kind.verifier.check_claims(&claims, source, ctx)?;
     Ok(Verified {
@@ -155,7 +170,12 @@ pub struct Minted {
 
 /// An output token kind's own rules.
 pub trait Minter: Send + Sync {
-    fn mint(&self, mapped: Claims, reserved: &Reserved, signer: &Signer) -> Result<Minted, OAuthError>;
+    fn mint(
+        &self,
+        mapped: Claims,
+        reserved: &Reserved,
+        signer: &Signer,
+    ) -> Result<Minted, OAuthError>;
 }
 
 /// An output kind, as named by `issue.kind` in a profile.
@@ -168,7 +188,9 @@ pub struct OutputKind {
 }
 
 /// Claims no mapping may write, whatever the kind (design §4).
-pub const ALWAYS_RESERVED: &[&str] = &["iss", "aud", "exp", "iat", "nbf", "jti", "cnf", "act", "may_act"];
+pub const ALWAYS_RESERVED: &[&str] = &[
+    "iss", "aud", "exp", "iat", "nbf", "jti", "cnf", "act", "may_act",
+];
 
 pub static OUTPUT_KINDS: &[OutputKind] = &[OutputKind {
     name: "access-token",

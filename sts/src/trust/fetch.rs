@@ -37,13 +37,24 @@ impl HttpFetcher {
         if !resp.status().is_success() {
             return Err(format!("GET {url}: HTTP {}", resp.status().as_u16()));
         }
-        if resp.content_length().is_some_and(|l| l as usize > MAX_DOCUMENT_BYTES) {
-            return Err(format!("GET {url}: document larger than {MAX_DOCUMENT_BYTES} bytes"));
+        if resp
+            .content_length()
+            .is_some_and(|l| l as usize > MAX_DOCUMENT_BYTES)
+        {
+            return Err(format!(
+                "GET {url}: document larger than {MAX_DOCUMENT_BYTES} bytes"
+            ));
         }
         let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| format!("GET {url}: {}", without_url(&e)))? {
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| format!("GET {url}: {}", without_url(&e)))?
+        {
             if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
-                return Err(format!("GET {url}: document larger than {MAX_DOCUMENT_BYTES} bytes"));
+                return Err(format!(
+                    "GET {url}: document larger than {MAX_DOCUMENT_BYTES} bytes"
+                ));
             }
             body.extend_from_slice(&chunk);
         }
@@ -84,7 +95,13 @@ mod tests {
     #[test]
     fn rfc8414_inserts_the_well_known_segment() {
         let [a, b] = discovery_urls("https://idp.example.com/tenant1");
-        assert_eq!(a, "https://idp.example.com/.well-known/oauth-authorization-server/tenant1");
-        assert_eq!(b, "https://idp.example.com/tenant1/.well-known/openid-configuration");
+        assert_eq!(
+            a,
+            "https://idp.example.com/.well-known/oauth-authorization-server/tenant1"
+        );
+        assert_eq!(
+            b,
+            "https://idp.example.com/tenant1/.well-known/openid-configuration"
+        );
     }
 }

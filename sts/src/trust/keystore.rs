@@ -42,7 +42,13 @@ pub struct KeyStore {
 }
 
 impl KeyStore {
-    pub fn new(name: &str, issuer: &str, jwks: &JwksSettings, allowed: &[Alg], http: HttpFetcher) -> Self {
+    pub fn new(
+        name: &str,
+        issuer: &str,
+        jwks: &JwksSettings,
+        allowed: &[Alg],
+        http: HttpFetcher,
+    ) -> Self {
         let location = match (&jwks.file, &jwks.uri) {
             (Some(f), _) => Location::File(f.clone()),
             (None, Some(u)) => Location::Uri(u.clone()),
@@ -106,10 +112,17 @@ impl KeyStore {
             Location::File(p) => tokio::fs::read(p)
                 .await
                 .map_err(|e| format!("trust `{}`: {}: {e}", self.name, p.display())),
-            Location::Uri(u) => self.http.get(u).await.map_err(|e| format!("trust `{}`: {e}", self.name)),
+            Location::Uri(u) => self
+                .http
+                .get(u)
+                .await
+                .map_err(|e| format!("trust `{}`: {e}", self.name)),
             Location::Discovery { issuer } => {
                 let jwks_uri = self.discover(issuer).await?;
-                self.http.get(&jwks_uri).await.map_err(|e| format!("trust `{}`: {e}", self.name))
+                self.http
+                    .get(&jwks_uri)
+                    .await
+                    .map_err(|e| format!("trust `{}`: {e}", self.name))
             }
         }
     }
@@ -129,21 +142,32 @@ impl KeyStore {
             let meta: serde_json::Value = serde_json::from_slice(&body)
                 .map_err(|_| format!("trust `{}`: {url}: not JSON", self.name))?;
             if meta.get("issuer").and_then(|v| v.as_str()) != Some(issuer) {
-                return Err(format!("trust `{}`: {url}: metadata issuer differs from `{issuer}`", self.name));
+                return Err(format!(
+                    "trust `{}`: {url}: metadata issuer differs from `{issuer}`",
+                    self.name
+                ));
             }
             let uri = meta
                 .get("jwks_uri")
                 .and_then(|v| v.as_str())
                 .ok_or_else(|| format!("trust `{}`: {url}: no jwks_uri", self.name))?;
-            crate::config::check_url("jwks_uri", uri).map_err(|e| format!("trust `{}`: {e}", self.name))?;
+            crate::config::check_url("jwks_uri", uri)
+                .map_err(|e| format!("trust `{}`: {e}", self.name))?;
             return Ok(uri.to_owned());
         }
-        Err(format!("trust `{}`: discovery failed: {last_err}", self.name))
+        Err(format!(
+            "trust `{}`: discovery failed: {last_err}",
+            self.name
+        ))
     }
 
     /// The key set, guaranteed to hold a key for (`kid`, `alg`). An unknown key causes at most
     /// one reload per cooldown; concurrent callers wait for the same reload.
-    pub async fn resolve(&self, kid: Option<&str>, alg: Alg) -> Result<Arc<KeySet>, KeyLookupError> {
+    pub async fn resolve(
+        &self,
+        kid: Option<&str>,
+        alg: Alg,
+    ) -> Result<Arc<KeySet>, KeyLookupError> {
         if let Some(set) = self.snapshot().filter(|s| s.find(kid, alg).is_some()) {
             return Ok(set);
         }
@@ -155,7 +179,11 @@ impl KeyStore {
         }
         let cooling = last.is_some_and(|t| t.elapsed() < self.cooldown);
         if cooling {
-            return Err(if current.is_some() { KeyLookupError::UnknownKey } else { KeyLookupError::NotLoaded });
+            return Err(if current.is_some() {
+                KeyLookupError::UnknownKey
+            } else {
+                KeyLookupError::NotLoaded
+            });
         }
         *last = Some(Instant::now());
         if let Err(e) = self.load().await {

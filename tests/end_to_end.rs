@@ -1,0 +1,394 @@
+//! The `sts` binary over a real socket: the embedded default with `STS__*` overrides, the
+//! repository's example profiles and mappings, the CLI helpers, key persistence across a
+//! restart, startup refusal on bad configuration — and a scan of everything the processes
+//! printed for the tokens and secrets the flows used.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_sts");
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn env_for(dir: &Path, port: u16) -> Vec<(String, String)> {
+    let root = repo_root();
+    [
+        ("STS__LISTEN", format!("127.0.0.1:{port}")),
+        ("STS__ISSUER", format!("http://127.0.0.1:{port}")),
+        ("STS__KEYS__DIR", dir.join("keys").display().to_string()),
+        ("STS__DEV_DIR", dir.join("dev").display().to_string()),
+        ("STS__PROFILES", root.join("profiles").display().to_string()),
+        ("STS__MAPPINGS", root.join("mappings").display().to_string()),
+        ("STS__WORKERS", "1".into()),
+        ("RUST_LOG", "debug".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+fn command(dir: &Path, port: u16, log: &str, args: &[&str]) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(args).envs(env_for(dir, port)).current_dir(dir);
+    let out = std::fs::File::create(dir.join(format!("{log}.out"))).unwrap();
+    let err = std::fs::File::create(dir.join(format!("{log}.err"))).unwrap();
+    c.stdout(Stdio::from(out)).stderr(Stdio::from(err));
+    c
+}
+
+async fn start(dir: &Path, port: u16, log: &str) -> Server {
+    // Wrapped at once so every path (including the panic below) kills and waits for it.
+    let server = Server {
+        child: command(dir, port, log, &["serve"]).spawn().unwrap(),
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let client = reqwest::Client::new();
+    while Instant::now() < deadline {
+        let health = client.get(format!("{}/healthz", server.base)).send().await;
+        if health.is_ok_and(|r| r.status().is_success()) {
+            return server;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = std::fs::read_to_string(dir.join(format!("{log}.err"))).unwrap_or_default();
+    panic!("sts did not start: {log}");
+}
+
+/// Runs a CLI helper and returns its standard output (its logs go to the scanned files too).
+fn cli(dir: &Path, port: u16, log: &str, args: &[&str]) -> String {
+    let mut c = Command::new(BIN);
+    c.args(args).envs(env_for(dir, port)).current_dir(dir);
+    let out = c.output().unwrap();
+    std::fs::write(dir.join(format!("{log}.err")), &out.stderr).unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+async fn exchange(base: &str, secret: &str, form: &[(&str, &str)]) -> (u16, Value) {
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form)
+        .finish();
+    let r = reqwest::Client::new()
+        .post(format!("{base}/token"))
+        .basic_auth("dev-client", Some(secret))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap())
+}
+
+fn verify_from(token: &str, jwks: &Value, issuer: &str, audience: &str) -> Value {
+    let header = jsonwebtoken::decode_header(token).unwrap();
+    assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+    let set: jsonwebtoken::jwk::JwkSet = serde_json::from_value(jwks.clone()).unwrap();
+    let key =
+        jsonwebtoken::DecodingKey::from_jwk(set.find(header.kid.as_deref().unwrap()).unwrap())
+            .unwrap();
+    let mut v = jsonwebtoken::Validation::new(header.alg);
+    v.set_audience(&[audience]);
+    v.set_issuer(&[issuer]);
+    jsonwebtoken::decode::<Value>(token, &key, &v)
+        .unwrap()
+        .claims
+}
+
+#[actix_web::test]
+async fn the_binary_serves_the_examples_and_leaks_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let port = free_port();
+    let server = start(d, port, "serve1").await;
+    let base = server.base.clone();
+    let http = reqwest::Client::new();
+
+    let meta: Value = http
+        .get(format!("{base}/.well-known/oauth-authorization-server"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(meta["token_endpoint"], format!("{base}/token"));
+    let jwks: Value = http
+        .get(format!("{base}/jwks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let secret = std::fs::read_to_string(d.join("dev/client-secret")).unwrap();
+    let mut used: Vec<String> = vec![secret.clone()];
+
+    // profiles/orders-access.yaml + mappings/user-claims.yaml
+    let subject = cli(
+        d,
+        port,
+        "cli1",
+        &[
+            "token",
+            "dev-subject",
+            "--sub",
+            "alice",
+            "--scope",
+            "orders:read orders:write billing:pay",
+        ],
+    );
+    let subject = subject.trim().to_owned();
+    let (status, body) = exchange(
+        &base,
+        &secret,
+        &[
+            ("grant_type", TOKEN_EXCHANGE),
+            ("subject_token", &subject),
+            ("subject_token_type", ACCESS_TOKEN),
+            ("audience", "orders-api"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["scope"], "orders:read orders:write",
+        "the profile keeps order scopes only"
+    );
+    let issued = body["access_token"].as_str().unwrap().to_owned();
+    let c = verify_from(&issued, &jwks, &base, "orders-api");
+    assert_eq!(c["sub"], "alice");
+    assert_eq!(c["origin"]["issuer"], "https://dev-idp.sts.invalid");
+    used.extend([subject.clone(), issued]);
+
+    // profiles/billing-delegation.yaml + mappings/delegated-claims.yaml, with may_act.
+    let subject = cli(
+        d,
+        port,
+        "cli2",
+        &[
+            "token",
+            "dev-subject",
+            "--sub",
+            "bob",
+            "--scope",
+            "billing:pay orders:read",
+            "--may-act",
+            "svc-billing",
+        ],
+    );
+    let actor = cli(
+        d,
+        port,
+        "cli3",
+        &[
+            "token",
+            "dev-subject",
+            "--sub",
+            "svc-billing",
+            "--scope",
+            "billing:pay",
+        ],
+    );
+    let (subject, actor) = (subject.trim().to_owned(), actor.trim().to_owned());
+    let (status, body) = exchange(
+        &base,
+        &secret,
+        &[
+            ("grant_type", TOKEN_EXCHANGE),
+            ("subject_token", &subject),
+            ("subject_token_type", ACCESS_TOKEN),
+            ("actor_token", &actor),
+            ("actor_token_type", ACCESS_TOKEN),
+            ("audience", "billing-api"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let issued = body["access_token"].as_str().unwrap().to_owned();
+    let c = verify_from(&issued, &jwks, &base, "billing-api");
+    assert_eq!(
+        c["act"],
+        json!({"sub": "svc-billing", "iss": "https://dev-idp.sts.invalid"})
+    );
+    assert_eq!(c["acting_service"], "svc-billing");
+    assert_eq!(c["scope"], "billing:pay");
+    used.extend([subject.clone(), actor.clone(), issued]);
+
+    // Refusals: the wrong actor for may_act, a tampered subject, a wrong secret.
+    let other = cli(
+        d,
+        port,
+        "cli4",
+        &["token", "dev-subject", "--sub", "svc-other"],
+    )
+    .trim()
+    .to_owned();
+    let (status, body) = exchange(
+        &base,
+        &secret,
+        &[
+            ("grant_type", TOKEN_EXCHANGE),
+            ("subject_token", &subject),
+            ("subject_token_type", ACCESS_TOKEN),
+            ("actor_token", &other),
+            ("actor_token_type", ACCESS_TOKEN),
+            ("audience", "billing-api"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request"))
+    );
+    let tampered = format!("{}x", &subject[..subject.len() - 1]);
+    let (status, body) = exchange(
+        &base,
+        &secret,
+        &[
+            ("grant_type", TOKEN_EXCHANGE),
+            ("subject_token", &tampered),
+            ("subject_token_type", ACCESS_TOKEN),
+            ("audience", "orders-api"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request"))
+    );
+    let (status, _) = exchange(&base, "not-the-secret", &[("grant_type", TOKEN_EXCHANGE)]).await;
+    assert_eq!(status, 401);
+    used.extend([other, tampered]);
+
+    // A restart keeps the signing key.
+    drop(server);
+    let server = start(d, port, "serve2").await;
+    let again: Value = http
+        .get(format!("{}/jwks", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["keys"][0]["kid"], jwks["keys"][0]["kid"]);
+    drop(server);
+
+    // Nothing any process printed contains a token, a token's signature, or the secret.
+    let mut output = String::new();
+    for entry in std::fs::read_dir(d).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|e| e == "out" || e == "err") {
+            output.push_str(&std::fs::read_to_string(&p).unwrap());
+        }
+    }
+    assert!(
+        output.contains("token exchanged"),
+        "debug logs were captured"
+    );
+    for t in &used {
+        let sig = t.rsplit('.').next().unwrap();
+        assert!(
+            !output.contains(t.as_str()) && !output.contains(sig),
+            "a secret reached the logs"
+        );
+    }
+}
+
+#[test]
+fn bad_configuration_stops_startup_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("sts.yaml");
+    std::fs::write(&cfg, "issuer: https://sts.test\nlisten: 127.0.0.1:1\nkeys: {dir: k}\nprofiles: p\nmappings: m\ncolour: blue\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("colour"));
+    // An environment override with a bad value is named too.
+    std::fs::write(
+        &cfg,
+        "issuer: https://sts.test\nlisten: 127.0.0.1:1\nkeys: {dir: k}\nprofiles: p\nmappings: m\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--config", cfg.to_str().unwrap()])
+        .env("STS__LEEWAY", "1h")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("leeway"));
+}
+
+#[test]
+fn check_validates_offline_and_fails_on_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let ok = cli(dir.path(), port, "check", &["check"]);
+    assert!(ok.contains("profile(s)"), "{ok}");
+    let bad = dir.path().join("bad");
+    write_files(
+        &bad,
+        &[(
+            "x.yaml",
+            "name: x\ncallers: [dev-client]\nsubject: {accept: [nope]}\nissue: {kind: access-token, audiences: [x], lifetime: 1m}\n",
+        )],
+    );
+    let out = Command::new(BIN)
+        .arg("check")
+        .envs(env_for(dir.path(), port))
+        .env("STS__PROFILES", &bad)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("x.yaml:3:20: unknown trust entry `nope`")
+    );
+}
+
+#[test]
+fn hash_secret_makes_a_usable_hash() {
+    let out = Command::new(BIN).arg("hash-secret").output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let secret = text
+        .lines()
+        .find_map(|l| l.strip_prefix("client_secret: "))
+        .unwrap();
+    let hash = text
+        .lines()
+        .find_map(|l| l.strip_prefix("secret_hash: "))
+        .unwrap();
+    let parsed = sts::auth::SecretHash::parse(hash).unwrap();
+    assert!(parsed.verify(&sts::secret::ClientSecret::new(secret)));
+}
