@@ -96,9 +96,23 @@ pub struct Variables {
 
 impl Variables {
     pub fn new(subject: &Value, actor: &Value, caller: &Value, request: &Value, now: i64) -> Self {
+        let empty = serde_json::Map::new();
+        let subject = subject.as_object().unwrap_or(&empty);
+        Self::from_claims(subject, actor.as_object(), caller, request, now)
+    }
+
+    /// Builds the variables straight from claim maps, without copying them into JSON values
+    /// first (the request path).
+    pub fn from_claims(
+        subject: &serde_json::Map<String, Value>,
+        actor: Option<&serde_json::Map<String, Value>>,
+        caller: &Value,
+        request: &Value,
+        now: i64,
+    ) -> Self {
         let mut context = Context::with_env(env());
-        context.add_variable_from_value("subject", json_to_cel(subject));
-        context.add_variable_from_value("actor", json_to_cel(actor));
+        context.add_variable_from_value("subject", object_to_cel(subject));
+        context.add_variable_from_value("actor", actor.map_or(CelValue::Null, object_to_cel));
         context.add_variable_from_value("caller", json_to_cel(caller));
         context.add_variable_from_value("request", json_to_cel(request));
         context.add_variable_from_value("now", CelValue::Int(now));
@@ -118,14 +132,16 @@ pub fn json_to_cel(v: &Value) -> CelValue {
         },
         Value::String(s) => CelValue::String(Arc::new(s.clone())),
         Value::Array(a) => CelValue::List(Arc::new(a.iter().map(json_to_cel).collect())),
-        Value::Object(o) => {
-            let map: HashMap<Key, CelValue> = o
-                .iter()
-                .map(|(k, v)| (Key::String(Arc::new(k.clone())), json_to_cel(v)))
-                .collect();
-            CelValue::Map(CelMap { map: Arc::new(map) })
-        }
+        Value::Object(o) => object_to_cel(o),
     }
+}
+
+fn object_to_cel(o: &serde_json::Map<String, Value>) -> CelValue {
+    let map: HashMap<Key, CelValue> = o
+        .iter()
+        .map(|(k, v)| (Key::String(Arc::new(k.clone())), json_to_cel(v)))
+        .collect();
+    CelValue::Map(CelMap { map: Arc::new(map) })
 }
 
 /// CEL → JSON, for claim values. Only JSON-shaped values convert.

@@ -72,7 +72,7 @@ enum TokenHelper {
 }
 
 fn main() -> ExitCode {
-    init_logging();
+    let _log_guard = init_logging();
     sts::install_crypto_providers();
     let cli = Cli::parse();
     let result = match cli.command {
@@ -90,25 +90,26 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
+/// Logs go to standard error through a background writer, so a request never waits on the
+/// write syscall; the returned guard flushes what is queued when `main` returns.
+fn init_logging() -> tracing_appender::non_blocking::WorkerGuard {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::stderr().is_terminal();
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_ansi(ansi)
+        .with_writer(writer);
     if std::env::var("STS_LOG_FORMAT").is_ok_and(|v| v == "json") {
         builder.json().init();
     } else {
         builder.init();
     }
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .worker_threads(1)
-        .build()
-        .map_err(|e| e.to_string())
+    guard
 }
 
 fn serve(config: Option<PathBuf>) -> Result<(), String> {
@@ -208,6 +209,5 @@ fn token_helper(helper: TokenHelper) -> Result<(), String> {
     let encoding = jsonwebtoken::EncodingKey::from_ec_der(&der);
     let token = jsonwebtoken::encode(&header, &claims, &encoding).map_err(|e| e.to_string())?;
     println!("{token}");
-    let _ = runtime;
     Ok(())
 }

@@ -188,11 +188,13 @@ fn variables(
         "subject_token_type": req.subject.token_type,
         "actor_token_type": req.actor.as_ref().map_or("", |a| a.token_type.as_str()),
     });
-    let subject_v = serde_json::Value::Object(subject.claims.clone());
-    let actor_v = actor.map_or(serde_json::Value::Null, |a| {
-        serde_json::Value::Object(a.claims.clone())
-    });
-    Variables::new(&subject_v, &actor_v, &caller_v, &request_v, now)
+    Variables::from_claims(
+        &subject.claims,
+        actor.map(|a| &a.claims),
+        &caller_v,
+        &request_v,
+        now,
+    )
 }
 
 fn check_condition(profile: &Profile, vars: &Variables) -> Result<(), OAuthError> {
