@@ -1,6 +1,8 @@
 //! Micro-benchmarks of the exchange pipeline's steps, in process (no HTTP, no kernel):
 //! `cargo bench -p sts --bench pipeline`. Figures are recorded in docs/benchmarks.md.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::hint::black_box;
 use std::sync::Arc;
 
