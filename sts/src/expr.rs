@@ -183,6 +183,80 @@ mod tests {
         }
     }
 
+    /// Every function docs/profiles.md lists, evaluated once: the reference cannot drift from
+    /// what the CEL environment really offers.
+    #[test]
+    fn documented_functions_exist() {
+        let vars = Variables::new(
+            &json!({"sub": "svc-a", "scope": "a b", "groups": ["x", "y"], "n": 3}),
+            &Value::Null,
+            &json!({"id": "gw", "method": "client_secret_basic"}),
+            &json!({"audience": ["x"], "resource": [], "scope": ""}),
+            100,
+        );
+        for (expr, want) in [
+            (
+                "size(subject.groups) == 2 && subject.groups.size() == 2",
+                json!(true),
+            ),
+            (
+                "subject.sub.contains('vc') && subject.sub.startsWith('svc') && subject.sub.endsWith('-a')",
+                json!(true),
+            ),
+            ("subject.sub.matches('^svc-[a-z]+$')", json!(true)),
+            (
+                "int('7') + int(subject.n) == 10 && uint(1) == 1u && double(1) == 1.0",
+                json!(true),
+            ),
+            ("string(subject.n) + string(now)", json!("3100")),
+            ("type(subject.sub) == string", json!(true)),
+            ("'x' in subject.groups && 'sub' in subject", json!(true)),
+            ("has(subject.email) || !has(subject.email)", json!(true)),
+            (
+                "subject.groups.all(g, g.size() == 1) && subject.groups.exists(g, g == 'y')",
+                json!(true),
+            ),
+            ("subject.groups.exists_one(g, g == 'x')", json!(true)),
+            (
+                "subject.groups.map(g, g + '!').filter(g, g != 'y!')",
+                json!(["x!"]),
+            ),
+            ("subject.scope.split(' ')", json!(["a", "b"])),
+            ("'a,b,c'.split(',', 2)", json!(["a", "b,c"])),
+            (
+                "subject.groups.join() + '|' + subject.groups.join(',')",
+                json!("xy|x,y"),
+            ),
+            (
+                "'AbC'.lowerAscii() + 'AbC'.upperAscii() + ' t '.trim()",
+                json!("abcABCt"),
+            ),
+            (
+                "'aaa'.replace('a', 'b') + 'aaa'.replace('a', 'b', 1)",
+                json!("bbbbaa"),
+            ),
+            (
+                "'hello'.substring(1) + 'hello'.substring(1, 3) + 'hello'.charAt(0)",
+                json!("elloelh"),
+            ),
+            (
+                "'hello'.indexOf('l') * 10 + 'hello'.lastIndexOf('l')",
+                json!(23),
+            ),
+            ("'%s-%d'.format(['a', 1])", json!("a-1")),
+            ("strings.quote('x') + 'ab'.reverse()", json!("\"x\"ba")),
+            (
+                "caller.id == 'gw' && request.audience[0] == 'x' && now == 100",
+                json!(true),
+            ),
+            ("actor == null ? 'none' : actor.sub", json!("none")),
+        ] {
+            let got = Expr::compile(expr, loc()).unwrap().eval(&vars);
+            let got = got.map(|v| cel_to_json(&v).unwrap());
+            assert_eq!(got, Ok(want), "{expr}");
+        }
+    }
+
     #[test]
     fn evaluates_against_request_variables() {
         let vars = Variables::new(
