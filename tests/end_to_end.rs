@@ -92,9 +92,25 @@ fn cli(dir: &Path, port: u16, log: &str, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-async fn exchange(base: &str, secret: &str, form: &[(&str, &str)]) -> (u16, Value) {
+/// POSTs a token exchange of `subject` (and `actor`) for `audience` as `dev-client`.
+async fn exchange(
+    base: &str,
+    secret: &str,
+    subject: &str,
+    actor: Option<&str>,
+    audience: &str,
+) -> (u16, Value) {
+    let mut form = vec![
+        ("grant_type", TOKEN_EXCHANGE),
+        ("subject_token", subject),
+        ("subject_token_type", ACCESS_TOKEN),
+        ("audience", audience),
+    ];
+    if let Some(actor) = actor {
+        form.extend([("actor_token", actor), ("actor_token_type", ACCESS_TOKEN)]);
+    }
     let body = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(form)
+        .extend_pairs(&form)
         .finish();
     let r = reqwest::Client::new()
         .post(format!("{base}/token"))
@@ -106,6 +122,13 @@ async fn exchange(base: &str, secret: &str, form: &[(&str, &str)]) -> (u16, Valu
         .unwrap();
     let status = r.status().as_u16();
     (status, r.json().await.unwrap())
+}
+
+/// A token from the development IdP, via `sts token dev-subject ARGS`.
+fn dev_token(dir: &Path, port: u16, log: &str, args: &[&str]) -> String {
+    let mut all = vec!["token", "dev-subject"];
+    all.extend_from_slice(args);
+    cli(dir, port, log, &all).trim().to_owned()
 }
 
 fn verify_from(token: &str, jwks: &Value, issuer: &str, audience: &str) -> Value {
@@ -153,31 +176,18 @@ async fn the_binary_serves_the_examples_and_leaks_nothing() {
     let mut used: Vec<String> = vec![secret.clone()];
 
     // profiles/orders-access.yaml + mappings/user-claims.yaml
-    let subject = cli(
+    let subject = dev_token(
         d,
         port,
         "cli1",
         &[
-            "token",
-            "dev-subject",
             "--sub",
             "alice",
             "--scope",
             "orders:read orders:write billing:pay",
         ],
     );
-    let subject = subject.trim().to_owned();
-    let (status, body) = exchange(
-        &base,
-        &secret,
-        &[
-            ("grant_type", TOKEN_EXCHANGE),
-            ("subject_token", &subject),
-            ("subject_token_type", ACCESS_TOKEN),
-            ("audience", "orders-api"),
-        ],
-    )
-    .await;
+    let (status, body) = exchange(&base, &secret, &subject, None, "orders-api").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         body["scope"], "orders:read orders:write",
@@ -187,16 +197,14 @@ async fn the_binary_serves_the_examples_and_leaks_nothing() {
     let c = verify_from(&issued, &jwks, &base, "orders-api");
     assert_eq!(c["sub"], "alice");
     assert_eq!(c["origin"]["issuer"], "https://dev-idp.sts.invalid");
-    used.extend([subject.clone(), issued]);
+    used.extend([subject, issued]);
 
     // profiles/billing-delegation.yaml + mappings/delegated-claims.yaml, with may_act.
-    let subject = cli(
+    let subject = dev_token(
         d,
         port,
         "cli2",
         &[
-            "token",
-            "dev-subject",
             "--sub",
             "bob",
             "--scope",
@@ -205,33 +213,13 @@ async fn the_binary_serves_the_examples_and_leaks_nothing() {
             "svc-billing",
         ],
     );
-    let actor = cli(
+    let actor = dev_token(
         d,
         port,
         "cli3",
-        &[
-            "token",
-            "dev-subject",
-            "--sub",
-            "svc-billing",
-            "--scope",
-            "billing:pay",
-        ],
+        &["--sub", "svc-billing", "--scope", "billing:pay"],
     );
-    let (subject, actor) = (subject.trim().to_owned(), actor.trim().to_owned());
-    let (status, body) = exchange(
-        &base,
-        &secret,
-        &[
-            ("grant_type", TOKEN_EXCHANGE),
-            ("subject_token", &subject),
-            ("subject_token_type", ACCESS_TOKEN),
-            ("actor_token", &actor),
-            ("actor_token_type", ACCESS_TOKEN),
-            ("audience", "billing-api"),
-        ],
-    )
-    .await;
+    let (status, body) = exchange(&base, &secret, &subject, Some(&actor), "billing-api").await;
     assert_eq!(status, 200, "{body}");
     let issued = body["access_token"].as_str().unwrap().to_owned();
     let c = verify_from(&issued, &jwks, &base, "billing-api");
@@ -241,51 +229,22 @@ async fn the_binary_serves_the_examples_and_leaks_nothing() {
     );
     assert_eq!(c["acting_service"], "svc-billing");
     assert_eq!(c["scope"], "billing:pay");
-    used.extend([subject.clone(), actor.clone(), issued]);
+    used.extend([subject.clone(), actor, issued]);
 
     // Refusals: the wrong actor for may_act, a tampered subject, a wrong secret.
-    let other = cli(
-        d,
-        port,
-        "cli4",
-        &["token", "dev-subject", "--sub", "svc-other"],
-    )
-    .trim()
-    .to_owned();
-    let (status, body) = exchange(
-        &base,
-        &secret,
-        &[
-            ("grant_type", TOKEN_EXCHANGE),
-            ("subject_token", &subject),
-            ("subject_token_type", ACCESS_TOKEN),
-            ("actor_token", &other),
-            ("actor_token_type", ACCESS_TOKEN),
-            ("audience", "billing-api"),
-        ],
-    )
-    .await;
+    let other = dev_token(d, port, "cli4", &["--sub", "svc-other"]);
+    let (status, body) = exchange(&base, &secret, &subject, Some(&other), "billing-api").await;
     assert_eq!(
         (status, body["error"].as_str()),
         (400, Some("invalid_request"))
     );
     let tampered = format!("{}x", &subject[..subject.len() - 1]);
-    let (status, body) = exchange(
-        &base,
-        &secret,
-        &[
-            ("grant_type", TOKEN_EXCHANGE),
-            ("subject_token", &tampered),
-            ("subject_token_type", ACCESS_TOKEN),
-            ("audience", "orders-api"),
-        ],
-    )
-    .await;
+    let (status, body) = exchange(&base, &secret, &tampered, None, "orders-api").await;
     assert_eq!(
         (status, body["error"].as_str()),
         (400, Some("invalid_request"))
     );
-    let (status, _) = exchange(&base, "not-the-secret", &[("grant_type", TOKEN_EXCHANGE)]).await;
+    let (status, _) = exchange(&base, "not-the-secret", &subject, None, "orders-api").await;
     assert_eq!(status, 401);
     used.extend([other, tampered]);
 

@@ -236,17 +236,10 @@ async fn request_size_limits() {
 
 #[actix_web::test]
 async fn keys_that_never_loaded_fail_closed_with_503() {
-    let extra = "";
-    let h = Harness::with(TEST_PROFILES, TEST_MAPPINGS, extra).await;
+    let h = Harness::new().await;
     // Rebuild with the corp IdP's JWKS file missing: its keys never load.
     std::fs::remove_file(h.dir.path().join("idp.json")).unwrap();
-    let settings = sts::config::Settings::from_yaml(&harness_config(h.dir.path(), "")).unwrap();
-    let state = sts::app::AppState::build(settings, h.clock.clone())
-        .await
-        .unwrap();
-    let app =
-        actix_web::test::init_service(actix_web::App::new().configure(sts::http::configure(state)))
-            .await;
+    let app = rebuild(harness_config(h.dir.path(), ""), h.clock.clone()).await;
     let r = post(
         &app,
         &Form::exchange(&h.idp.access_token(json!({}))).set("audience", "orders-api"),

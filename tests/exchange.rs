@@ -267,16 +267,9 @@ async fn subjects_signed_with_rs256_and_eddsa_verify() {
 async fn eddsa_and_rs256_output_are_selectable() {
     for alg in ["EdDSA", "RS256"] {
         let h = Harness::with(TEST_PROFILES, TEST_MAPPINGS, "").await;
-        // Rebuild with another signing algorithm in a fresh key directory.
+        // Rebuild with another signing algorithm: a key of that type is generated and signs.
         let config = harness_config(h.dir.path(), "").replace("alg: ES256", &format!("alg: {alg}"));
-        let settings = sts::config::Settings::from_yaml(&config).unwrap();
-        let state = sts::app::AppState::build(settings, h.clock.clone())
-            .await
-            .unwrap();
-        let app = actix_web::test::init_service(
-            actix_web::App::new().configure(sts::http::configure(state)),
-        )
-        .await;
+        let app = rebuild(config, h.clock.clone()).await;
         let t = post(
             &app,
             &Form::exchange(&h.idp.access_token(json!({}))).set("audience", "orders-api"),

@@ -60,7 +60,15 @@ fn start_idp_server(metadata_issuer: Option<String>) -> IdpServer {
     }
 }
 
-async fn build_with_remote(h: &Harness, entry: &str) -> std::sync::Arc<sts::app::AppState> {
+/// The service with one more trust entry, `remote-idp`, and a profile accepting it.
+async fn app_with_remote(
+    h: &Harness,
+    entry: &str,
+) -> impl actix_web::dev::Service<
+    actix_http::Request,
+    Response = actix_web::dev::ServiceResponse,
+    Error = actix_web::Error,
+> {
     let config =
         harness_config(h.dir.path(), "").replace("trust:\n", &format!("trust:\n  - {entry}\n"));
     let profiles = [(
@@ -68,26 +76,27 @@ async fn build_with_remote(h: &Harness, entry: &str) -> std::sync::Arc<sts::app:
         "name: remote\ncallers: [gateway]\nsubject: {accept: [remote-idp]}\nissue: {kind: access-token, audiences: [remote-api], lifetime: 1m}\n",
     )];
     write_files(&h.dir.path().join("profiles"), &profiles);
-    let settings = sts::config::Settings::from_yaml(&config).unwrap();
-    sts::app::AppState::build(settings, h.clock.clone())
-        .await
-        .unwrap()
+    rebuild(config, h.clock.clone()).await
+}
+
+/// An IdP server publishing one key `k1`, and that key.
+fn idp_with_one_key(metadata_issuer: Option<String>) -> (IdpServer, Idp) {
+    let srv = start_idp_server(metadata_issuer);
+    let k1 = Idp::new(&srv.base, "k1", "ES256");
+    *srv.jwks.write().unwrap() = json!({"keys": [k1.jwk()]});
+    (srv, k1)
 }
 
 #[actix_web::test]
 async fn jwks_uri_with_one_coalesced_refetch_per_cooldown() {
     let h = Harness::new().await;
-    let srv = start_idp_server(None);
-    let k1 = Idp::new(&srv.base, "k1", "ES256");
+    let (srv, k1) = idp_with_one_key(None);
     let k2 = Idp::new(&srv.base, "k2", "ES256");
-    *srv.jwks.write().unwrap() = json!({"keys": [k1.jwk()]});
     let entry = format!(
         "{{name: remote-idp, kind: oauth-jwt, issuer: \"{}\", jwks: {{uri: \"{}/keys\", refetch_cooldown: 60s}}}}",
         srv.base, srv.base
     );
-    let state = build_with_remote(&h, &entry).await;
-    let app =
-        actix_web::test::init_service(App::new().configure(sts::http::configure(state))).await;
+    let app = app_with_remote(&h, &entry).await;
     assert_eq!(
         srv.jwks_hits.load(Ordering::SeqCst),
         1,
@@ -139,16 +148,12 @@ async fn jwks_uri_with_one_coalesced_refetch_per_cooldown() {
 #[actix_web::test]
 async fn discovery_finds_the_jwks_uri() {
     let h = Harness::new().await;
-    let srv = start_idp_server(None);
-    let k1 = Idp::new(&srv.base, "k1", "ES256");
-    *srv.jwks.write().unwrap() = json!({"keys": [k1.jwk()]});
+    let (srv, k1) = idp_with_one_key(None);
     let entry = format!(
         "{{name: remote-idp, kind: oauth-jwt, issuer: \"{}\", jwks: {{discovery: true}}}}",
         srv.base
     );
-    let state = build_with_remote(&h, &entry).await;
-    let app =
-        actix_web::test::init_service(App::new().configure(sts::http::configure(state))).await;
+    let app = app_with_remote(&h, &entry).await;
     post(
         &app,
         &Form::exchange(&k1.access_token(json!({}))).set("audience", "remote-api"),
@@ -160,16 +165,12 @@ async fn discovery_finds_the_jwks_uri() {
 #[actix_web::test]
 async fn metadata_naming_another_issuer_is_refused_and_fails_closed() {
     let h = Harness::new().await;
-    let srv = start_idp_server(Some("https://impostor.test".into()));
-    let k1 = Idp::new(&srv.base, "k1", "ES256");
-    *srv.jwks.write().unwrap() = json!({"keys": [k1.jwk()]});
+    let (srv, k1) = idp_with_one_key(Some("https://impostor.test".into()));
     let entry = format!(
         "{{name: remote-idp, kind: oauth-jwt, issuer: \"{}\", jwks: {{discovery: true}}}}",
         srv.base
     );
-    let state = build_with_remote(&h, &entry).await;
-    let app =
-        actix_web::test::init_service(App::new().configure(sts::http::configure(state))).await;
+    let app = app_with_remote(&h, &entry).await;
     let r = post(
         &app,
         &Form::exchange(&k1.access_token(json!({}))).set("audience", "remote-api"),

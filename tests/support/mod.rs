@@ -290,11 +290,24 @@ impl Harness {
         &self,
     ) -> impl Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>
     {
-        test::init_service(
-            actix_web::App::new().configure(sts::http::configure(self.state.clone())),
-        )
-        .await
+        app_of(self.state.clone()).await
     }
+}
+
+/// Builds another service from `config` (YAML) on `clock`, e.g. a harness's with changes.
+pub async fn rebuild(
+    config: String,
+    clock: Arc<ManualClock>,
+) -> impl Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error> {
+    let settings = Settings::from_yaml(&config).unwrap();
+    app_of(AppState::build(settings, clock).await.unwrap()).await
+}
+
+/// The in-process service for `state`, configured exactly as `sts serve` configures it.
+pub async fn app_of(
+    state: Arc<AppState>,
+) -> impl Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error> {
+    test::init_service(actix_web::App::new().configure(sts::http::configure(state))).await
 }
 
 pub fn write_files(dir: &Path, files: &[(&str, &str)]) {
@@ -404,39 +417,31 @@ where
             format!("Basic {}", STANDARD.encode(format!("{id}:{secret}"))),
         ));
     }
-    let resp = test::call_service(app, req.set_payload(body).to_request()).await;
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let bytes = test::read_body(resp).await;
-    let body = String::from_utf8_lossy(&bytes).into_owned();
-    let json = serde_json::from_str(&body).unwrap_or(Value::Null);
-    Reply {
-        status,
-        headers,
-        body,
-        json,
-    }
+    Reply::read(test::call_service(app, req.set_payload(body).to_request()).await).await
 }
 
 pub async fn get<S>(app: &S, uri: &str) -> Reply
 where
     S: Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>,
 {
-    let resp = test::call_service(app, test::TestRequest::get().uri(uri).to_request()).await;
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let bytes = test::read_body(resp).await;
-    let body = String::from_utf8_lossy(&bytes).into_owned();
-    let json = serde_json::from_str(&body).unwrap_or(Value::Null);
-    Reply {
-        status,
-        headers,
-        body,
-        json,
-    }
+    Reply::read(test::call_service(app, test::TestRequest::get().uri(uri).to_request()).await).await
 }
 
 impl Reply {
+    async fn read(resp: ServiceResponse) -> Reply {
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = test::read_body(resp).await;
+        let body = String::from_utf8_lossy(&bytes).into_owned();
+        let json = serde_json::from_str(&body).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            body,
+            json,
+        }
+    }
+
     /// Asserts an RFC 6749 §5.2 error response with `code`, and returns its description.
     pub fn expect_error(&self, status: u16, code: &str) -> String {
         assert_eq!(self.status, status, "status for {code}: {}", self.body);
