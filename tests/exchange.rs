@@ -212,6 +212,24 @@ async fn a_profile_scope_that_would_widen_is_refused() {
 }
 
 #[actix_web::test]
+async fn a_requested_scope_that_narrows_to_nothing_is_refused() {
+    let p = [(
+        "p.yaml",
+        "name: p\ncallers: [gateway]\nsubject: {accept: [corp-idp]}\nissue: {kind: access-token, audiences: [x], lifetime: 1m, scope: \"request.scope.split(' ').filter(s, s.startsWith('billing:')).join(' ')\"}\n",
+    )];
+    let h = Harness::with(&p, &[], "").await;
+    let app = h.app().await;
+    let form = Form::exchange(&h.idp.access_token(json!({})))
+        .set("audience", "x")
+        .set("scope", "orders:read");
+    let r = post(&app, &form).await;
+    assert!(
+        r.expect_error(400, "invalid_scope")
+            .contains("none of the requested scope")
+    );
+}
+
+#[actix_web::test]
 async fn lifetime_is_bounded_by_the_profile_and_the_subject() {
     let h = Harness::new().await;
     let app = h.app().await;

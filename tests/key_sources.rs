@@ -9,6 +9,9 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
+const RFC8414: &str = "/.well-known/oauth-authorization-server";
+const OIDC: &str = "/.well-known/openid-configuration";
+
 /// A tiny identity provider over HTTP: metadata and a JWKS it can change, counting fetches.
 struct IdpServer {
     base: String,
@@ -16,7 +19,7 @@ struct IdpServer {
     jwks_hits: Arc<AtomicUsize>,
 }
 
-fn start_idp_server(metadata_issuer: Option<String>) -> IdpServer {
+fn start_idp_server(metadata_issuer: Option<String>, metadata_path: &'static str) -> IdpServer {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let jwks = Arc::new(RwLock::new(json!({"keys": []})));
@@ -38,7 +41,7 @@ fn start_idp_server(metadata_issuer: Option<String>) -> IdpServer {
                 }),
             )
             .route(
-                "/.well-known/oauth-authorization-server",
+                metadata_path,
                 web::get().to(move || {
                     let (b, issuer) = (b.clone(), issuer.clone());
                     async move {
@@ -80,8 +83,11 @@ async fn app_with_remote(
 }
 
 /// An IdP server publishing one key `k1`, and that key.
-fn idp_with_one_key(metadata_issuer: Option<String>) -> (IdpServer, Idp) {
-    let srv = start_idp_server(metadata_issuer);
+fn idp_with_one_key(
+    metadata_issuer: Option<String>,
+    metadata_path: &'static str,
+) -> (IdpServer, Idp) {
+    let srv = start_idp_server(metadata_issuer, metadata_path);
     let k1 = Idp::new(&srv.base, "k1", "ES256");
     *srv.jwks.write().unwrap() = json!({"keys": [k1.jwk()]});
     (srv, k1)
@@ -90,7 +96,7 @@ fn idp_with_one_key(metadata_issuer: Option<String>) -> (IdpServer, Idp) {
 #[actix_web::test]
 async fn jwks_uri_with_one_coalesced_refetch_per_cooldown() {
     let h = Harness::new().await;
-    let (srv, k1) = idp_with_one_key(None);
+    let (srv, k1) = idp_with_one_key(None, RFC8414);
     let k2 = Idp::new(&srv.base, "k2", "ES256");
     let entry = format!(
         "{{name: remote-idp, kind: oauth-jwt, issuer: \"{}\", jwks: {{uri: \"{}/keys\", refetch_cooldown: 60s}}}}",
@@ -148,7 +154,7 @@ async fn jwks_uri_with_one_coalesced_refetch_per_cooldown() {
 #[actix_web::test]
 async fn discovery_finds_the_jwks_uri() {
     let h = Harness::new().await;
-    let (srv, k1) = idp_with_one_key(None);
+    let (srv, k1) = idp_with_one_key(None, RFC8414);
     let entry = format!(
         "{{name: remote-idp, kind: oauth-jwt, issuer: \"{}\", jwks: {{discovery: true}}}}",
         srv.base
@@ -163,9 +169,22 @@ async fn discovery_finds_the_jwks_uri() {
 }
 
 #[actix_web::test]
+async fn discovery_falls_back_to_openid_configuration() {
+    let h = Harness::new().await;
+    let (srv, k1) = idp_with_one_key(None, OIDC);
+    let entry = format!(
+        "{{name: remote-idp, kind: oauth-jwt, issuer: \"{}\", jwks: {{discovery: true}}}}",
+        srv.base
+    );
+    let app = app_with_remote(&h, &entry).await;
+    let form = Form::exchange(&k1.access_token(json!({}))).set("audience", "remote-api");
+    post(&app, &form).await.expect_token();
+}
+
+#[actix_web::test]
 async fn metadata_naming_another_issuer_is_refused_and_fails_closed() {
     let h = Harness::new().await;
-    let (srv, k1) = idp_with_one_key(Some("https://impostor.test".into()));
+    let (srv, k1) = idp_with_one_key(Some("https://impostor.test".into()), RFC8414);
     let entry = format!(
         "{{name: remote-idp, kind: oauth-jwt, issuer: \"{}\", jwks: {{discovery: true}}}}",
         srv.base

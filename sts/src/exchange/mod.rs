@@ -264,6 +264,13 @@ fn decide_scope(
             granted.push(s);
         }
     }
+    // RFC 8693 §2.2.1: an absent `scope` in the response means "as requested", so a request
+    // whose scope narrows to nothing is refused rather than answered without one.
+    if granted.is_empty() && requested.is_some() {
+        return Err(OAuthError::invalid_scope(
+            "none of the requested scope can be granted",
+        ));
+    }
     Ok((!granted.is_empty()).then(|| granted.join(" ")))
 }
 
