@@ -246,5 +246,33 @@ async fn keys_that_never_loaded_fail_closed_with_503() {
     )
     .await;
     r.expect_error(503, "temporarily_unavailable");
-    assert_eq!(get(&app, "/readyz").await.status, 503);
+    let ready = get(&app, "/readyz").await;
+    assert_eq!(ready.status, 503);
+    assert_eq!(ready.json["trust_not_loaded"], json!(["corp-idp"]));
+}
+
+#[actix_web::test]
+async fn client_keys_that_never_loaded_fail_closed_with_503() {
+    let h = Harness::new().await;
+    std::fs::remove_file(h.dir.path().join("workload.json")).unwrap();
+    let app = rebuild(harness_config(h.dir.path(), ""), h.clock.clone()).await;
+    let ready = get(&app, "/readyz").await;
+    assert_eq!(ready.status, 503);
+    assert_eq!(
+        ready.json["clients_not_loaded"],
+        json!(["spiffe://example.com/workload-a"])
+    );
+    let form = Form::exchange(&h.idp.access_token(json!({})))
+        .no_auth()
+        .set(
+            "client_assertion_type",
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        )
+        .set(
+            "client_assertion",
+            &crate::exchange::client_assertion(&h, json!({})),
+        );
+    post(&app, &form)
+        .await
+        .expect_error(503, "temporarily_unavailable");
 }

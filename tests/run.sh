@@ -10,4 +10,9 @@ cargo clippy --all-targets --locked -- -D warnings
 if cargo tree --locked -e normal -i ring 2>/dev/null | grep -q '^ring'; then
   echo "ring is in the dependency graph:"; cargo tree --locked -e normal -i ring; exit 1
 fi
-cargo test --workspace --locked
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --workspace --locked 2>&1 | tee "$log"
+# One closing line over every test binary: "N passed, N failed".
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"

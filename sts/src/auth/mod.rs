@@ -146,6 +146,17 @@ impl ClientRegistry {
         }
     }
 
+    /// `(client id, loaded)` for every `private_key_jwt` client: for readiness.
+    pub fn keys_loaded(&self) -> Vec<(&str, bool)> {
+        self.clients
+            .values()
+            .filter_map(|c| match &c.credential {
+                Credential::Keys { store, .. } => Some((c.id.as_str(), store.is_loaded())),
+                Credential::Secret(_) => None,
+            })
+            .collect()
+    }
+
     /// Authenticates one request's credentials.
     pub async fn authenticate(
         &self,

@@ -44,21 +44,29 @@ pub async fn healthz() -> HttpResponse {
 }
 
 /// Ready when our keys and profiles are loaded (they are, or we would not be running) and
-/// every trust source has loaded its keys at least once.
+/// every trust source and every `private_key_jwt` client has loaded its keys at least once.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let trust = state.trust_ready();
+    let clients = state.clients.keys_loaded();
     let waiting: Vec<&str> = trust
         .iter()
         .filter(|(_, ok)| !ok)
         .map(|(n, _)| *n)
         .collect();
+    let clients_waiting: Vec<&str> = clients
+        .iter()
+        .filter(|(_, ok)| !ok)
+        .map(|(n, _)| *n)
+        .collect();
+    let ready = waiting.is_empty() && clients_waiting.is_empty();
     let body = json!({
-        "status": if waiting.is_empty() { "ready" } else { "waiting" },
+        "status": if ready { "ready" } else { "waiting" },
         "signing_kid": state.signer.kid(),
         "profiles": state.catalog.profiles.len(),
         "trust_not_loaded": waiting,
+        "clients_not_loaded": clients_waiting,
     });
-    if waiting.is_empty() {
+    if ready {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)

@@ -1,5 +1,5 @@
 //! Token kinds: one file per kind, each a `Verifier` (input) and/or `Minter` (output), all
-//! registered in the `INPUT_KINDS` / `OUTPUT_KINDS` tables below.
+//! registered in `input_kind` / `OUTPUT_KINDS` below.
 //!
 //! `verify` is the one driver every input kind goes through: size and JOSE checks, the trust
 //! source chosen by the configured issuer (never by keys in the token), the kind's header rules,
@@ -94,18 +94,18 @@ pub struct InputKind {
     pub verifier: &'static dyn Verifier,
 }
 
-pub static INPUT_KINDS: &[InputKind] = &[InputKind {
+/// The input kinds, one line each; the `match` makes every `TrustKind` have one.
+pub fn input_kind(trust_kind: TrustKind) -> &'static InputKind {
+    match trust_kind {
+        TrustKind::OauthJwt => &OAUTH_JWT,
+    }
+}
+
+static OAUTH_JWT: InputKind = InputKind {
     trust_kind: TrustKind::OauthJwt,
     token_types: &[types::ACCESS_TOKEN],
     verifier: &AccessTokenVerifier,
-}];
-
-pub fn input_kind(trust_kind: TrustKind) -> &'static InputKind {
-    INPUT_KINDS
-        .iter()
-        .find(|k| k.trust_kind == trust_kind)
-        .unwrap_or(&INPUT_KINDS[0])
-}
+};
 
 /// Verifies `token` against whichever of `sources` is configured for its issuer.
 pub async fn verify(
