@@ -11,7 +11,11 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use cel::objects::{Key, Map as CelMap};
+use cel::common::types::{
+    CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString, CelUInt,
+};
+use cel::common::value::Val;
+use cel::objects::Key;
 use cel::{Context, Env, ExecutionError, Program, Value as CelValue};
 use serde_json::Value;
 
@@ -89,59 +93,73 @@ pub fn is_missing_key(e: &ExecutionError) -> bool {
     matches!(e, ExecutionError::NoSuchKey(_))
 }
 
-/// The variables of one evaluation, built once per request.
-pub struct Variables {
-    context: Context<'static, 'static>,
+/// The variables of one evaluation, built once per request. They borrow the verified claims
+/// (`'a`): strings and map keys are not copied.
+pub struct Variables<'a> {
+    context: Context<'a, 'a>,
 }
 
-impl Variables {
-    pub fn new(subject: &Value, actor: &Value, caller: &Value, request: &Value, now: i64) -> Self {
-        let empty = serde_json::Map::new();
-        let subject = subject.as_object().unwrap_or(&empty);
-        Self::from_claims(subject, actor.as_object(), caller, request, now)
-    }
-
-    /// Builds the variables straight from claim maps, without copying them into JSON values
-    /// first (the request path).
-    pub fn from_claims(
-        subject: &serde_json::Map<String, Value>,
-        actor: Option<&serde_json::Map<String, Value>>,
-        caller: &Value,
-        request: &Value,
+impl<'a> Variables<'a> {
+    pub fn new(
+        subject: &'a Value,
+        actor: &'a Value,
+        caller: &'a Value,
+        request: &'a Value,
         now: i64,
     ) -> Self {
         let mut context = Context::with_env(env());
-        context.add_variable_from_value("subject", object_to_cel(subject));
-        context.add_variable_from_value("actor", actor.map_or(CelValue::Null, object_to_cel));
-        context.add_variable_from_value("caller", json_to_cel(caller));
-        context.add_variable_from_value("request", json_to_cel(request));
-        context.add_variable_from_value("now", CelValue::Int(now));
+        context.add_variable_as_val("subject", json_to_val(subject));
+        context.add_variable_as_val("actor", json_to_val(actor));
+        context.add_variable_as_val("caller", json_to_val(caller));
+        context.add_variable_as_val("request", json_to_val(request));
+        context.add_variable_as_val("now", Box::new(CelInt::from(now)));
+        Self { context }
+    }
+
+    /// Builds the variables straight from the verified claim maps (the request path).
+    pub fn from_claims(
+        subject: &'a serde_json::Map<String, Value>,
+        actor: Option<&'a serde_json::Map<String, Value>>,
+        caller: &'a Value,
+        request: &'a Value,
+        now: i64,
+    ) -> Self {
+        let mut context = Context::with_env(env());
+        context.add_variable_as_val("subject", object_to_val(subject));
+        context.add_variable_as_val(
+            "actor",
+            actor.map_or_else(|| Box::new(CelNull) as Box<dyn Val>, object_to_val),
+        );
+        context.add_variable_as_val("caller", json_to_val(caller));
+        context.add_variable_as_val("request", json_to_val(request));
+        context.add_variable_as_val("now", Box::new(CelInt::from(now)));
         Self { context }
     }
 }
 
-/// JSON → CEL. Integers become `int` when they fit, so `subject.exp > now` compares ints.
-pub fn json_to_cel(v: &Value) -> CelValue {
+/// JSON → a CEL value that borrows `v`'s strings. Whole numbers become `int` when they fit, so
+/// `subject.exp > now` compares ints.
+fn json_to_val(v: &Value) -> Box<dyn Val + '_> {
     match v {
-        Value::Null => CelValue::Null,
-        Value::Bool(b) => CelValue::Bool(*b),
+        Value::Null => Box::new(CelNull),
+        Value::Bool(b) => Box::new(CelBool::from(*b)),
         Value::Number(n) => match (n.as_i64(), n.as_u64()) {
-            (Some(i), _) => CelValue::Int(i),
-            (None, Some(u)) => CelValue::UInt(u),
-            _ => CelValue::Float(n.as_f64().unwrap_or(0.0)),
+            (Some(i), _) => Box::new(CelInt::from(i)),
+            (None, Some(u)) => Box::new(CelUInt::from(u)),
+            _ => Box::new(CelDouble::from(n.as_f64().unwrap_or(0.0))),
         },
-        Value::String(s) => CelValue::String(Arc::new(s.clone())),
-        Value::Array(a) => CelValue::List(Arc::new(a.iter().map(json_to_cel).collect())),
-        Value::Object(o) => object_to_cel(o),
+        Value::String(s) => Box::new(CelString::from(s.as_str())),
+        Value::Array(a) => Box::new(CelList::from(a.iter().map(json_to_val).collect::<Vec<_>>())),
+        Value::Object(o) => object_to_val(o),
     }
 }
 
-fn object_to_cel(o: &serde_json::Map<String, Value>) -> CelValue {
-    let map: HashMap<Key, CelValue> = o
+fn object_to_val(o: &serde_json::Map<String, Value>) -> Box<dyn Val + '_> {
+    let map: HashMap<CelMapKey<'_>, Box<dyn Val + '_>> = o
         .iter()
-        .map(|(k, v)| (Key::String(Arc::new(k.clone())), json_to_cel(v)))
+        .map(|(k, v)| (CelMapKey::from(k.as_str()), json_to_val(v)))
         .collect();
-    CelValue::Map(CelMap { map: Arc::new(map) })
+    Box::new(CelMap::from(map))
 }
 
 /// CEL → JSON, for claim values. Only JSON-shaped values convert.
@@ -187,13 +205,12 @@ mod tests {
     /// what the CEL environment really offers.
     #[test]
     fn documented_functions_exist() {
-        let vars = Variables::new(
-            &json!({"sub": "svc-a", "scope": "a b", "groups": ["x", "y"], "n": 3}),
-            &Value::Null,
-            &json!({"id": "gw", "method": "client_secret_basic"}),
-            &json!({"audience": ["x"], "resource": [], "scope": ""}),
-            100,
+        let (subject, caller, request) = (
+            json!({"sub": "svc-a", "scope": "a b", "groups": ["x", "y"], "n": 3}),
+            json!({"id": "gw", "method": "client_secret_basic"}),
+            json!({"audience": ["x"], "resource": [], "scope": ""}),
         );
+        let vars = Variables::new(&subject, &Value::Null, &caller, &request, 100);
         for (expr, want) in [
             (
                 "size(subject.groups) == 2 && subject.groups.size() == 2",
@@ -259,13 +276,12 @@ mod tests {
 
     #[test]
     fn evaluates_against_request_variables() {
-        let vars = Variables::new(
-            &json!({"sub": "alice", "scope": "a b", "exp": 200}),
-            &Value::Null,
-            &json!({"id": "gw", "method": "private_key_jwt"}),
-            &json!({"audience": ["x"], "scope": ""}),
-            100,
+        let (subject, caller, request) = (
+            json!({"sub": "alice", "scope": "a b", "exp": 200}),
+            json!({"id": "gw", "method": "private_key_jwt"}),
+            json!({"audience": ["x"], "scope": ""}),
         );
+        let vars = Variables::new(&subject, &Value::Null, &caller, &request, 100);
         let e = Expr::compile(
             "'b' in subject.scope.split(' ') && subject.exp > now",
             loc(),

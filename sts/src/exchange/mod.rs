@@ -96,7 +96,8 @@ pub async fn exchange(
     delegation::check_may_act(&subject.claims, actor_claims)?;
     let act = delegation::act_claim(&subject.claims, actor_claims);
     // Step 7: conditions, scope and mapping over one set of variables.
-    let vars = variables(caller, &req, &subject, actor.as_ref(), now);
+    let (caller_v, request_v) = (caller_value(caller), request_value(&req));
+    let vars = Variables::from_claims(&subject.claims, actor_claims, &caller_v, &request_v, now);
     check_condition(profile, &vars)?;
     let scope = decide_scope(profile, &subject.claims, &req, &vars)?;
     let mapped = match &profile.mapping {
@@ -172,29 +173,21 @@ async fn verify_input(
     })
 }
 
-fn variables(
-    caller: &Caller,
-    req: &ExchangeRequest,
-    subject: &Verified,
-    actor: Option<&Verified>,
-    now: UnixTime,
-) -> Variables {
-    let caller_v = json!({"id": caller.id, "method": caller.method.as_str()});
-    let request_v = json!({
+/// `caller` as CEL sees it.
+fn caller_value(caller: &Caller) -> serde_json::Value {
+    json!({"id": caller.id, "method": caller.method.as_str()})
+}
+
+/// `request` as CEL sees it (absent strings are "").
+fn request_value(req: &ExchangeRequest) -> serde_json::Value {
+    json!({
         "audience": req.audience,
         "resource": req.resource,
         "scope": req.scope.as_deref().unwrap_or(""),
         "requested_token_type": req.requested_token_type.as_deref().unwrap_or(""),
         "subject_token_type": req.subject.token_type,
         "actor_token_type": req.actor.as_ref().map_or("", |a| a.token_type.as_str()),
-    });
-    Variables::from_claims(
-        &subject.claims,
-        actor.map(|a| &a.claims),
-        &caller_v,
-        &request_v,
-        now,
-    )
+    })
 }
 
 fn check_condition(profile: &Profile, vars: &Variables) -> Result<(), OAuthError> {

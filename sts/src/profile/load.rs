@@ -465,32 +465,44 @@ fn compile_profile(
     (problems.0.len() == before).then_some(profile)
 }
 
-/// The typed sample every expression is evaluated against at load.
-fn sample_vars(with_actor: bool) -> Variables {
-    let now = 1_700_000_000;
-    let claims = json!({
-        "iss": "https://issuer.example", "sub": "sample-subject", "aud": "https://sts.example",
-        "exp": now + 300, "iat": now, "jti": "sample-jti", "scope": "read write",
-        "client_id": "sample-client"
-    });
-    let caller = json!({"id": "sample-caller", "method": "private_key_jwt"});
-    let request = json!({
-        "audience": ["sample-audience"], "resource": [], "scope": "read",
-        "requested_token_type": "", "subject_token_type": types::ACCESS_TOKEN,
-        "actor_token_type": ""
-    });
-    let actor = if with_actor {
-        claims.clone()
-    } else {
-        Value::Null
-    };
-    Variables::new(&claims, &actor, &caller, &request, now)
+/// The typed sample every expression is evaluated against at load: claims (also used as the
+/// actor's), caller, request, now.
+struct Sample {
+    claims: Value,
+    caller: Value,
+    request: Value,
+    now: i64,
+}
+
+impl Sample {
+    fn new() -> Self {
+        let now = 1_700_000_000;
+        Self {
+            claims: json!({
+                "iss": "https://issuer.example", "sub": "sample-subject", "aud": "https://sts.example",
+                "exp": now + 300, "iat": now, "jti": "sample-jti", "scope": "read write",
+                "client_id": "sample-client"
+            }),
+            caller: json!({"id": "sample-caller", "method": "private_key_jwt"}),
+            request: json!({
+                "audience": ["sample-audience"], "resource": [], "scope": "read",
+                "requested_token_type": "", "subject_token_type": types::ACCESS_TOKEN,
+                "actor_token_type": ""
+            }),
+            now,
+        }
+    }
+
+    fn vars<'a>(&'a self, actor: &'a Value) -> Variables<'a> {
+        Variables::new(&self.claims, actor, &self.caller, &self.request, self.now)
+    }
 }
 
 /// Evaluates a mapping on its own (with an actor), so a mapping no profile uses yet is
 /// checked too.
 fn check_mapping_sample(file: &Path, m: &Mapping, problems: &mut Problems) {
-    if let Err(MappingError::Failed { at, why }) = m.apply(&sample_vars(true)) {
+    let sample = Sample::new();
+    if let Err(MappingError::Failed { at, why }) = m.apply(&sample.vars(&sample.claims)) {
         problems.add(
             file,
             0,
@@ -512,8 +524,14 @@ fn check_against_sample(p: &Profile, problems: &mut Problems) {
         ActorMode::Required => &[true],
         ActorMode::Optional => &[false, true],
     };
+    let sample = Sample::new();
     for &with_actor in shapes {
-        let vars = sample_vars(with_actor);
+        let actor = if with_actor {
+            sample.claims.clone()
+        } else {
+            Value::Null
+        };
+        let vars = sample.vars(&actor);
         let shape = if with_actor {
             "with an actor"
         } else {
