@@ -19,7 +19,19 @@ struct Server {
 }
 
 impl Drop for Server {
+    /// Stops the server as an operator would (SIGTERM, graceful), so it flushes its logs; kills
+    /// it if it has not exited after 10 s.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -273,6 +285,10 @@ async fn the_binary_serves_the_examples_and_leaks_nothing() {
     assert!(
         output.contains("token exchanged"),
         "debug logs were captured"
+    );
+    assert!(
+        output.contains("accept thread stopped"),
+        "a graceful stop flushed the log buffer"
     );
     for t in &used {
         let sig = t.rsplit('.').next().unwrap();

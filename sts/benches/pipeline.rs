@@ -182,5 +182,40 @@ fn benches(c: &mut Criterion) {
     });
 }
 
-criterion_group!(pipeline, benches);
+/// The same exchange with the production log format enabled at `info`, written to a sink: the
+/// cost of the per-exchange log line.
+fn with_logging(c: &mut Criterion) {
+    let f = fixture();
+    let token = subject(&f, 2);
+    let caller = Caller {
+        id: "gateway".into(),
+        method: AuthMethod::ClientSecretBasic,
+    };
+    let body = body(&token);
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+        .with_ansi(false)
+        .with_writer(std::io::sink)
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        c.bench_function("exchange_end_to_end_in_process_logging_info", |b| {
+            b.iter(|| {
+                let req = ExchangeRequest::from_params(
+                    FormParams::parse(body.as_bytes(), 32).unwrap(),
+                    16384,
+                )
+                .unwrap();
+                f.rt.block_on(sts::exchange::exchange(
+                    &f.state,
+                    &caller,
+                    req,
+                    SystemClock.now(),
+                ))
+                .unwrap()
+            })
+        });
+    });
+}
+
+criterion_group!(pipeline, benches, with_logging);
 criterion_main!(pipeline);

@@ -16,6 +16,7 @@ pub mod expr;
 pub mod http;
 pub mod jose;
 pub mod keys;
+pub mod logs;
 pub mod mapping;
 pub mod profile;
 pub mod secret;

@@ -72,7 +72,7 @@ enum TokenHelper {
 }
 
 fn main() -> ExitCode {
-    let _log_guard = init_logging();
+    let log_guard = init_logging();
     sts::install_crypto_providers();
     let cli = Cli::parse();
     let result = match cli.command {
@@ -84,22 +84,21 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            drop(log_guard); // the log lines before the error message
             eprintln!("sts: {e}");
             ExitCode::FAILURE
         }
     }
 }
 
-/// Logs go to standard error through a background writer, so a request never waits on the
-/// write syscall; the returned guard flushes what is queued when `main` returns.
-fn init_logging() -> tracing_appender::non_blocking::WorkerGuard {
+/// Logs go to standard error through a shared buffer flushed every 200 ms (`sts::logs`); the
+/// returned guard flushes what is left when `main` returns.
+fn init_logging() -> sts::logs::FlushOnDrop {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::stderr().is_terminal();
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .finish(std::io::stderr());
+    let (writer, guard) = sts::logs::buffered_stderr();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
