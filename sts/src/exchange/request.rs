@@ -13,12 +13,25 @@ use crate::secret::Token;
 
 pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 
-/// Form parameters with RFC 6749 duplicate rules applied.
-#[derive(Debug, Default)]
+/// Form parameters with RFC 6749 duplicate rules applied. Values may be tokens or secrets, so
+/// `Debug` shows parameter names only.
+#[derive(Default)]
 pub struct FormParams {
     single: HashMap<String, String>,
     resource: Vec<String>,
     audience: Vec<String>,
+}
+
+impl std::fmt::Debug for FormParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names: Vec<&str> = self.single.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        f.debug_struct("FormParams")
+            .field("names", &names)
+            .field("audience", &self.audience)
+            .field("resource", &self.resource)
+            .finish()
+    }
 }
 
 impl FormParams {
@@ -200,6 +213,21 @@ mod tests {
 
     fn req(body: &str) -> Result<ExchangeRequest, OAuthError> {
         ExchangeRequest::from_params(FormParams::parse(body.as_bytes(), 32)?, 1000)
+    }
+
+    #[test]
+    fn debug_shows_names_not_values() {
+        let p = FormParams::parse(
+            b"subject_token=eyJsecret&client_secret=hunter2&audience=a",
+            32,
+        )
+        .unwrap();
+        let shown = format!("{p:?}");
+        assert!(
+            shown.contains("subject_token")
+                && !shown.contains("eyJsecret")
+                && !shown.contains("hunter2")
+        );
     }
 
     #[test]

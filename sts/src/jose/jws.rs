@@ -85,13 +85,21 @@ pub fn media_type_eq(typ: &str, media: &str) -> bool {
     strip(typ) == strip(media)
 }
 
-/// A parsed, not yet verified compact JWS.
-#[derive(Debug)]
+/// A parsed, not yet verified compact JWS. `Debug` shows the header only: the signing input is
+/// most of the token.
 pub struct UnverifiedJws<'a> {
     pub header: JoseHeader,
     pub unverified_claims: Claims,
     signing_input: &'a str,
     signature: Vec<u8>,
+}
+
+impl std::fmt::Debug for UnverifiedJws<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnverifiedJws")
+            .field("header", &self.header)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<'a> UnverifiedJws<'a> {
