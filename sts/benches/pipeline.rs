@@ -217,5 +217,34 @@ fn with_logging(c: &mut Criterion) {
     });
 }
 
-criterion_group!(pipeline, benches, with_logging);
+/// The exchange with a different subject token each time (as in the load test), to show what
+/// a larger working set costs compared with repeating one token.
+fn distinct_tokens(c: &mut Criterion) {
+    let f = fixture();
+    let caller = Caller {
+        id: "gateway".into(),
+        method: AuthMethod::ClientSecretBasic,
+    };
+    let bodies: Vec<String> = (0..10_000).map(|i| body(&subject(&f, i))).collect();
+    let mut i = 0;
+    c.bench_function("exchange_end_to_end_in_process_distinct_tokens", |b| {
+        b.iter(|| {
+            i = (i + 1) % bodies.len();
+            let req = ExchangeRequest::from_params(
+                FormParams::parse(bodies[i].as_bytes(), 32).unwrap(),
+                16384,
+            )
+            .unwrap();
+            f.rt.block_on(sts::exchange::exchange(
+                &f.state,
+                &caller,
+                req,
+                SystemClock.now(),
+            ))
+            .unwrap()
+        })
+    });
+}
+
+criterion_group!(pipeline, benches, with_logging, distinct_tokens);
 criterion_main!(pipeline);
