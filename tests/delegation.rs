@@ -160,3 +160,28 @@ async fn may_act_binds_the_exchange_to_the_named_actor() {
     .await;
     assert!(r.expect_error(400, "invalid_request").contains("may_act"));
 }
+
+#[actix_web::test]
+async fn actor_rules_are_checked_before_any_signature() {
+    let h = Harness::new().await;
+    let app = h.app().await;
+    // The subject is garbage: the refusal names the actor rule, so no verification ran first.
+    let r = post(
+        &app,
+        &with_actor("not-a-token", "also-not-a-token", "orders-api"),
+    )
+    .await;
+    assert!(
+        r.expect_error(400, "invalid_request")
+            .contains("actor_token is not accepted")
+    );
+    let r = post(
+        &app,
+        &Form::exchange("not-a-token").set("audience", "admin-api"),
+    )
+    .await;
+    assert!(
+        r.expect_error(400, "invalid_request")
+            .contains("requires an actor_token")
+    );
+}

@@ -64,6 +64,8 @@ pub async fn exchange(
         req.requested_token_type.as_deref(),
         &req.targets,
     )?;
+    // The actor rules need no crypto: check them before any signature.
+    check_actor_presence(profile, &req)?;
     let ctx = VerifyContext {
         now,
         leeway: state.settings.leeway.as_secs() as i64,
@@ -77,19 +79,9 @@ pub async fn exchange(
         &ctx,
     )
     .await?;
-    let actor = match (&req.actor, profile.actor_mode) {
-        (Some(_), ActorMode::Forbidden) => {
-            return Err(OAuthError::invalid_request(
-                "actor_token is not accepted by this exchange profile",
-            ));
-        }
-        (None, ActorMode::Required) => {
-            return Err(OAuthError::invalid_request(
-                "this exchange profile requires an actor_token",
-            ));
-        }
-        (Some(a), _) => Some(verify_input("actor_token", a, &profile.actor_sources, &ctx).await?),
-        (None, _) => None,
+    let actor = match &req.actor {
+        Some(a) => Some(verify_input("actor_token", a, &profile.actor_sources, &ctx).await?),
+        None => None,
     };
     let actor_claims = actor.as_ref().map(|a| &a.claims);
     // Step 6: delegation, enforced by the engine.
@@ -122,17 +114,7 @@ pub async fn exchange(
         act,
     };
     let minted = profile.kind.minter.mint(mapped, &reserved, &state.signer)?;
-    tracing::info!(
-        profile = %profile.name,
-        caller = %caller.id,
-        subject_iss = %subject.source.issuer,
-        sub = %reserved.subject,
-        subject_jti = subject.claims.str_claim("jti").ok().flatten().unwrap_or("-"),
-        actor_sub = actor_claims.and_then(|a| a.get("sub")).and_then(serde_json::Value::as_str).unwrap_or("-"),
-        issued_jti = %reserved.jti,
-        exp = reserved.expires_at,
-        "token exchanged"
-    );
+    log_exchange(profile, caller, &subject, actor_claims, &reserved);
     Ok(TokenResponse {
         access_token: minted.token.into_exposed(),
         issued_token_type: minted.issued_token_type,
@@ -140,6 +122,41 @@ pub async fn exchange(
         expires_in: expires_at - now,
         scope,
     })
+}
+
+/// RFC 8693 §2.1 leaves actors to policy: the profile says whether one is refused, allowed or
+/// required.
+fn check_actor_presence(profile: &Profile, req: &ExchangeRequest) -> Result<(), OAuthError> {
+    match (&req.actor, profile.actor_mode) {
+        (Some(_), ActorMode::Forbidden) => Err(OAuthError::invalid_request(
+            "actor_token is not accepted by this exchange profile",
+        )),
+        (None, ActorMode::Required) => Err(OAuthError::invalid_request(
+            "this exchange profile requires an actor_token",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The one log line of a successful exchange: identifiers only, never a token.
+fn log_exchange(
+    profile: &Profile,
+    caller: &Caller,
+    subject: &Verified,
+    actor: Option<&Claims>,
+    reserved: &Reserved,
+) {
+    tracing::info!(
+        profile = %profile.name,
+        caller = %caller.id,
+        subject_iss = %subject.source.issuer,
+        sub = %reserved.subject,
+        subject_jti = subject.claims.str_claim("jti").ok().flatten().unwrap_or("-"),
+        actor_sub = actor.and_then(|a| a.get("sub")).and_then(serde_json::Value::as_str).unwrap_or("-"),
+        issued_jti = %reserved.jti,
+        exp = reserved.expires_at,
+        "token exchanged"
+    );
 }
 
 async fn verify_input(
