@@ -417,7 +417,35 @@ where
             format!("Basic {}", STANDARD.encode(format!("{id}:{secret}"))),
         ));
     }
-    Reply::read(test::call_service(app, req.set_payload(body).to_request()).await).await
+    let reply =
+        Reply::read(test::call_service(app, req.set_payload(body).to_request()).await).await;
+    // Every token any test gets issued is checked by a verifier that is not the minting code.
+    if let Some(token) = reply.json.get("access_token").and_then(Value::as_str) {
+        let jwks = get(app, "/jwks").await.json;
+        verify_signature_type_and_issuer(token, &jwks);
+    }
+    reply
+}
+
+/// jsonwebtoken checks an issued token's signature against the published JWKS, its `typ` and
+/// its `iss` (audience and time are checked by `verify_issued` where a test cares).
+fn verify_signature_type_and_issuer(token: &str, jwks: &Value) {
+    let header = jsonwebtoken::decode_header(token).unwrap();
+    assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+    let set: jsonwebtoken::jwk::JwkSet = serde_json::from_value(jwks.clone()).unwrap();
+    let jwk = set
+        .find(header.kid.as_deref().unwrap())
+        .expect("issued kid is published");
+    let mut v = jsonwebtoken::Validation::new(header.alg);
+    v.set_issuer(&[STS_ISSUER]);
+    v.validate_aud = false;
+    v.validate_exp = false;
+    jsonwebtoken::decode::<Value>(
+        token,
+        &jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap(),
+        &v,
+    )
+    .expect("issued token verifies with jsonwebtoken");
 }
 
 pub async fn get<S>(app: &S, uri: &str) -> Reply
