@@ -143,19 +143,8 @@ fn dev_token(dir: &Path, port: u16, log: &str, args: &[&str]) -> String {
     cli(dir, port, log, &all).trim().to_owned()
 }
 
-fn verify_from(token: &str, jwks: &Value, issuer: &str, audience: &str) -> Value {
-    let header = jsonwebtoken::decode_header(token).unwrap();
-    assert_eq!(header.typ.as_deref(), Some("at+jwt"));
-    let set: jsonwebtoken::jwk::JwkSet = serde_json::from_value(jwks.clone()).unwrap();
-    let key =
-        jsonwebtoken::DecodingKey::from_jwk(set.find(header.kid.as_deref().unwrap()).unwrap())
-            .unwrap();
-    let mut v = jsonwebtoken::Validation::new(header.alg);
-    v.set_audience(&[audience]);
-    v.set_issuer(&[issuer]);
-    jsonwebtoken::decode::<Value>(token, &key, &v)
-        .unwrap()
-        .claims
+async fn get_json(http: &reqwest::Client, url: &str) -> Value {
+    http.get(url).send().await.unwrap().json().await.unwrap()
 }
 
 #[actix_web::test]
@@ -167,23 +156,13 @@ async fn the_binary_serves_the_examples_and_leaks_nothing() {
     let base = server.base.clone();
     let http = reqwest::Client::new();
 
-    let meta: Value = http
-        .get(format!("{base}/.well-known/oauth-authorization-server"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let meta = get_json(
+        &http,
+        &format!("{base}/.well-known/oauth-authorization-server"),
+    )
+    .await;
     assert_eq!(meta["token_endpoint"], format!("{base}/token"));
-    let jwks: Value = http
-        .get(format!("{base}/jwks"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks = get_json(&http, &format!("{base}/jwks")).await;
     let secret = std::fs::read_to_string(d.join("dev/client-secret")).unwrap();
     let mut used: Vec<String> = vec![secret.clone()];
 
@@ -206,7 +185,7 @@ async fn the_binary_serves_the_examples_and_leaks_nothing() {
         "the profile keeps order scopes only"
     );
     let issued = body["access_token"].as_str().unwrap().to_owned();
-    let c = verify_from(&issued, &jwks, &base, "orders-api");
+    let c = decode_issued(&issued, &jwks, &base, Some("orders-api"), true);
     assert_eq!(c["sub"], "alice");
     assert_eq!(c["origin"]["issuer"], "https://dev-idp.sts.invalid");
     used.extend([subject, issued]);
@@ -234,7 +213,7 @@ async fn the_binary_serves_the_examples_and_leaks_nothing() {
     let (status, body) = exchange(&base, &secret, &subject, Some(&actor), "billing-api").await;
     assert_eq!(status, 200, "{body}");
     let issued = body["access_token"].as_str().unwrap().to_owned();
-    let c = verify_from(&issued, &jwks, &base, "billing-api");
+    let c = decode_issued(&issued, &jwks, &base, Some("billing-api"), true);
     assert_eq!(
         c["act"],
         json!({"sub": "svc-billing", "iss": "https://dev-idp.sts.invalid"})
@@ -263,14 +242,7 @@ async fn the_binary_serves_the_examples_and_leaks_nothing() {
     // A restart keeps the signing key.
     drop(server);
     let server = start(d, port, "serve2").await;
-    let again: Value = http
-        .get(format!("{}/jwks", server.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let again = get_json(&http, &format!("{}/jwks", server.base)).await;
     assert_eq!(again["keys"][0]["kid"], jwks["keys"][0]["kid"]);
     drop(server);
 

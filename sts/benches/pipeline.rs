@@ -96,13 +96,30 @@ fn body(token: &str) -> String {
         .finish()
 }
 
+/// One full exchange in process: form parsing to signed response.
+fn run_exchange(f: &Fixture, caller: &Caller, body: &str) -> sts::exchange::TokenResponse {
+    let req = ExchangeRequest::from_params(FormParams::parse(body.as_bytes(), 32).unwrap(), 16384)
+        .unwrap();
+    f.rt.block_on(sts::exchange::exchange(
+        &f.state,
+        caller,
+        req,
+        SystemClock.now(),
+    ))
+    .unwrap()
+}
+
+fn gateway() -> Caller {
+    Caller {
+        id: "gateway".into(),
+        method: AuthMethod::ClientSecretBasic,
+    }
+}
+
 fn benches(c: &mut Criterion) {
     let f = fixture();
     let token = subject(&f, 1);
-    let caller = Caller {
-        id: "gateway".into(),
-        method: AuthMethod::ClientSecretBasic,
-    };
+    let caller = gateway();
     let (keys, _) = KeySet::from_jwks(f.jwks.to_string().as_bytes(), &[Alg::ES256]).unwrap();
     let mut claims = serde_json::Map::new();
     claims.insert("sub".into(), "alice".into());
@@ -165,20 +182,7 @@ fn benches(c: &mut Criterion) {
     });
     c.bench_function("exchange_end_to_end_in_process", |b| {
         let body = body(&token);
-        b.iter(|| {
-            let req = ExchangeRequest::from_params(
-                FormParams::parse(body.as_bytes(), 32).unwrap(),
-                16384,
-            )
-            .unwrap();
-            f.rt.block_on(sts::exchange::exchange(
-                &f.state,
-                &caller,
-                req,
-                SystemClock.now(),
-            ))
-            .unwrap()
-        })
+        b.iter(|| run_exchange(&f, &caller, &body))
     });
 }
 
@@ -187,10 +191,7 @@ fn benches(c: &mut Criterion) {
 fn with_logging(c: &mut Criterion) {
     let f = fixture();
     let token = subject(&f, 2);
-    let caller = Caller {
-        id: "gateway".into(),
-        method: AuthMethod::ClientSecretBasic,
-    };
+    let caller = gateway();
     let body = body(&token);
     let subscriber = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
@@ -199,20 +200,7 @@ fn with_logging(c: &mut Criterion) {
         .finish();
     tracing::subscriber::with_default(subscriber, || {
         c.bench_function("exchange_end_to_end_in_process_logging_info", |b| {
-            b.iter(|| {
-                let req = ExchangeRequest::from_params(
-                    FormParams::parse(body.as_bytes(), 32).unwrap(),
-                    16384,
-                )
-                .unwrap();
-                f.rt.block_on(sts::exchange::exchange(
-                    &f.state,
-                    &caller,
-                    req,
-                    SystemClock.now(),
-                ))
-                .unwrap()
-            })
+            b.iter(|| run_exchange(&f, &caller, &body))
         });
     });
 }
@@ -221,27 +209,13 @@ fn with_logging(c: &mut Criterion) {
 /// a larger working set costs compared with repeating one token.
 fn distinct_tokens(c: &mut Criterion) {
     let f = fixture();
-    let caller = Caller {
-        id: "gateway".into(),
-        method: AuthMethod::ClientSecretBasic,
-    };
+    let caller = gateway();
     let bodies: Vec<String> = (0..10_000).map(|i| body(&subject(&f, i))).collect();
     let mut i = 0;
     c.bench_function("exchange_end_to_end_in_process_distinct_tokens", |b| {
         b.iter(|| {
             i = (i + 1) % bodies.len();
-            let req = ExchangeRequest::from_params(
-                FormParams::parse(bodies[i].as_bytes(), 32).unwrap(),
-                16384,
-            )
-            .unwrap();
-            f.rt.block_on(sts::exchange::exchange(
-                &f.state,
-                &caller,
-                req,
-                SystemClock.now(),
-            ))
-            .unwrap()
+            run_exchange(&f, &caller, &bodies[i])
         })
     });
 }

@@ -107,13 +107,13 @@ impl<'a> Variables<'a> {
         request: &'a Value,
         now: i64,
     ) -> Self {
-        let mut context = Context::with_env(env());
-        context.add_variable_as_val("subject", json_to_val(subject));
-        context.add_variable_as_val("actor", json_to_val(actor));
-        context.add_variable_as_val("caller", json_to_val(caller));
-        context.add_variable_as_val("request", json_to_val(request));
-        context.add_variable_as_val("now", Box::new(CelInt::from(now)));
-        Self { context }
+        Self::build(
+            json_to_val(subject),
+            json_to_val(actor),
+            caller,
+            request,
+            now,
+        )
     }
 
     /// Builds the variables straight from the verified claim maps (the request path).
@@ -124,12 +124,20 @@ impl<'a> Variables<'a> {
         request: &'a Value,
         now: i64,
     ) -> Self {
+        let actor = actor.map_or_else(|| Box::new(CelNull) as Box<dyn Val>, object_to_val);
+        Self::build(object_to_val(subject), actor, caller, request, now)
+    }
+
+    fn build(
+        subject: Box<dyn Val + 'a>,
+        actor: Box<dyn Val + 'a>,
+        caller: &'a Value,
+        request: &'a Value,
+        now: i64,
+    ) -> Self {
         let mut context = Context::with_env(env());
-        context.add_variable_as_val("subject", object_to_val(subject));
-        context.add_variable_as_val(
-            "actor",
-            actor.map_or_else(|| Box::new(CelNull) as Box<dyn Val>, object_to_val),
-        );
+        context.add_variable_as_val("subject", subject);
+        context.add_variable_as_val("actor", actor);
         context.add_variable_as_val("caller", json_to_val(caller));
         context.add_variable_as_val("request", json_to_val(request));
         context.add_variable_as_val("now", Box::new(CelInt::from(now)));

@@ -430,24 +430,8 @@ where
 /// jsonwebtoken checks an issued token's signature against the published JWKS, its `typ` and
 /// its `iss` (audience and time are checked by `verify_issued` where a test cares).
 fn verify_signature_type_and_issuer(token: &str, jwks: &Value) {
-    let header = jsonwebtoken::decode_header(token).unwrap();
-    assert_eq!(header.typ.as_deref(), Some("at+jwt"));
-    let set: jsonwebtoken::jwk::JwkSet = serde_json::from_value(jwks.clone()).unwrap();
-    let jwk = set
-        .find(header.kid.as_deref().unwrap())
-        .expect("issued kid is published");
-    let mut v = jsonwebtoken::Validation::new(header.alg);
-    v.set_issuer(&[STS_ISSUER]);
-    v.validate_aud = false;
-    v.validate_exp = false;
-    jsonwebtoken::decode::<Value>(
-        token,
-        &jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap(),
-        &v,
-    )
-    .expect("issued token verifies with jsonwebtoken");
+    decode_issued(token, jwks, STS_ISSUER, None, false);
 }
-
 pub async fn get<S>(app: &S, uri: &str) -> Reply
 where
     S: Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>,
@@ -501,23 +485,44 @@ impl Reply {
 /// Verifies an issued token with jsonwebtoken (not the minting code) against the published
 /// JWKS, and returns its claims.
 pub fn verify_issued(token: &str, jwks: &Value, audience: &str) -> Value {
-    let header = jsonwebtoken::decode_header(token).unwrap();
-    assert_eq!(header.typ.as_deref(), Some("at+jwt"));
-    let kid = header.kid.clone().unwrap();
-    let set: jsonwebtoken::jwk::JwkSet = serde_json::from_value(jwks.clone()).unwrap();
-    let jwk = set.find(&kid).expect("issued kid is published");
-    let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
-    let mut v = jsonwebtoken::Validation::new(header.alg);
-    v.set_audience(&[audience]);
-    v.set_issuer(&[STS_ISSUER]);
-    v.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
-    // The tokens are minted at the harness's fixed clock, in the future of the real one.
-    v.validate_exp = false;
-    let data = jsonwebtoken::decode::<Value>(token, &key, &v).unwrap();
-    let c = data.claims;
+    // The harness's fixed clock is in the future of the real one: `exp` is not checked here.
+    let c = decode_issued(token, jwks, STS_ISSUER, Some(audience), false);
     assert!(c["jti"].as_str().is_some_and(|j| j.len() >= 16));
     assert!(c["client_id"].is_string());
     c
+}
+
+/// The one independent verifier (jsonwebtoken, not the minting code): `typ` is `at+jwt`, the
+/// `kid` is published in `jwks`, the signature verifies, `iss` is `issuer`, and `aud` contains
+/// `audience` when one is given. Returns the claims.
+pub fn decode_issued(
+    token: &str,
+    jwks: &Value,
+    issuer: &str,
+    audience: Option<&str>,
+    check_exp: bool,
+) -> Value {
+    let header = jsonwebtoken::decode_header(token).unwrap();
+    assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+    let set: jsonwebtoken::jwk::JwkSet = serde_json::from_value(jwks.clone()).unwrap();
+    let jwk = set
+        .find(header.kid.as_deref().unwrap())
+        .expect("issued kid is published");
+    let mut v = jsonwebtoken::Validation::new(header.alg);
+    v.set_issuer(&[issuer]);
+    v.set_required_spec_claims(&["exp", "iat", "iss", "sub"]);
+    match audience {
+        Some(a) => v.set_audience(&[a]),
+        None => v.validate_aud = false,
+    }
+    v.validate_exp = check_exp;
+    jsonwebtoken::decode::<Value>(
+        token,
+        &jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap(),
+        &v,
+    )
+    .expect("issued token verifies with jsonwebtoken")
+    .claims
 }
 
 pub fn repo_root() -> PathBuf {
