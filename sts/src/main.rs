@@ -14,6 +14,11 @@ use sts::auth::SecretHash;
 use sts::clock::{Clock, SystemClock};
 use sts::config::Settings;
 
+/// mimalloc for every Rust allocation: glibc's malloc/free had been ≈7% of a loaded server's CPU
+/// (docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "sts",
