@@ -276,3 +276,27 @@ async fn client_keys_that_never_loaded_fail_closed_with_503() {
         .await
         .expect_error(503, "temporarily_unavailable");
 }
+
+#[actix_web::test]
+async fn a_form_that_is_not_utf8_is_refused_not_repaired() {
+    let h = Harness::new().await;
+    let app = h.app().await;
+    let subject = h.idp.access_token(json!({}));
+    let f = Form::exchange(&subject).set("audience", "orders-api");
+    // %FF decodes to a byte that is not UTF-8; it is refused, not replaced by U+FFFD.
+    for body in [
+        format!("{}&scope=orders%FF", f.body()),
+        format!("{}&x%C3=1", f.body()),
+    ] {
+        let r = post_raw(&app, &f, body).await;
+        assert!(
+            r.expect_error(400, "invalid_request")
+                .contains("must be UTF-8")
+        );
+        assert!(!r.body.contains(&subject));
+    }
+    // Percent-encoding and '+' still decode: an encoded scope is honoured.
+    post_raw(&app, &f, format!("{}&scope=orders%3Aread", f.body()))
+        .await
+        .expect_token();
+}

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::json;
 
-pub use request::{ExchangeRequest, FormParams, TOKEN_EXCHANGE, TypedToken};
+pub use request::{ExchangeRequest, FormParams, TOKEN_EXCHANGE, TypedToken, decode_component};
 
 use crate::app::AppState;
 use crate::auth::Caller;
@@ -150,7 +150,7 @@ fn log_exchange(
         profile = %profile.name,
         caller = %caller.id,
         subject_iss = %subject.source.issuer,
-        sub = %reserved.subject,
+        sub = reserved.subject.as_str(),
         subject_jti = subject.claims.str_claim("jti").ok().flatten().unwrap_or("-"),
         actor_sub = actor.and_then(|a| a.get("sub")).and_then(serde_json::Value::as_str).unwrap_or("-"),
         issued_jti = %reserved.jti,

@@ -6,7 +6,7 @@
 //! `invalid_target` / `invalid_scope` where RFC 8707 / RFC 6749 §3.3 say so). Nothing here
 //! verifies a token.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
 
 use crate::error::{ErrorCode, OAuthError};
 use crate::secret::Token;
@@ -15,16 +15,19 @@ pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchang
 
 /// Form parameters with RFC 6749 duplicate rules applied. Values may be tokens or secrets, so
 /// `Debug` shows parameter names only.
+///
+/// A request has about ten parameters (bounded by `limits.max_params`), so they are kept in a
+/// small vector: a linear scan of a few short names is cheaper than hashing them.
 #[derive(Default)]
 pub struct FormParams {
-    single: HashMap<String, String>,
+    single: Vec<(String, String)>,
     resource: Vec<String>,
     audience: Vec<String>,
 }
 
 impl std::fmt::Debug for FormParams {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut names: Vec<&str> = self.single.keys().map(String::as_str).collect();
+        let mut names: Vec<&str> = self.single.iter().map(|(n, _)| n.as_str()).collect();
         names.sort_unstable();
         f.debug_struct("FormParams")
             .field("names", &names)
@@ -35,47 +38,80 @@ impl std::fmt::Debug for FormParams {
 }
 
 impl FormParams {
-    /// Parses an `application/x-www-form-urlencoded` body.
+    /// Parses an `application/x-www-form-urlencoded` body (WHATWG URL §5.1: `&`-separated
+    /// pairs, split at the first `=`, `+` is a space, percent-decoding). Names and values must
+    /// be UTF-8 after decoding; invalid UTF-8 is refused, not replaced.
     pub fn parse(body: &[u8], max_params: usize) -> Result<Self, OAuthError> {
         let mut out = FormParams::default();
-        for (count, (name, value)) in form_urlencoded::parse(body).enumerate() {
+        let pairs = body.split(|&b| b == b'&').filter(|p| !p.is_empty());
+        for (count, pair) in pairs.enumerate() {
             if count >= max_params {
                 return Err(OAuthError::invalid_request("too many parameters"));
             }
+            let (name, value) = match memchr::memchr(b'=', pair) {
+                Some(i) => (&pair[..i], &pair[i + 1..]),
+                None => (pair, &pair[pair.len()..]),
+            };
             // RFC 6749 §3.1: a parameter sent without a value is treated as omitted.
             if value.is_empty() {
                 continue;
             }
-            match name.as_ref() {
-                "resource" => out.resource.push(value.into_owned()),
-                "audience" => out.audience.push(value.into_owned()),
-                other => {
-                    if out
-                        .single
-                        .insert(other.to_owned(), value.into_owned())
-                        .is_some()
-                    {
-                        // Names of parameters we know are safe to echo; others are not echoed.
-                        let shown = if KNOWN.contains(&other) {
-                            other
-                        } else {
-                            "a parameter"
-                        };
-                        return Err(OAuthError::invalid_request(format!("{shown} is repeated")));
-                    }
-                }
-            }
+            out.insert(
+                decode_component(name)?,
+                decode_component(value)?.into_owned(),
+            )?;
         }
         Ok(out)
     }
 
+    fn insert(&mut self, name: Cow<'_, str>, value: String) -> Result<(), OAuthError> {
+        match name.as_ref() {
+            "resource" => self.resource.push(value),
+            "audience" => self.audience.push(value),
+            other if self.get(other).is_some() => {
+                // Names of parameters we know are safe to echo; others are not echoed.
+                let shown = if KNOWN.contains(&other) {
+                    other
+                } else {
+                    "a parameter"
+                };
+                return Err(OAuthError::invalid_request(format!("{shown} is repeated")));
+            }
+            _ => self.single.push((name.into_owned(), value)),
+        }
+        Ok(())
+    }
+
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.single.get(name).map(String::as_str)
+        self.single
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn take(&mut self, name: &str) -> Option<String> {
-        self.single.remove(name)
+        let at = self.single.iter().position(|(n, _)| n == name)?;
+        Some(self.single.swap_remove(at).1)
     }
+}
+
+/// One form-urlencoded name or value (also the halves of RFC 6749 §2.3.1 Basic credentials):
+/// borrowed when it holds no `+` or `%` (tokens never do), decoded otherwise.
+pub fn decode_component(raw: &[u8]) -> Result<Cow<'_, str>, OAuthError> {
+    let not_utf8 = || OAuthError::invalid_request("form parameters must be UTF-8");
+    if memchr::memchr2(b'+', b'%', raw).is_none() {
+        return std::str::from_utf8(raw)
+            .map(Cow::Borrowed)
+            .map_err(|_| not_utf8());
+    }
+    let spaced: Vec<u8> = raw
+        .iter()
+        .map(|&b| if b == b'+' { b' ' } else { b })
+        .collect();
+    let decoded: Vec<u8> = percent_encoding::percent_decode(&spaced).collect();
+    String::from_utf8(decoded)
+        .map(Cow::Owned)
+        .map_err(|_| not_utf8())
 }
 
 const KNOWN: &[&str] = &[
@@ -227,6 +263,33 @@ mod tests {
             shown.contains("subject_token")
                 && !shown.contains("eyJsecret")
                 && !shown.contains("hunter2")
+        );
+    }
+
+    #[test]
+    fn form_decoding() {
+        let p = FormParams::parse(b"&a=x+y%2Bz&&b%3D=%E2%82%AC&c&d=", 32).unwrap();
+        assert_eq!(p.get("a"), Some("x y+z"));
+        assert_eq!(p.get("b="), Some("\u{20ac}"));
+        assert_eq!(p.get("c"), None);
+        assert_eq!(p.get("d"), None);
+        for bad in [&b"a=%FF"[..], b"a=\xff", b"%C3=x"] {
+            assert_eq!(
+                FormParams::parse(bad, 32).unwrap_err().description,
+                "form parameters must be UTF-8"
+            );
+        }
+        assert_eq!(
+            FormParams::parse(b"scope=a&scope=b", 32)
+                .unwrap_err()
+                .description,
+            "scope is repeated"
+        );
+        assert_eq!(
+            FormParams::parse(b"x%3Dtoken=a&x%3Dtoken=b", 32)
+                .unwrap_err()
+                .description,
+            "a parameter is repeated"
         );
     }
 

@@ -11,7 +11,7 @@ use super::ApiError;
 use crate::app::AppState;
 use crate::auth::{AuthContext, Presented};
 use crate::error::{ErrorCode, OAuthError};
-use crate::exchange::{self, ExchangeRequest, FormParams, TOKEN_EXCHANGE};
+use crate::exchange::{self, ExchangeRequest, FormParams, TOKEN_EXCHANGE, decode_component};
 use crate::secret::{ClientSecret, Token};
 
 pub async fn token(
@@ -151,12 +151,10 @@ fn parse_basic(value: &HeaderValue) -> Result<(String, ClientSecret), ApiError> 
     let decoded = STANDARD.decode(b64.trim()).map_err(|_| bad())?;
     let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
     let (id, secret) = decoded.split_once(':').ok_or_else(bad)?;
-    let unescape = |s: &str| -> Result<String, ApiError> {
-        let bytes: Vec<u8> = form_urlencoded::parse(format!("x={s}").as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned().into_bytes())
-            .unwrap_or_default();
-        String::from_utf8(bytes).map_err(|_| bad())
+    let unescape = |s: &str| {
+        decode_component(s.as_bytes())
+            .map_err(|_| bad())
+            .map(|c| c.into_owned())
     };
     let (id, secret) = (unescape(id)?, unescape(secret)?);
     if id.is_empty() {
