@@ -1,9 +1,14 @@
-//! `sts-bench`: prepares a reproducible load test of `POST /token` (see docs/benchmarks.md).
+//! `sts-bench`: prepares a reproducible load test of `POST /token` and measures the crypto floor
+//! it is compared with (see docs/benchmarks.md).
 //!
 //! `sts-bench prepare --dir D --port P --count N` writes into D: a config for one worker, an
-//! identity provider's JWKS, a realistic profile (condition, scope expression, mapping) and
-//! mapping, N request bodies each carrying a distinct ES256 subject token, and the wrk Lua script
-//! that sends them in order. It is a tool, not part of the service.
+//! identity provider's JWKS, a profile (by default a realistic one with a condition, a scope
+//! expression and a mapping; `--profile plain` for audience and lifetime only), N request bodies
+//! each carrying a distinct ES256 subject token, and the wrk Lua script that sends them in order.
+//!
+//! `sts-bench floor` times raw aws-lc-rs ES256 verify and sign on the current core, so a load
+//! test run on this noisy VM can be set against the floor measured minutes apart.
+//! It is a tool, not part of the service.
 
 use std::fs;
 use std::io::{BufWriter, Write};
@@ -41,6 +46,15 @@ enum Cmd {
         /// Signing algorithm of the issued tokens (ES256, EdDSA, RS256).
         #[arg(long, default_value = "ES256")]
         alg: String,
+        /// `mapped`: CEL condition, scope expression and claim mapping; `plain`: none of them.
+        #[arg(long, default_value = "mapped")]
+        profile: String,
+    },
+    /// Time raw ES256 verify and sign (aws-lc-rs, pre-parsed keys) for --seconds; print the
+    /// floor in exchanges/s (one verify plus one sign each).
+    Floor {
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
     },
 }
 
@@ -48,13 +62,73 @@ const CLIENT_SECRET: &str = "bench-gateway-secret-0123456789";
 
 fn main() -> Result<(), String> {
     sts::install_crypto_providers();
-    let Cmd::Prepare {
-        dir,
-        port,
-        count,
-        alg,
-    } = Cli::parse().command;
+    match Cli::parse().command {
+        Cmd::Prepare {
+            dir,
+            port,
+            count,
+            alg,
+            profile,
+        } => prepare(dir, port, count, &alg, &profile),
+        Cmd::Floor { seconds } => floor(seconds),
+    }
+}
+
+/// The two bench profiles: `mapped` (realistic: condition, scope expression, claim mapping)
+/// and `plain` (audience and lifetime only).
+const MAPPED_PROFILE: &str = "name: bench\ncallers: [gateway]\nsubject: {accept: [corp-idp]}\n\
+     when: \"'orders:read' in subject.scope.split(' ')\"\n\
+     issue:\n  kind: access-token\n  audiences: [orders-api]\n  lifetime: 5m\n\
+     \x20 scope: \"subject.scope.split(' ').filter(s, s.startsWith('orders:')).join(' ')\"\n\
+     \x20 claims: bench-claims\n";
+const MAPPED_CLAIMS: &str = "name: bench-claims\nclaims:\n  email: \"has(subject.email) ? subject.email : null\"\n\
+     \x20 origin:\n    issuer: subject.iss\n    client: subject.client_id\n";
+const PLAIN_PROFILE: &str = "name: bench\ncallers: [gateway]\nsubject: {accept: [corp-idp]}\n\
+     issue:\n  kind: access-token\n  audiences: [orders-api]\n  lifetime: 5m\n";
+
+fn floor(seconds: f64) -> Result<(), String> {
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{
+        ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair,
+        ParsedPublicKey,
+    };
+    use std::time::{Duration, Instant};
+    let rng = SystemRandom::new();
+    let der = SigningKey::generate_pkcs8(Alg::ES256).map_err(|e| e.to_string())?;
+    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der)
+        .map_err(|e| e.to_string())?;
+    let public = ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, pair.public_key().as_ref())
+        .map_err(|e| e.to_string())?;
+    // About the size of a JWS signing input of a subject token.
+    let message = vec![b'e'; 600];
+    let signature = pair.sign(&rng, &message).map_err(|e| e.to_string())?;
+    let budget = Duration::from_secs_f64(seconds / 2.0);
+    let time = |op: &mut dyn FnMut() -> bool| -> Result<f64, String> {
+        let (start, mut n) = (Instant::now(), 0u32);
+        while start.elapsed() < budget {
+            if !op() {
+                return Err("crypto operation failed".into());
+            }
+            n += 1;
+        }
+        Ok(start.elapsed().as_secs_f64() * 1e6 / f64::from(n))
+    };
+    let verify_us = time(&mut || public.verify_sig(&message, signature.as_ref()).is_ok())?;
+    let sign_us = time(&mut || pair.sign(&rng, &message).is_ok())?;
+    println!(
+        "floor: ES256 verify {verify_us:.1} µs + sign {sign_us:.1} µs = {:.0} exchanges/s",
+        1e6 / (verify_us + sign_us)
+    );
+    Ok(())
+}
+
+fn prepare(dir: PathBuf, port: u16, count: usize, alg: &str, profile: &str) -> Result<(), String> {
     let alg: Alg = alg.parse().map_err(|()| format!("unsupported alg {alg}"))?;
+    let (profile_yaml, mapping_yaml) = match profile {
+        "mapped" => (MAPPED_PROFILE, Some(MAPPED_CLAIMS)),
+        "plain" => (PLAIN_PROFILE, None),
+        other => return Err(format!("unknown profile {other} (mapped or plain)")),
+    };
     let io = |e: std::io::Error| e.to_string();
     fs::create_dir_all(dir.join("profiles")).map_err(io)?;
     fs::create_dir_all(dir.join("mappings")).map_err(io)?;
@@ -79,21 +153,13 @@ fn main() -> Result<(), String> {
         ),
     )
     .map_err(io)?;
-    fs::write(
-        dir.join("profiles/bench.yaml"),
-        "name: bench\ncallers: [gateway]\nsubject: {accept: [corp-idp]}\n\
-         when: \"'orders:read' in subject.scope.split(' ')\"\n\
-         issue:\n  kind: access-token\n  audiences: [orders-api]\n  lifetime: 5m\n\
-         \x20 scope: \"subject.scope.split(' ').filter(s, s.startsWith('orders:')).join(' ')\"\n\
-         \x20 claims: bench-claims\n",
-    )
-    .map_err(io)?;
-    fs::write(
-        dir.join("mappings/bench-claims.yaml"),
-        "name: bench-claims\nclaims:\n  email: \"has(subject.email) ? subject.email : null\"\n\
-         \x20 origin:\n    issuer: subject.iss\n    client: subject.client_id\n",
-    )
-    .map_err(io)?;
+    fs::write(dir.join("profiles/bench.yaml"), profile_yaml).map_err(io)?;
+    let claims_file = dir.join("mappings/bench-claims.yaml");
+    match mapping_yaml {
+        Some(m) => fs::write(&claims_file, m).map_err(io)?,
+        None if claims_file.exists() => fs::remove_file(&claims_file).map_err(io)?,
+        None => {}
+    }
 
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -76,13 +76,15 @@ impl JoseHeader {
 
 /// Compares two JOSE `typ` values per RFC 7515 §4.1.9.
 pub fn media_type_eq(typ: &str, media: &str) -> bool {
-    let strip = |s: &str| -> String {
-        let l = s.to_ascii_lowercase();
-        l.strip_prefix("application/")
-            .map(str::to_owned)
-            .unwrap_or(l)
-    };
-    strip(typ) == strip(media)
+    without_application_prefix(typ).eq_ignore_ascii_case(without_application_prefix(media))
+}
+
+fn without_application_prefix(media_type: &str) -> &str {
+    const PREFIX: &str = "application/";
+    match media_type.get(..PREFIX.len()) {
+        Some(p) if p.eq_ignore_ascii_case(PREFIX) => &media_type[PREFIX.len()..],
+        _ => media_type,
+    }
 }
 
 /// A parsed, not yet verified compact JWS. `Debug` shows the header only: the signing input is
@@ -193,5 +195,8 @@ mod tests {
         assert!(media_type_eq("application/AT+JWT", "at+jwt"));
         assert!(media_type_eq("at+jwt", "at+jwt"));
         assert!(!media_type_eq("jwt", "at+jwt"));
+        assert!(media_type_eq("Application/at+JWT", "application/AT+jwt"));
+        assert!(!media_type_eq("application/jwt", "at+jwt"));
+        assert!(!media_type_eq("applicatioñ/at+jwt", "at+jwt"));
     }
 }
