@@ -2,8 +2,19 @@
 
 use crate::support::*;
 
+/// The first problem in `yaml`: in the settings, or in a trust entry as its kind reads it.
 fn err(yaml: &str) -> String {
-    sts::config::Settings::from_yaml(yaml)
+    let settings = match sts::config::Settings::from_yaml(yaml) {
+        Ok(s) => s,
+        Err(e) => return e.to_string(),
+    };
+    let http = sts::trust::HttpFetcher::new(std::time::Duration::from_secs(1)).unwrap();
+    let env = sts::token::KindEnv {
+        our_issuer: &settings.issuer,
+        http: &http,
+    };
+    let kinds = sts::token::KindRegistry::builtin();
+    sts::trust::TrustRegistry::build(&settings.trust, &kinds, &env)
         .unwrap_err()
         .to_string()
 }

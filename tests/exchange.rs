@@ -35,7 +35,7 @@ async fn issues_an_rfc9068_token_for_the_requested_audience() {
     assert!(c.get("act").is_none());
     let header = jsonwebtoken::decode_header(&token).unwrap();
     assert_eq!(header.alg, jsonwebtoken::Algorithm::ES256);
-    assert_eq!(header.kid.as_deref(), Some(h.state.signer.kid()));
+    assert_eq!(header.kid.as_deref(), Some(h.state.snapshot().signer.kid()));
 }
 
 #[actix_web::test]
@@ -396,7 +396,7 @@ async fn metadata_jwks_and_health() {
     let jwks = get(&app, "/jwks").await;
     let keys = jwks.json["keys"].as_array().unwrap();
     assert_eq!(keys.len(), 1);
-    assert_eq!(keys[0]["kid"], h.state.signer.kid());
+    assert_eq!(keys[0]["kid"], h.state.snapshot().signer.kid());
     assert!(
         keys[0].get("d").is_none(),
         "no private material is published"

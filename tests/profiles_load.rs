@@ -17,8 +17,13 @@ fn load(profiles: &[(&str, &str)], mappings: &[(&str, &str)]) -> Result<usize, V
     let config = harness_config(dir.path(), "");
     let settings = sts::config::Settings::from_yaml(&config).unwrap();
     let http = sts::trust::HttpFetcher::new(std::time::Duration::from_secs(1)).unwrap();
-    let trust = sts::trust::TrustRegistry::from_settings(&settings, &http);
-    sts::profile::load(&dir.path().join("p"), &dir.path().join("m"), &trust)
+    let kinds = sts::token::KindRegistry::builtin();
+    let env = sts::token::KindEnv {
+        our_issuer: &settings.issuer,
+        http: &http,
+    };
+    let trust = sts::trust::TrustRegistry::build(&settings.trust, &kinds, &env).unwrap();
+    sts::profile::load(&dir.path().join("p"), &dir.path().join("m"), &trust, &kinds)
         .map(|c| c.profiles.len())
         .map_err(|e| e.0.iter().map(|p| p.to_string()).collect())
 }
@@ -163,8 +168,8 @@ fn the_repository_examples_load_in_development_mode() {
             .unwrap();
     sts::dev::prepare(&mut settings).unwrap();
     let http = sts::trust::HttpFetcher::new(std::time::Duration::from_secs(1)).unwrap();
-    let trust = sts::trust::TrustRegistry::from_settings(&settings, &http);
-    let catalog = sts::profile::load(&settings.profiles, &settings.mappings, &trust).unwrap();
+    let kinds = sts::token::KindRegistry::builtin();
+    let (_, _, catalog) = sts::app::Snapshot::policy(&settings, &kinds, &http).unwrap();
     assert_eq!(
         catalog.profiles.len(),
         std::fs::read_dir(root.join("profiles")).unwrap().count()

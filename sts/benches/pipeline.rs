@@ -100,10 +100,13 @@ fn body(token: &str) -> String {
 fn run_exchange(f: &Fixture, caller: &Caller, body: &str) -> sts::exchange::TokenResponse {
     let req = ExchangeRequest::from_params(FormParams::parse(body.as_bytes(), 32).unwrap(), 16384)
         .unwrap();
-    f.rt.block_on(sts::exchange::exchange(
-        &f.state,
+    let snap = f.state.snapshot();
+    let facts = sts::token::RequestFacts::post(&snap.endpoint);
+    f.rt.block_on(sts::exchange::token_exchange(
+        &snap,
         caller,
         req,
+        &facts,
         SystemClock.now(),
     ))
     .unwrap()
@@ -139,6 +142,7 @@ fn benches(c: &mut Criterion) {
     c.bench_function("sign_jws_es256", |b| {
         b.iter(|| {
             f.state
+                .snapshot()
                 .signer
                 .sign_jws("at+jwt", black_box(&claims))
                 .unwrap()
@@ -171,7 +175,7 @@ fn benches(c: &mut Criterion) {
             )
         })
     });
-    let profile = f.state.catalog.by_name("bench").unwrap().clone();
+    let profile = f.state.snapshot().catalog.by_name("bench").unwrap().clone();
     let vars = sts::expr::Variables::from_claims(&subject_claims, None, &caller_v, &request_v, 1);
     c.bench_function("cel_condition_scope_mapping", |b| {
         b.iter(|| {

@@ -1,12 +1,17 @@
-//! The running service's state, built once at start by the same function for `sts serve` and
-//! for the tests: settings, clock, signing keys, trust sources, clients, profiles, replay store.
+//! The running service's state, built by the same functions for `sts serve`, `sts check` and
+//! the tests.
 //!
-//! Building loads keys and profiles and makes the first key fetches; after that the request
-//! path reads this state without I/O except what a profile requires. This module does not know
-//! HTTP routes (that is `http`).
+//! Everything reload or rotation replaces — settings, signing keys, trust sources, clients,
+//! profiles and mappings — lives in one [`Snapshot`], swapped atomically (`arc-swap`). A request
+//! takes the snapshot once at its start and uses only that one. What outlives snapshots (the
+//! clock, the replay store, the registered kinds) sits beside it in [`AppState`]. Background
+//! tasks hold a weak reference to the state and read the current snapshot on every tick:
+//! nothing else is captured by a task. This module does not know HTTP routes.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
+
+use arc_swap::ArcSwap;
 
 use crate::auth::ClientRegistry;
 use crate::clock::Clock;
@@ -15,12 +20,15 @@ use crate::dev;
 use crate::keys::Signer;
 use crate::profile::{self, Catalog, LoadErrors};
 use crate::store::ReplayGuard;
-use crate::trust::{HttpFetcher, TrustRegistry};
+use crate::token::{KindEnv, KindRegistry};
+use crate::trust::{HttpFetcher, KeyStore, TrustRegistry};
 
 /// Capacity of the in-memory replay store.
 const REPLAY_CAPACITY: usize = 1_000_000;
 /// Timeout of every outbound call.
 const OUTBOUND_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the background task looks for key sources due for a refresh.
+const REFRESH_TICK: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -34,87 +42,170 @@ pub enum StartError {
     Other(String),
 }
 
-pub struct AppState {
+/// Everything a reload or key rotation replaces, as one value.
+pub struct Snapshot {
     pub settings: Settings,
-    pub clock: Arc<dyn Clock>,
     pub signer: Signer,
     pub trust: TrustRegistry,
     pub clients: ClientRegistry,
     pub catalog: Catalog,
-    pub replay: ReplayGuard,
+    /// This token endpoint's URL, from configuration (shared by every request's facts).
+    pub endpoint: Arc<str>,
 }
 
-impl std::fmt::Debug for AppState {
+impl std::fmt::Debug for Snapshot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState")
+        f.debug_struct("Snapshot")
             .field("issuer", &self.settings.issuer)
             .field("profiles", &self.catalog.profiles.len())
             .finish_non_exhaustive()
     }
 }
 
+impl Snapshot {
+    /// Builds a snapshot from validated settings: trust entries through their kinds, clients,
+    /// profiles, and our signing keys. Makes no network call (keys load in
+    /// [`load_keys`](Self::load_keys)).
+    pub fn build(settings: Settings, kinds: &KindRegistry) -> Result<Self, StartError> {
+        let http = HttpFetcher::new(OUTBOUND_TIMEOUT).map_err(StartError::Other)?;
+        let (trust, clients, catalog) = Self::policy(&settings, kinds, &http)?;
+        let signer = Signer::load_or_generate(&settings.keys.dir, settings.keys.alg)?;
+        let endpoint = Arc::from(settings.token_endpoint());
+        Ok(Self {
+            endpoint,
+            settings,
+            signer,
+            trust,
+            clients,
+            catalog,
+        })
+    }
+
+    /// Trust entries, clients and profiles from settings: what `sts check` validates.
+    pub fn policy(
+        settings: &Settings,
+        kinds: &KindRegistry,
+        http: &HttpFetcher,
+    ) -> Result<(TrustRegistry, ClientRegistry, Catalog), StartError> {
+        let env = KindEnv {
+            our_issuer: &settings.issuer,
+            http,
+        };
+        let trust = TrustRegistry::build(&settings.trust, kinds, &env)?;
+        let clients = ClientRegistry::from_settings(settings, http).map_err(StartError::Other)?;
+        let catalog = profile::load(&settings.profiles, &settings.mappings, &trust, kinds)?;
+        Ok((trust, clients, catalog))
+    }
+
+    /// Every key source of this snapshot: trust entries' and `private_key_jwt` clients'.
+    pub fn key_stores(&self) -> impl Iterator<Item = &KeyStore> {
+        self.trust
+            .all()
+            .filter_map(|s| s.verifier.keys())
+            .chain(self.clients.key_stores())
+    }
+
+    /// Loads every key source once; a failure is logged and requests fail closed until the
+    /// keys load.
+    pub async fn load_keys(&self) {
+        for source in self.trust.all() {
+            if let Some(keys) = source.verifier.keys()
+                && let Err(e) = keys.load().await
+            {
+                tracing::warn!(trust = %source.name, "keys not loaded yet (requests fail closed until they are): {e}");
+            }
+        }
+        self.clients.load_keys().await;
+    }
+
+    /// `(trust entry, keys loaded)` for every trust entry that has keys.
+    pub fn trust_ready(&self) -> Vec<(&str, bool)> {
+        self.trust
+            .all()
+            .filter_map(|s| s.verifier.keys().map(|k| (&*s.name, k.is_loaded())))
+            .collect()
+    }
+}
+
+/// The service: the live snapshot and what outlives it.
+pub struct AppState {
+    pub clock: Arc<dyn Clock>,
+    pub replay: ReplayGuard,
+    pub kinds: KindRegistry,
+    live: ArcSwap<Snapshot>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("live", &self.live.load())
+            .field("kinds", &self.kinds)
+            .finish_non_exhaustive()
+    }
+}
+
 impl AppState {
-    /// Builds the whole service state from settings: the one function `main` and tests use.
-    pub async fn build(
+    /// Builds the whole service with the built-in kinds: the one function `main` and tests use.
+    pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<Arc<Self>, StartError> {
+        Self::build_with(settings, clock, KindRegistry::builtin()).await
+    }
+
+    /// Builds the service with the given kinds (a test registers a toy kind this way).
+    pub async fn build_with(
         mut settings: Settings,
         clock: Arc<dyn Clock>,
+        kinds: KindRegistry,
     ) -> Result<Arc<Self>, StartError> {
         if settings.dev {
             dev::prepare(&mut settings).map_err(StartError::Other)?;
         }
         settings.validate()?;
-        let signer = Signer::load_or_generate(&settings.keys.dir, settings.keys.alg)?;
-        let http = HttpFetcher::new(OUTBOUND_TIMEOUT).map_err(StartError::Other)?;
-        let trust = TrustRegistry::from_settings(&settings, &http);
-        let clients = ClientRegistry::from_settings(&settings, &http).map_err(StartError::Other)?;
-        let catalog = profile::load(&settings.profiles, &settings.mappings, &trust)?;
-        for source in trust.all() {
-            if let Err(e) = source.keys.load().await {
-                tracing::warn!(trust = %source.name, "keys not loaded yet (requests fail closed until they are): {e}");
-            }
-        }
-        clients.load_keys().await;
+        let snapshot = Snapshot::build(settings, &kinds)?;
+        snapshot.load_keys().await;
         tracing::info!(
-            issuer = %settings.issuer,
-            kid = %signer.kid(),
-            alg = %signer.alg(),
-            profiles = catalog.profiles.len(),
-            trust = trust.all().count(),
+            issuer = %snapshot.settings.issuer,
+            kid = %snapshot.signer.kid(),
+            alg = %snapshot.signer.alg(),
+            profiles = snapshot.catalog.profiles.len(),
+            trust = snapshot.trust.all().count(),
             "sts ready to serve"
         );
         Ok(Arc::new(Self {
-            settings,
             clock,
-            signer,
-            trust,
-            clients,
-            catalog,
             replay: ReplayGuard::memory(REPLAY_CAPACITY),
+            kinds,
+            live: ArcSwap::from_pointee(snapshot),
         }))
     }
 
-    /// Whether every trust source has loaded keys at least once.
-    pub fn trust_ready(&self) -> Vec<(&str, bool)> {
-        self.trust
-            .all()
-            .map(|s| (s.name.as_str(), s.keys.is_loaded()))
-            .collect()
+    /// The live snapshot: a request takes it once, at its start.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.live.load_full()
     }
 
-    /// Starts the periodic key refresh of remote trust sources.
+    /// Replaces the live snapshot atomically; requests already running keep the one they took.
+    pub fn swap(&self, snapshot: Snapshot) {
+        self.live.store(Arc::new(snapshot));
+    }
+
+    /// Starts the background refresh of every key source (trust entries and clients), each on
+    /// its own interval, always on the current snapshot.
     pub fn spawn_refresh(self: &Arc<Self>) {
-        for source in self.trust.all().filter(|s| s.keys.is_remote()) {
-            let source = source.clone();
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(source.keys.refresh_interval());
-                tick.tick().await;
-                loop {
-                    tick.tick().await;
-                    if let Err(e) = source.keys.load().await {
-                        tracing::warn!(trust = %source.name, "key refresh failed, keeping the previous keys: {e}");
+        let state: Weak<Self> = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(REFRESH_TICK).await;
+                let Some(state) = state.upgrade() else {
+                    return;
+                };
+                let snap = state.snapshot();
+                drop(state);
+                for keys in snap.key_stores().filter(|k| k.refresh_due()) {
+                    if let Err(e) = keys.load().await {
+                        tracing::warn!("key refresh failed, keeping the previous keys: {e}");
                     }
                 }
-            });
-        }
+            }
+        });
     }
 }

@@ -10,7 +10,7 @@ use std::fs;
 use std::path::Path;
 
 use crate::auth::SecretHash;
-use crate::config::{ClientSettings, JwksSettings, Settings, TrustKind, TrustSettings};
+use crate::config::{ClientSettings, Settings, TrustEntry};
 use crate::jose::{Alg, b64_encode};
 use crate::keys::{SigningKey, pem_decode, pem_encode, write_private};
 
@@ -49,18 +49,17 @@ pub fn prepare(settings: &mut Settings) -> Result<(), String> {
     let secret_hash = SecretHash::create(secret.trim(), 10_000)?;
 
     if !settings.trust.iter().any(|t| t.name == DEV_IDP) {
-        settings.trust.push(TrustSettings {
-            name: DEV_IDP.into(),
-            kind: TrustKind::OauthJwt,
-            issuer: DEV_IDP_ISSUER.into(),
-            audience: vec![],
-            algorithms: vec![Alg::ES256],
-            allow_untyped: false,
-            jwks: JwksSettings {
-                file: Some(jwks_path),
-                ..JwksSettings::default()
-            },
-        });
+        let mut entry = TrustEntry::new(
+            DEV_IDP,
+            "oauth-jwt",
+            serde_json::json!({
+                "issuer": DEV_IDP_ISSUER,
+                "algorithms": ["ES256"],
+                "jwks": {"file": jwks_path},
+            }),
+        );
+        entry.index = settings.trust.len();
+        settings.trust.push(entry);
     }
     if !settings.clients.iter().any(|c| c.id == DEV_CLIENT) {
         settings.clients.push(ClientSettings {

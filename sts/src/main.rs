@@ -134,10 +134,9 @@ fn check(config: Option<PathBuf>) -> Result<(), String> {
         sts::dev::prepare(&mut settings)?;
     }
     let http = sts::trust::HttpFetcher::new(std::time::Duration::from_secs(5))?;
-    let trust = sts::trust::TrustRegistry::from_settings(&settings, &http);
-    sts::auth::ClientRegistry::from_settings(&settings, &http)?;
-    let catalog = sts::profile::load(&settings.profiles, &settings.mappings, &trust)
-        .map_err(|e| e.to_string())?;
+    let kinds = sts::token::KindRegistry::builtin();
+    let (_, _, catalog) =
+        sts::app::Snapshot::policy(&settings, &kinds, &http).map_err(|e| e.to_string())?;
     println!(
         "ok: {} profile(s), {} mapping(s), {} trust entr(ies), {} client(s)",
         catalog.profiles.len(),

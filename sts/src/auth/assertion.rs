@@ -4,9 +4,18 @@ use serde_json::Value;
 
 use super::{AuthContext, AuthMethod, Caller, ClientRegistry, failed};
 use crate::error::OAuthError;
-use crate::jose::{UnverifiedJws, media_type_eq};
+use crate::jose::UnverifiedJws;
 use crate::secret::Token;
-use crate::token::ClaimsExt;
+use crate::token::{
+    CheckedJws, ClaimsExt, JwsRules, Rejection, TypRule, VerifyContext, verify_jws,
+};
+
+/// 7523bis §3: explicit typing SHOULD be used but is not required of the client; any other
+/// explicit type is a different kind of JWT and is refused (RFC 8725 §3.12).
+const ASSERTION_TYP: TypRule = TypRule {
+    explicit: &["client-authentication+jwt"],
+    untyped_ok: true,
+};
 
 /// The longest an assertion may still be valid when we see it; bounds replay memory.
 const MAX_ASSERTION_LIFETIME: i64 = 300;
@@ -19,14 +28,10 @@ pub(super) async fn authenticate(
 ) -> Result<Caller, OAuthError> {
     let jws = UnverifiedJws::parse(assertion.expose(), ctx.max_token_bytes)
         .map_err(|_| failed("client assertion is malformed"))?;
-    // 7523bis §3: explicit typing SHOULD be used but is not required of the client; any other
-    // explicit type is a different kind of JWT and is refused (RFC 8725 §3.12).
-    if let Some(typ) = &jws.header.typ
-        && !media_type_eq(typ, "client-authentication+jwt")
-        && !media_type_eq(typ, "JWT")
-    {
-        return Err(failed("client assertion has the wrong typ"));
-    }
+    // Refuse a wrong explicit type before any lookup.
+    ASSERTION_TYP
+        .check(&jws.header)
+        .map_err(|_| failed("client assertion has the wrong typ"))?;
     let c = &jws.unverified_claims;
     let (Ok(iss), Ok(sub)) = (c.required_str("iss"), c.required_str("sub")) else {
         return Err(failed("client assertion lacks iss or sub"));
@@ -38,27 +43,26 @@ pub(super) async fn authenticate(
     let (client, store, algorithms) = registry
         .keys_of(sub)
         .ok_or_else(|| failed("client is not registered for private_key_jwt"))?;
-    if !algorithms.contains(&jws.header.alg) {
-        return Err(failed("client assertion algorithm is not accepted"));
-    }
-    let kid = jws.header.kid.clone();
-    let alg = jws.header.alg;
-    let keys = store
-        .resolve(kid.as_deref(), alg)
-        .await
-        .map_err(|e| match e {
-            crate::trust::KeyLookupError::NotLoaded => {
-                OAuthError::unavailable("client keys are unavailable")
-            }
-            crate::trust::KeyLookupError::UnknownKey => failed("client assertion key is unknown"),
-        })?;
-    let key = keys
-        .find(kid.as_deref(), alg)
-        .ok_or_else(|| failed("client assertion key is unknown"))?;
-    let claims = jws
-        .verify(key)
-        .map_err(|_| failed("client assertion signature is invalid"))?;
-
+    // The one verification driver: alg allowlist, key lookup, signature, times.
+    let rules = JwsRules {
+        typ: ASSERTION_TYP,
+        algorithms,
+        keys: store,
+    };
+    let vctx = VerifyContext {
+        now: ctx.now,
+        leeway: ctx.leeway,
+        max_token_bytes: ctx.max_token_bytes,
+        facts: ctx.facts,
+    };
+    let CheckedJws { claims, exp } = verify_jws(jws, rules, &vctx).await.map_err(|r| match r {
+        Rejection::KeysUnavailable => OAuthError::unavailable("client keys are unavailable"),
+        Rejection::AlgNotAllowed => failed("client assertion algorithm is not accepted"),
+        Rejection::UnknownKey => failed("client assertion key is unknown"),
+        Rejection::Jose(_) => failed("client assertion signature is invalid"),
+        Rejection::WrongType => failed("client assertion has the wrong typ"),
+        other => OAuthError::invalid_client(format!("client assertion rejected: {other}")),
+    })?;
     // 7523bis: aud is our issuer identifier as the sole value.
     let aud_ok = match claims.get("aud") {
         Some(Value::String(a)) => a == ctx.issuer,
@@ -70,14 +74,6 @@ pub(super) async fn authenticate(
             "client assertion audience must be the issuer identifier alone",
         ));
     }
-    let vctx = crate::token::VerifyContext {
-        now: ctx.now,
-        leeway: ctx.leeway,
-        max_token_bytes: ctx.max_token_bytes,
-    };
-    let exp = claims
-        .check_times(&vctx)
-        .map_err(|r| OAuthError::invalid_client(format!("client assertion rejected: {r}")))?;
     if exp > ctx.now + MAX_ASSERTION_LIFETIME + ctx.leeway {
         return Err(failed("client assertion lifetime is too long"));
     }

@@ -20,7 +20,8 @@ use crate::error::{ErrorCode, OAuthError};
 use crate::jose::Alg;
 use crate::secret::{ClientSecret, Token};
 use crate::store::ReplayGuard;
-use crate::trust::{HttpFetcher, KeyStore};
+use crate::token::RequestFacts;
+use crate::trust::{HttpFetcher, KeyStore, key_fetch};
 
 /// `client_assertion_type` for RFC 7523 JWT client authentication.
 pub const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -50,7 +51,7 @@ pub struct Caller {
 
 /// Credentials as presented, before any check.
 #[derive(Debug)]
-pub enum Presented {
+pub enum ClientCredentials {
     Basic {
         client_id: String,
         secret: ClientSecret,
@@ -95,6 +96,7 @@ pub struct AuthContext<'a> {
     pub leeway: i64,
     pub max_token_bytes: usize,
     pub replay: &'a ReplayGuard,
+    pub facts: &'a RequestFacts,
 }
 
 fn failed(d: &'static str) -> OAuthError {
@@ -113,12 +115,12 @@ impl ClientRegistry {
                     } else {
                         c.algorithms.clone()
                     };
+                    let name = format!("client `{}`", c.id);
                     let store = KeyStore::new(
-                        &format!("client {}", c.id),
-                        &c.id,
-                        jwks,
+                        &name,
+                        key_fetch(&name, &c.id, jwks, http),
                         &algorithms,
-                        http.clone(),
+                        jwks,
                     );
                     Credential::Keys { store, algorithms }
                 }
@@ -146,6 +148,14 @@ impl ClientRegistry {
         }
     }
 
+    /// Every `private_key_jwt` client's key source (for the periodic refresh).
+    pub fn key_stores(&self) -> impl Iterator<Item = &KeyStore> {
+        self.clients.values().filter_map(|c| match &c.credential {
+            Credential::Keys { store, .. } => Some(store),
+            Credential::Secret(_) => None,
+        })
+    }
+
     /// `(client id, loaded)` for every `private_key_jwt` client: for readiness.
     pub fn keys_loaded(&self) -> Vec<(&str, bool)> {
         self.clients
@@ -160,11 +170,11 @@ impl ClientRegistry {
     /// Authenticates one request's credentials.
     pub async fn authenticate(
         &self,
-        presented: Presented,
+        presented: ClientCredentials,
         ctx: &AuthContext<'_>,
     ) -> Result<Caller, OAuthError> {
         match presented {
-            Presented::Basic { client_id, secret } => {
+            ClientCredentials::Basic { client_id, secret } => {
                 let client = self
                     .clients
                     .get(&client_id)
@@ -180,7 +190,7 @@ impl ClientRegistry {
                     method: AuthMethod::ClientSecretBasic,
                 })
             }
-            Presented::Assertion {
+            ClientCredentials::Assertion {
                 assertion_type,
                 assertion,
                 client_id,

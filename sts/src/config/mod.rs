@@ -7,13 +7,17 @@
 //! network I/O and must not log secrets (client secret hashes are not secrets, but stay out of
 //! logs anyway).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::jose::Alg;
+
+mod trust;
+
+pub use trust::{TrustEntry, locate_trust_entries};
 
 /// The embedded default configuration (a laptop setup, `dev: true`).
 pub const DEFAULT_YAML: &str = include_str!("default.yaml");
@@ -39,8 +43,9 @@ pub struct Settings {
     pub leeway: Duration,
     #[serde(default)]
     pub limits: Limits,
-    #[serde(default)]
-    pub trust: Vec<TrustSettings>,
+    /// Trust entries: `name` and `kind`, and a block the kind parses (`token/`).
+    #[serde(default, deserialize_with = "trust::deserialize_entries")]
+    pub trust: Vec<TrustEntry>,
     #[serde(default)]
     pub clients: Vec<ClientSettings>,
     /// Development mode: adds the `dev-idp` trust entry and `dev-client` (loopback only).
@@ -78,33 +83,6 @@ impl Default for Limits {
             max_params: 32,
         }
     }
-}
-
-/// Which input token kind a trust entry vouches for (see `token::KINDS`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TrustKind {
-    /// RFC 9068 JWT access tokens from an OAuth authorization server.
-    OauthJwt,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TrustSettings {
-    pub name: String,
-    pub kind: TrustKind,
-    /// The exact `iss` value (RFC 9068 §4 step 3).
-    pub issuer: String,
-    /// `aud` values that name us; a token must carry one. Defaults to our issuer.
-    #[serde(default)]
-    pub audience: Vec<String>,
-    /// Accepted `alg` values; defaults to ES256, EdDSA, RS256, PS256.
-    #[serde(default)]
-    pub algorithms: Vec<Alg>,
-    /// Accept `typ: JWT` (or no `typ`) from a legacy IdP instead of requiring `at+jwt`.
-    #[serde(default)]
-    pub allow_untyped: bool,
-    pub jwks: JwksSettings,
 }
 
 /// Where a trust entry's (or client's) public keys come from: exactly one member.
@@ -180,11 +158,26 @@ impl Settings {
             .prefix_separator("__")
             .separator("__")
             .try_parsing(true);
-        let settings: Settings = builder
+        if std::env::vars().any(|(k, _)| k == "STS__TRUST" || k.starts_with("STS__TRUST__")) {
+            return Err(ConfigError(
+                "trust: entries cannot be set from the environment (STS__TRUST…); write them in the \
+                 configuration file"
+                    .into(),
+            ));
+        }
+        let mut settings: Settings = builder
             .add_source(env)
             .build()
             .and_then(Config::try_deserialize)
             .map_err(|e| ConfigError(e.to_string()))?;
+        match file {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| ConfigError(format!("{}: {e}", p.display())))?;
+                locate_trust_entries(&mut settings.trust, &p.display().to_string(), &text);
+            }
+            None => locate_trust_entries(&mut settings.trust, "(embedded default)", DEFAULT_YAML),
+        }
         settings.validate()?;
         Ok(settings)
     }
@@ -192,11 +185,12 @@ impl Settings {
     /// Parses settings from YAML text (no environment), then validates. For tests and tools.
     pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
         use config::{Config, File, FileFormat};
-        let settings: Settings = Config::builder()
+        let mut settings: Settings = Config::builder()
             .add_source(File::from_str(text, FileFormat::Yaml))
             .build()
             .and_then(Config::try_deserialize)
             .map_err(|e| ConfigError(e.to_string()))?;
+        locate_trust_entries(&mut settings.trust, "(configuration)", text);
         settings.validate()?;
         Ok(settings)
     }
@@ -236,10 +230,12 @@ impl Settings {
         let mut names = std::collections::HashSet::new();
         for (i, t) in self.trust.iter().enumerate() {
             if !names.insert(t.name.as_str()) {
-                return err(format!("trust[{i}].name: `{}` is defined twice", t.name));
+                return err(format!(
+                    "{}trust[{i}].name: `{}` is defined twice",
+                    t.position(),
+                    t.name
+                ));
             }
-            check_url(&format!("trust[{i}].issuer"), &t.issuer)?;
-            t.jwks.validate(&format!("trust[{i}].jwks"))?;
         }
         let mut ids = std::collections::HashSet::new();
         for (i, c) in self.clients.iter().enumerate() {
@@ -272,51 +268,74 @@ impl Settings {
 }
 
 impl JwksSettings {
-    fn validate(&self, key: &str) -> Result<(), ConfigError> {
+    /// Exactly one source, and a URL that passes [`check_url`].
+    pub fn validate(&self, key: &str) -> Result<(), ConfigError> {
         let set = [self.file.is_some(), self.uri.is_some(), self.discovery];
         if set.iter().filter(|b| **b).count() != 1 {
             return Err(ConfigError(format!(
-                "{key}: set exactly one of file, uri or discovery: true"
+                "{}set exactly one of file, uri or discovery: true",
+                prefix(key)
             )));
         }
         if let Some(uri) = &self.uri {
-            check_url(&format!("{key}.uri"), uri)?;
+            let key = if key.is_empty() {
+                "uri".to_owned()
+            } else {
+                format!("{key}.uri")
+            };
+            check_url(&key, uri)?;
+        }
+        for (name, d) in [
+            ("refresh", self.refresh),
+            ("refetch_cooldown", self.refetch_cooldown),
+        ] {
+            if d < Duration::from_secs(1) {
+                return Err(ConfigError(format!("{}{name}: at least 1s", prefix(key))));
+            }
         }
         Ok(())
     }
 }
 
-/// An issuer or key URL: `https`, or `http` to a loopback host (development and tests only);
-/// no fragment, no query.
-pub fn check_url(key: &str, url: &str) -> Result<(), ConfigError> {
-    let bad = |why: &str| Err(ConfigError(format!("{key}: `{url}` {why}")));
-    let rest = if let Some(r) = url.strip_prefix("https://") {
-        r
-    } else if let Some(r) = url.strip_prefix("http://") {
-        if !is_loopback_authority(r) {
-            return bad("must use https (http is allowed for loopback hosts only)");
-        }
-        r
+/// `key: ` before a message, or nothing for an empty key.
+fn prefix(key: &str) -> String {
+    if key.is_empty() {
+        String::new()
     } else {
-        return bad("must be an https URL");
-    };
-    if rest.is_empty() || rest.starts_with('/') {
-        return bad("has no host");
+        format!("{key}: ")
     }
-    if url.contains('#') || url.contains('?') {
-        return bad("must not contain a query or fragment");
-    }
-    Ok(())
 }
 
-fn is_loopback_authority(rest: &str) -> bool {
-    let authority = rest.split('/').next().unwrap_or("");
-    let host = if let Some(v6) = authority.strip_prefix('[') {
-        v6.split(']').next().unwrap_or("")
-    } else {
-        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+/// An issuer or key URL, checked on its parsed form (WHATWG URL parsing): `https`, or `http`
+/// to a loopback host (development and tests only); no user information, query or fragment.
+pub fn check_url(key: &str, url: &str) -> Result<(), ConfigError> {
+    let bad = |why: &str| Err(ConfigError(format!("{}`{url}` {why}", prefix(key))));
+    let Ok(parsed) = url::Url::parse(url) else {
+        return bad("is not an absolute URL");
     };
-    host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return bad("must not contain user information (user@host)");
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return bad("must not contain a query or fragment");
+    }
+    let Some(host) = parsed.host() else {
+        return bad("has no host");
+    };
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback(&host) => Ok(()),
+        "http" => bad("must use https (http is allowed for loopback hosts only)"),
+        _ => bad("must be an https URL"),
+    }
+}
+
+fn is_loopback(host: &url::Host<&str>) -> bool {
+    match host {
+        url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+    }
 }
 
 #[cfg(test)]
@@ -338,5 +357,7 @@ mod tests {
         assert!(check_url("k", "http://idp.example.com").is_err());
         assert!(check_url("k", "https://idp.example.com/?a").is_err());
         assert!(check_url("k", "ftp://x").is_err());
+        assert!(check_url("k", "http://127.0.0.1:80@evil.example/").is_err());
+        assert!(check_url("k", "http://localhost.evil.example/").is_err());
     }
 }

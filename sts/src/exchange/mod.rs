@@ -1,31 +1,45 @@
-//! The exchange pipeline (design §3): select the profile, verify the subject and actor tokens
-//! with the trust sources it accepts, enforce delegation, evaluate conditions and mappings,
-//! narrow scope, bound lifetime, mint.
+//! The exchange pipeline (design §3): one typed token request in; authenticate the caller,
+//! select the profile, verify the subject and actor tokens through their kinds, enforce
+//! delegation, evaluate conditions and the mapping, bound the lifetime, and hand the result to
+//! the profile's output kind to mint.
 //!
-//! Cheap checks run before crypto; `now` is read once by the caller and passed in. The engine
-//! rules (act preserved, may_act honoured, scope only narrows, lifetime bounded by the input)
-//! live here and in `delegation`, not in profiles. No HTTP types appear here.
+//! Cheap checks run before crypto; `now` is read once by the caller and passed in; the request
+//! takes the live snapshot once. The engine rules (act preserved, may_act honoured, lifetime
+//! bounded by the inputs) live here and in `delegation`, not in profiles. Nothing here is
+//! specific to one token kind, and no HTTP types appear here.
 
 pub mod delegation;
+pub mod grant;
 pub mod request;
-
-use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::json;
 
-pub use request::{ExchangeRequest, FormParams, TOKEN_EXCHANGE, TypedToken, decode_component};
+pub use grant::{GRANT_TYPES, Grant, TOKEN_EXCHANGE};
+pub use request::{ExchangeRequest, FormParams, TypedToken, decode_component};
 
-use crate::app::AppState;
-use crate::auth::Caller;
+use crate::app::{AppState, Snapshot};
+use crate::auth::{AuthContext, Caller, ClientCredentials};
 use crate::clock::UnixTime;
 use crate::error::OAuthError;
 use crate::expr::{Variables, is_missing_key};
 use crate::jose::{Claims, b64_encode};
 use crate::mapping::MappingError;
 use crate::profile::{ActorMode, Profile};
-use crate::token::{self, ClaimsExt, Rejection, Reserved, Verified, VerifyContext};
+use crate::token::{
+    ClaimsExt, CommonClaims, MintRequest, Presented, Rejection, RequestFacts, Verified,
+    VerifyContext,
+};
 use crate::trust::TrustSource;
+
+/// One token request, fully typed before any logic runs: the client's credentials as
+/// presented, the grant with its parameters, and the request facts proofs need.
+#[derive(Debug)]
+pub struct TokenRequest {
+    pub credentials: ClientCredentials,
+    pub grant: Grant,
+    pub facts: RequestFacts,
+}
 
 /// The RFC 8693 §2.2.1 success response.
 #[derive(Serialize)]
@@ -51,16 +65,50 @@ impl std::fmt::Debug for TokenResponse {
     }
 }
 
-/// Runs one token exchange for an authenticated caller.
-pub async fn exchange(
+/// Handles one token request against the snapshot it started with.
+pub async fn handle(
     state: &AppState,
-    caller: &Caller,
-    req: ExchangeRequest,
+    snap: &Snapshot,
+    req: TokenRequest,
     now: UnixTime,
 ) -> Result<TokenResponse, OAuthError> {
-    // Step 2: the one profile for (caller, requested type, targets).
-    let profile = state.catalog.select(
+    let limits = &snap.settings.limits;
+    let auth = AuthContext {
+        issuer: &snap.settings.issuer,
+        now,
+        leeway: snap.settings.leeway.as_secs() as i64,
+        max_token_bytes: limits.max_token_bytes,
+        replay: &state.replay,
+        facts: &req.facts,
+    };
+    let caller = snap
+        .clients
+        .authenticate(req.credentials, &auth)
+        .await
+        .inspect_err(|e| {
+            tracing::info!(error = %e.code, reason = %e.description, "client authentication failed");
+        })?;
+    match req.grant {
+        Grant::TokenExchange(x) => token_exchange(snap, &caller, x, &req.facts, now)
+            .await
+            .inspect_err(|e| {
+                tracing::info!(caller = %caller.id, error = %e.code, reason = %e.description, "exchange refused");
+            }),
+    }
+}
+
+/// Runs one RFC 8693 token exchange for an authenticated caller.
+pub async fn token_exchange(
+    snap: &Snapshot,
+    caller: &Caller,
+    req: ExchangeRequest,
+    facts: &RequestFacts,
+    now: UnixTime,
+) -> Result<TokenResponse, OAuthError> {
+    // Step 2: the one profile for (caller, subject token type, requested type, targets).
+    let profile = snap.catalog.select(
         &caller.id,
+        &req.subject.token_type,
         req.requested_token_type.as_deref(),
         &req.targets,
     )?;
@@ -68,8 +116,9 @@ pub async fn exchange(
     check_actor_presence(profile, &req)?;
     let ctx = VerifyContext {
         now,
-        leeway: state.settings.leeway.as_secs() as i64,
-        max_token_bytes: state.settings.limits.max_token_bytes,
+        leeway: snap.settings.leeway.as_secs() as i64,
+        max_token_bytes: snap.settings.limits.max_token_bytes,
+        facts,
     };
     // Step 4: subject and actor, each against the trust sources the profile names for it.
     let subject = verify_input(
@@ -87,19 +136,18 @@ pub async fn exchange(
     // Step 6: delegation, enforced by the engine.
     delegation::check_may_act(&subject.claims, actor_claims)?;
     let act = delegation::act_claim(&subject.claims, actor_claims);
-    // Step 7: conditions, scope and mapping over one set of variables.
+    // Step 7: conditions and mapping over one set of variables.
     let (caller_v, request_v) = (caller_value(caller), request_value(&req));
     let vars = Variables::from_claims(&subject.claims, actor_claims, &caller_v, &request_v, now);
     check_condition(profile, &vars)?;
-    let scope = decide_scope(profile, &subject.claims, &req, &vars)?;
     let mapped = match &profile.mapping {
         Some(m) => m.apply(&vars).map_err(|e| mapping_error(profile, e))?,
         None => Claims::new(),
     };
-    // Step 8: reserved claims and signature.
+    // Step 8: the engine's claims, then the output kind mints.
     let expires_at = expiry(profile, &subject.claims, actor_claims, now);
-    let reserved = Reserved {
-        issuer: state.settings.issuer.clone(),
+    let common = CommonClaims {
+        issuer: snap.settings.issuer.clone(),
         subject: subject
             .claims
             .required_str("sub")
@@ -109,18 +157,29 @@ pub async fn exchange(
         issued_at: now,
         expires_at,
         jti: new_jti()?,
-        client_id: caller.id.clone(),
-        scope: scope.clone(),
         act,
     };
-    let minted = profile.kind.minter.mint(mapped, &reserved, &state.signer)?;
-    log_exchange(profile, caller, &subject, actor_claims, &reserved);
+    let minted = profile
+        .kind
+        .mint(MintRequest {
+            claims: mapped,
+            common: &common,
+            subject: &subject,
+            actor: actor.as_ref(),
+            caller,
+            request: &req,
+            profile,
+            vars: &vars,
+            signer: &snap.signer,
+        })
+        .await?;
+    log_exchange(profile, caller, &subject, actor_claims, &common);
     Ok(TokenResponse {
         access_token: minted.token.into_exposed(),
         issued_token_type: minted.issued_token_type,
         token_type: minted.token_type,
         expires_in: expires_at - now,
-        scope,
+        scope: minted.scope,
     })
 }
 
@@ -144,48 +203,58 @@ fn log_exchange(
     caller: &Caller,
     subject: &Verified,
     actor: Option<&Claims>,
-    reserved: &Reserved,
+    common: &CommonClaims,
 ) {
     tracing::info!(
         profile = %profile.name,
         caller = %caller.id,
-        subject_iss = %subject.source.issuer,
-        sub = reserved.subject.as_str(),
+        trust = %subject.trust,
+        subject_iss = subject.claims.str_claim("iss").ok().flatten().unwrap_or("-"),
+        sub = common.subject.as_str(),
         subject_jti = subject.claims.str_claim("jti").ok().flatten().unwrap_or("-"),
         actor_sub = actor.and_then(|a| a.get("sub")).and_then(serde_json::Value::as_str).unwrap_or("-"),
-        issued_jti = %reserved.jti,
-        exp = reserved.expires_at,
+        issued_jti = %common.jti,
+        exp = common.expires_at,
         "token exchanged"
     );
 }
 
+/// Verifies a subject or actor token with the first of the profile's accepted trust entries
+/// (in the profile's order) whose kind takes its declared type and that recognizes it.
+/// Validation rules come from the declared type and the profile, never from the token.
 async fn verify_input(
     which: &'static str,
     presented: &TypedToken,
-    accepted: &[Arc<TrustSource>],
-    ctx: &VerifyContext,
+    accepted: &[std::sync::Arc<TrustSource>],
+    ctx: &VerifyContext<'_>,
 ) -> Result<Verified, OAuthError> {
-    // Validation rules come from the declared type and the profile, never from the token.
-    let sources: Vec<Arc<TrustSource>> = accepted
+    let token_type = presented.token_type.as_str();
+    let mut candidates = accepted
         .iter()
-        .filter(|s| {
-            token::input_kind(s.kind)
-                .token_types
-                .contains(&presented.token_type.as_str())
-        })
-        .cloned()
-        .collect();
-    if sources.is_empty() {
+        .filter(|s| s.accepts_type(token_type))
+        .peekable();
+    if candidates.peek().is_none() {
         return Err(OAuthError::invalid_request(format!(
             "{which}_type is not accepted by this exchange profile"
         )));
     }
-    token::verify(&presented.token, &sources, ctx).await.map_err(|r| {
+    let parsed = Presented::new(&presented.token, token_type, ctx.max_token_bytes);
+    let source = candidates.find(|s| s.verifier.recognizes(&parsed));
+    let result = match source {
+        Some(s) => s.verifier.verify(parsed, ctx).await,
+        None => Err(match parsed.jws {
+            Err(jose) => Rejection::Jose(jose),
+            Ok(_) => Rejection::UntrustedIssuer,
+        }),
+    };
+    result.map_err(|r| {
         tracing::info!(input = which, token = %presented.token, reason = %r, "input token rejected");
-        match r {
-            Rejection::KeysUnavailable => OAuthError::unavailable("the token issuer's keys are not available"),
-            // RFC 8693 §2.2.2: an invalid or unacceptable subject/actor token is invalid_request.
-            other => OAuthError::invalid_request(format!("{which} rejected: {other}")),
+        // RFC 8693 §2.2.2: an invalid or unacceptable subject/actor token is invalid_request;
+        // an upstream we depend on being down is not the token's fault (invariant 12).
+        if r.is_unavailable() {
+            OAuthError::unavailable(format!("{which} could not be checked: {r}"))
+        } else {
+            OAuthError::invalid_request(format!("{which} rejected: {r}"))
         }
     })
 }
@@ -226,62 +295,6 @@ fn check_condition(profile: &Profile, vars: &Variables) -> Result<(), OAuthError
             ))
         }
     }
-}
-
-/// Scope only narrows (design invariant 8): the requested scope must be within the subject's;
-/// the profile may narrow further; the result must stay within both.
-fn decide_scope(
-    profile: &Profile,
-    subject: &Claims,
-    req: &ExchangeRequest,
-    vars: &Variables,
-) -> Result<Option<String>, OAuthError> {
-    let subject_scope = subject.str_claim("scope").ok().flatten().unwrap_or("");
-    let held: Vec<&str> = subject_scope.split(' ').filter(|s| !s.is_empty()).collect();
-    let requested = req.scope_tokens();
-    if let Some(r) = &requested
-        && r.iter().any(|s| !held.contains(s))
-    {
-        return Err(OAuthError::invalid_scope(
-            "requested scope exceeds the subject_token's scope",
-        ));
-    }
-    let candidate: String = match &profile.scope {
-        None => req
-            .scope
-            .clone()
-            .unwrap_or_else(|| subject_scope.to_owned()),
-        Some(e) => match e.eval(vars) {
-            Ok(cel::Value::String(s)) => s.as_str().to_owned(),
-            Ok(cel::Value::Null) => String::new(),
-            Ok(_) | Err(_) => {
-                tracing::error!(profile = %profile.name, at = %e.loc, "issue.scope did not yield a string");
-                return Err(OAuthError::invalid_scope(
-                    "the exchange profile could not compute a scope",
-                ));
-            }
-        },
-    };
-    let mut granted: Vec<&str> = Vec::new();
-    for s in candidate.split(' ').filter(|s| !s.is_empty()) {
-        let within_request = requested.as_ref().is_none_or(|r| r.contains(&s));
-        if !held.contains(&s) || !within_request {
-            return Err(OAuthError::invalid_scope(
-                "the exchange profile would widen the scope",
-            ));
-        }
-        if !granted.contains(&s) {
-            granted.push(s);
-        }
-    }
-    // RFC 8693 §2.2.1: an absent `scope` in the response means "as requested", so a request
-    // whose scope narrows to nothing is refused rather than answered without one.
-    if granted.is_empty() && requested.is_some() {
-        return Err(OAuthError::invalid_scope(
-            "none of the requested scope can be granted",
-        ));
-    }
-    Ok((!granted.is_empty()).then(|| granted.join(" ")))
 }
 
 fn mapping_error(profile: &Profile, e: MappingError) -> OAuthError {

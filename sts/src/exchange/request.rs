@@ -11,8 +11,6 @@ use std::borrow::Cow;
 use crate::error::{ErrorCode, OAuthError};
 use crate::secret::Token;
 
-pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
-
 /// Form parameters with RFC 6749 duplicate rules applied. Values may be tokens or secrets, so
 /// `Debug` shows parameter names only.
 ///

@@ -5,11 +5,12 @@ use serde_json::json;
 
 use crate::app::AppState;
 use crate::auth::AuthMethod;
-use crate::exchange::TOKEN_EXCHANGE;
+use crate::exchange::GRANT_TYPES;
 use crate::jose::Alg;
 
 pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
-    let s = &state.settings;
+    let snap = state.snapshot();
+    let s = &snap.settings;
     let issuer = s.issuer.trim_end_matches('/');
     let signing: Vec<&str> = [Alg::ES256, Alg::EdDSA, Alg::RS256, Alg::PS256]
         .iter()
@@ -21,7 +22,7 @@ pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
             "issuer": s.issuer,
             "token_endpoint": s.token_endpoint(),
             "jwks_uri": format!("{issuer}/jwks"),
-            "grant_types_supported": [TOKEN_EXCHANGE],
+            "grant_types_supported": GRANT_TYPES.iter().map(|g| g.uri).collect::<Vec<_>>(),
             "token_endpoint_auth_methods_supported": [
                 AuthMethod::PrivateKeyJwt.as_str(), AuthMethod::ClientSecretBasic.as_str()
             ],
@@ -36,7 +37,7 @@ pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header(("cache-control", "max-age=300"))
         .content_type("application/jwk-set+json")
-        .json(state.signer.jwks())
+        .json(state.snapshot().signer.jwks())
 }
 
 pub async fn healthz() -> HttpResponse {
@@ -46,8 +47,9 @@ pub async fn healthz() -> HttpResponse {
 /// Ready when our keys and profiles are loaded (they are, or we would not be running) and
 /// every trust source and every `private_key_jwt` client has loaded its keys at least once.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let trust = state.trust_ready();
-    let clients = state.clients.keys_loaded();
+    let snap = state.snapshot();
+    let trust = snap.trust_ready();
+    let clients = snap.clients.keys_loaded();
     let waiting: Vec<&str> = trust
         .iter()
         .filter(|(_, ok)| !ok)
@@ -61,8 +63,8 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let ready = waiting.is_empty() && clients_waiting.is_empty();
     let body = json!({
         "status": if ready { "ready" } else { "waiting" },
-        "signing_kid": state.signer.kid(),
-        "profiles": state.catalog.profiles.len(),
+        "signing_kid": snap.signer.kid(),
+        "profiles": snap.catalog.profiles.len(),
         "trust_not_loaded": waiting,
         "clients_not_loaded": clients_waiting,
     });

@@ -33,11 +33,10 @@ pub fn configure(state: Arc<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
 
 /// Runs the HTTP server until it is stopped.
 pub async fn serve(state: Arc<AppState>) -> std::io::Result<()> {
-    let addr = state
-        .settings
-        .listen_addr()
-        .map_err(std::io::Error::other)?;
-    let workers = state.settings.workers;
+    let snap = state.snapshot();
+    let addr = snap.settings.listen_addr().map_err(std::io::Error::other)?;
+    let workers = snap.settings.workers;
+    drop(snap);
     state.spawn_refresh();
     let mut server = actix_web::HttpServer::new(move || {
         actix_web::App::new().configure(configure(state.clone()))

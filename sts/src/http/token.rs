@@ -1,4 +1,6 @@
-//! `POST /token`: RFC 6749 form handling, client authentication, then the RFC 8693 exchange.
+//! `POST /token`: turns the HTTP request into one typed `TokenRequest` (RFC 6749 form rules,
+//! client credentials as presented, the grant, the request facts), then hands it to `exchange`.
+//! No policy and no verification here.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
@@ -8,11 +10,12 @@ use base64::engine::general_purpose::STANDARD;
 use futures_util::StreamExt;
 
 use super::ApiError;
-use crate::app::AppState;
-use crate::auth::{AuthContext, Presented};
-use crate::error::{ErrorCode, OAuthError};
-use crate::exchange::{self, ExchangeRequest, FormParams, TOKEN_EXCHANGE, decode_component};
+use crate::app::{AppState, Snapshot};
+use crate::auth::ClientCredentials;
+use crate::error::OAuthError;
+use crate::exchange::{self, FormParams, Grant, TokenRequest, decode_component};
 use crate::secret::{ClientSecret, Token};
+use crate::token::RequestFacts;
 
 pub async fn token(
     req: HttpRequest,
@@ -20,39 +23,55 @@ pub async fn token(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let now = state.clock.now();
-    check_content_type(&req)?;
-    let body = read_body(payload, state.settings.limits.max_body_bytes).await?;
-    let mut params = FormParams::parse(&body, state.settings.limits.max_params)?;
-    let presented = credentials(&req, &mut params)?;
-    let ctx = AuthContext {
-        issuer: &state.settings.issuer,
-        now,
-        leeway: state.settings.leeway.as_secs() as i64,
-        max_token_bytes: state.settings.limits.max_token_bytes,
-        replay: &state.replay,
-    };
-    let caller = state.clients.authenticate(presented, &ctx).await.inspect_err(|e| {
-        tracing::info!(error = %e.code, reason = %e.description, "client authentication failed");
-    })?;
-    match params.get("grant_type") {
-        Some(TOKEN_EXCHANGE) => {}
-        Some(_) => {
-            return Err(OAuthError::new(
-                ErrorCode::UnsupportedGrantType,
-                "grant_type is not supported",
-            )
-            .into());
-        }
-        None => return Err(OAuthError::invalid_request("grant_type is required").into()),
-    }
-    let request = ExchangeRequest::from_params(params, state.settings.limits.max_token_bytes)?;
-    let response = exchange::exchange(&state, &caller, request, now).await.inspect_err(|e| {
-        tracing::info!(caller = %caller.id, error = %e.code, reason = %e.description, "exchange refused");
-    })?;
+    let snap = state.snapshot();
+    let request = typed_request(&req, payload, &state, &snap).await?;
+    let response = exchange::handle(&state, &snap, request, now).await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
         .insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")))
         .json(response))
+}
+
+/// The whole request as one typed value, before any logic runs.
+async fn typed_request(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    snap: &Snapshot,
+) -> Result<TokenRequest, ApiError> {
+    let limits = &snap.settings.limits;
+    check_content_type(req)?;
+    let body = read_body(payload, limits.max_body_bytes).await?;
+    let mut params = FormParams::parse(&body, limits.max_params)?;
+    let credentials = credentials(req, &mut params)?;
+    let grant = Grant::parse(params, limits)?;
+    Ok(TokenRequest {
+        credentials,
+        grant,
+        facts: facts(req, state, snap),
+    })
+}
+
+/// What proofs need: the method, our endpoint URL from configuration (never `Host` or
+/// forwarded headers), and only the headers a registered kind declares.
+fn facts(req: &HttpRequest, state: &AppState, snap: &Snapshot) -> RequestFacts {
+    let headers = state
+        .kinds
+        .headers()
+        .iter()
+        .filter_map(|&name| {
+            let value = req.headers().get(name)?.to_str().ok()?;
+            Some((name, value.to_owned()))
+        })
+        .collect();
+    RequestFacts {
+        method: http::Method::from_bytes(req.method().as_str().as_bytes())
+            .unwrap_or(http::Method::POST),
+        endpoint: snap.endpoint.clone(),
+        headers,
+        // No TLS listener yet: there is never a client certificate.
+        client_certificate: None,
+    }
 }
 
 /// RFC 6749 §3.2: the token endpoint takes `application/x-www-form-urlencoded`.
@@ -95,7 +114,7 @@ async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::Bytes
 
 /// The client credentials the request presents; more than one method is an error
 /// (RFC 6749 §2.3).
-fn credentials(req: &HttpRequest, params: &mut FormParams) -> Result<Presented, ApiError> {
+fn credentials(req: &HttpRequest, params: &mut FormParams) -> Result<ClientCredentials, ApiError> {
     let basic = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -119,9 +138,9 @@ fn credentials(req: &HttpRequest, params: &mut FormParams) -> Result<Presented, 
                 )
                 .into());
             }
-            Ok(Presented::Basic { client_id, secret })
+            Ok(ClientCredentials::Basic { client_id, secret })
         }
-        (None, Some(a), Some(t)) => Ok(Presented::Assertion {
+        (None, Some(a), Some(t)) => Ok(ClientCredentials::Assertion {
             assertion_type: t,
             assertion: Token::new(a),
             client_id: form_client_id,

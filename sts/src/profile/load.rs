@@ -19,13 +19,11 @@ use serde_saphyr::Spanned;
 use super::{ActorMode, CallerPattern, Catalog, Profile};
 use crate::expr::{Expr, SourceLoc, Variables, is_missing_key};
 use crate::mapping::{ClaimRule, Mapping, MappingError};
-use crate::token::{ALWAYS_RESERVED, output_kind, types};
+use crate::token::{ALWAYS_RESERVED, KindRegistry};
 use crate::trust::{TrustRegistry, TrustSource};
 
 /// Largest profile or mapping file read.
 const MAX_FILE_BYTES: u64 = 256 * 1024;
-/// Longest lifetime a profile may give an issued token.
-const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 /// One load problem, located.
 #[derive(Debug, Clone)]
@@ -147,14 +145,16 @@ pub fn load(
     profiles_dir: &Path,
     mappings_dir: &Path,
     trust: &TrustRegistry,
+    kinds: &KindRegistry,
 ) -> Result<Catalog, LoadErrors> {
     let mut problems = Problems(Vec::new());
-    let mappings = load_mappings(mappings_dir, &mut problems);
+    let mappings = load_mappings(mappings_dir, kinds, &mut problems);
     let mut profiles = Vec::new();
     for (file, text) in read_dir_yaml(profiles_dir, &mut problems) {
         match serde_saphyr::from_str::<ProfileFile>(&text) {
             Ok(pf) => {
-                if let Some(p) = compile_profile(&file, pf, trust, &mappings, &mut problems) {
+                if let Some(p) = compile_profile(&file, pf, trust, kinds, &mappings, &mut problems)
+                {
                     profiles.push(Arc::new(p));
                 }
             }
@@ -227,7 +227,11 @@ fn yaml_problem(file: &Path, e: &serde_saphyr::Error, problems: &mut Problems) {
     problems.add(file, line, col, message.to_owned());
 }
 
-fn load_mappings(dir: &Path, problems: &mut Problems) -> HashMap<String, Arc<Mapping>> {
+fn load_mappings(
+    dir: &Path,
+    kinds: &KindRegistry,
+    problems: &mut Problems,
+) -> HashMap<String, Arc<Mapping>> {
     let mut out = HashMap::new();
     for (file, text) in read_dir_yaml(dir, problems) {
         let mf = match serde_saphyr::from_str::<MappingFile>(&text) {
@@ -252,7 +256,7 @@ fn load_mappings(dir: &Path, problems: &mut Problems) -> HashMap<String, Arc<Map
             name: mf.name.value.clone(),
             claims,
         };
-        check_mapping_sample(&file, &mapping, problems);
+        check_mapping_sample(&file, &mapping, kinds, problems);
         if out.contains_key(&mf.name.value) {
             problems.at(
                 &file,
@@ -345,6 +349,7 @@ fn compile_profile(
     file: &Path,
     pf: ProfileFile,
     trust: &TrustRegistry,
+    kinds: &KindRegistry,
     mappings: &HashMap<String, Arc<Mapping>>,
     problems: &mut Problems,
 ) -> Option<Profile> {
@@ -383,19 +388,21 @@ fn compile_profile(
         ),
         _ => {}
     }
-    let kind = output_kind(&pf.issue.kind.value);
+    let kind = kinds.output(&pf.issue.kind.value).cloned();
     if kind.is_none() {
-        let known: Vec<&str> = crate::token::OUTPUT_KINDS.iter().map(|k| k.name).collect();
         problems.at(
             file,
             &pf.issue.kind,
             format!(
-                "unknown kind `{}` (known: {})",
+                "unknown kind `{}` (issue.kind must be one of: {})",
                 pf.issue.kind.value,
-                known.join(", ")
+                kinds.output_names().join(", ")
             ),
         );
     }
+    let max_lifetime = kind
+        .as_ref()
+        .map_or(Duration::from_secs(24 * 3600), |k| k.max_lifetime());
     let audiences: Vec<String> = pf.issue.audiences.iter().map(|a| a.value.clone()).collect();
     if audiences.is_empty() || audiences.iter().any(String::is_empty) {
         problems.at(
@@ -405,12 +412,16 @@ fn compile_profile(
         );
     }
     let lifetime = match humantime::parse_duration(&pf.issue.lifetime.value) {
-        Ok(d) if d >= Duration::from_secs(1) && d <= MAX_LIFETIME => d,
+        Ok(d) if d >= Duration::from_secs(1) && d <= max_lifetime => d,
         Ok(_) => {
             problems.at(
                 file,
                 &pf.issue.lifetime,
-                "issue.lifetime must be between 1s and 24h",
+                format!(
+                    "issue.lifetime must be between 1s and {} for kind {}",
+                    short_duration(max_lifetime),
+                    pf.issue.kind.value
+                ),
             );
             Duration::ZERO
         }
@@ -434,13 +445,14 @@ fn compile_profile(
         });
     let kind = kind?;
     if let Some(m) = &mapping {
-        for claim in m.claim_names().filter(|c| kind.reserved_claims.contains(c)) {
+        for claim in m.claim_names().filter(|c| !kind.may_write(c)) {
             problems.at(
                 file,
                 pf.issue.claims.as_ref()?,
                 format!(
                     "mapping `{}` writes `{claim}`, which kind {} reserves",
-                    m.name, kind.name
+                    m.name,
+                    kind.name()
                 ),
             );
         }
@@ -465,8 +477,18 @@ fn compile_profile(
     (problems.0.len() == before).then_some(profile)
 }
 
-/// The typed sample every expression is evaluated against at load: claims (also used as the
-/// actor's), caller, request, now.
+/// `24h`, `5m` or `90s`: a duration as an admin writes it.
+fn short_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        _ if s % 3600 == 0 => format!("{}h", s / 3600),
+        _ if s % 60 == 0 => format!("{}m", s / 60),
+        _ => format!("{s}s"),
+    }
+}
+
+/// The typed sample every expression is evaluated against at load: the input kind's typical
+/// claims (also used as the actor's), caller, request, now.
 struct Sample {
     claims: Value,
     caller: Value,
@@ -475,18 +497,17 @@ struct Sample {
 }
 
 impl Sample {
-    fn new() -> Self {
-        let now = 1_700_000_000;
+    fn new(claims: crate::jose::Claims, subject_type: &str) -> Self {
+        let now = claims
+            .get("iat")
+            .and_then(Value::as_i64)
+            .unwrap_or(1_700_000_000);
         Self {
-            claims: json!({
-                "iss": "https://issuer.example", "sub": "sample-subject", "aud": "https://sts.example",
-                "exp": now + 300, "iat": now, "jti": "sample-jti", "scope": "read write",
-                "client_id": "sample-client"
-            }),
+            claims: Value::Object(claims),
             caller: json!({"id": "sample-caller", "method": "private_key_jwt"}),
             request: json!({
                 "audience": ["sample-audience"], "resource": [], "scope": "read",
-                "requested_token_type": "", "subject_token_type": types::ACCESS_TOKEN,
+                "requested_token_type": "", "subject_token_type": subject_type,
                 "actor_token_type": ""
             }),
             now,
@@ -498,20 +519,27 @@ impl Sample {
     }
 }
 
-/// Evaluates a mapping on its own (with an actor), so a mapping no profile uses yet is
-/// checked too.
-fn check_mapping_sample(file: &Path, m: &Mapping, problems: &mut Problems) {
-    let sample = Sample::new();
-    if let Err(MappingError::Failed { at, why }) = m.apply(&sample.vars(&sample.claims)) {
-        problems.add(
-            file,
-            0,
-            0,
-            format!(
-                "mapping `{}` fails at {at}: {why} (on a sample request)",
-                m.name
-            ),
-        );
+/// Evaluates a mapping on its own (with an actor) against every input kind's sample, so a
+/// mapping no profile uses yet is checked too.
+fn check_mapping_sample(file: &Path, m: &Mapping, kinds: &KindRegistry, problems: &mut Problems) {
+    for name in kinds.input_names() {
+        let Some(kind) = kinds.input(name) else {
+            continue;
+        };
+        let ty = kind.token_types().first().copied().unwrap_or("");
+        let sample = Sample::new(kind.sample_claims(), ty);
+        if let Err(MappingError::Failed { at, why }) = m.apply(&sample.vars(&sample.claims)) {
+            problems.add(
+                file,
+                0,
+                0,
+                format!(
+                    "mapping `{}` fails at {at}: {why} (on a sample {name} request)",
+                    m.name
+                ),
+            );
+            return;
+        }
     }
 }
 
@@ -524,7 +552,20 @@ fn check_against_sample(p: &Profile, problems: &mut Problems) {
         ActorMode::Required => &[true],
         ActorMode::Optional => &[false, true],
     };
-    let sample = Sample::new();
+    // One sample per distinct subject kind the profile accepts.
+    let mut seen: Vec<&str> = Vec::new();
+    for source in &p.subject_sources {
+        if seen.contains(&source.kind.name()) {
+            continue;
+        }
+        seen.push(source.kind.name());
+        let ty = source.kind.token_types().first().copied().unwrap_or("");
+        let sample = Sample::new(source.kind.sample_claims(), ty);
+        check_shapes(p, &sample, shapes, problems);
+    }
+}
+
+fn check_shapes(p: &Profile, sample: &Sample, shapes: &[bool], problems: &mut Problems) {
     for &with_actor in shapes {
         let actor = if with_actor {
             sample.claims.clone()
@@ -602,7 +643,11 @@ fn check_unique_names(profiles: &[Arc<Profile>], problems: &mut Problems) {
 fn check_overlaps(profiles: &[Arc<Profile>], problems: &mut Problems) {
     for (i, a) in profiles.iter().enumerate() {
         for b in &profiles[i + 1..] {
-            if a.kind.name != b.kind.name {
+            // Different output kinds, or subject token types neither accepts in common, never
+            // compete for one request.
+            if a.kind.name() != b.kind.name()
+                || !a.subject_types().any(|t| b.accepts_subject_type(t))
+            {
                 continue;
             }
             let caller = a

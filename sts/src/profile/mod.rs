@@ -17,7 +17,7 @@ pub use load::{LoadErrors, Problem, load};
 use crate::error::OAuthError;
 use crate::expr::Expr;
 use crate::mapping::Mapping;
-use crate::token::OutputKind;
+use crate::token::Minter;
 use crate::trust::TrustSource;
 
 /// Whether a profile takes an `actor_token` (RFC 8693 §2.1, delegation).
@@ -31,7 +31,6 @@ pub enum ActorMode {
 }
 
 /// A compiled profile.
-#[derive(Debug)]
 pub struct Profile {
     pub name: String,
     pub description: String,
@@ -41,7 +40,8 @@ pub struct Profile {
     pub actor_mode: ActorMode,
     pub actor_sources: Vec<Arc<TrustSource>>,
     pub when: Option<Expr>,
-    pub kind: &'static OutputKind,
+    /// The output kind (`issue.kind`).
+    pub kind: Arc<dyn Minter>,
     /// Targets this profile issues for (`audience` or `resource` values); the first is the
     /// default when a request names none.
     pub audiences: Vec<String>,
@@ -51,7 +51,32 @@ pub struct Profile {
     pub may_outlive_subject: bool,
 }
 
+impl std::fmt::Debug for Profile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Profile")
+            .field("name", &self.name)
+            .field("file", &self.file)
+            .field("kind", &self.kind.name())
+            .field("audiences", &self.audiences)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Profile {
+    /// Whether one of the subject's trust entries takes tokens declared as `token_type`.
+    pub fn accepts_subject_type(&self, token_type: &str) -> bool {
+        self.subject_sources
+            .iter()
+            .any(|s| s.accepts_type(token_type))
+    }
+
+    /// The subject token types this profile accepts.
+    pub fn subject_types(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.subject_sources
+            .iter()
+            .flat_map(|s| s.kind.token_types().iter().copied())
+    }
+
     pub fn admits_caller(&self, id: &str) -> bool {
         self.callers.iter().any(|p| p.matches(id))
     }
@@ -85,10 +110,12 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// The one profile for (caller, requested token type, targets) — design §3 step 2.
+    /// The one profile for (caller, subject token type, requested token type, targets) —
+    /// design §3 step 2.
     pub fn select(
         &self,
         caller_id: &str,
+        subject_type: &str,
         requested_type: Option<&str>,
         targets: &[String],
     ) -> Result<&Arc<Profile>, OAuthError> {
@@ -103,11 +130,19 @@ impl Catalog {
             ));
         }
         let mut typed = for_caller
-            .filter(|p| requested_type.is_none_or(|t| t == p.kind.issued_token_type))
+            .filter(|p| requested_type.is_none_or(|t| t == p.kind.issued_token_type()))
             .peekable();
         if typed.peek().is_none() {
             return Err(OAuthError::invalid_request(
                 "requested_token_type is not issued to this client",
+            ));
+        }
+        let mut typed = typed
+            .filter(|p| p.accepts_subject_type(subject_type))
+            .peekable();
+        if typed.peek().is_none() {
+            return Err(OAuthError::invalid_request(
+                "subject_token_type is not accepted by this exchange profile",
             ));
         }
         let mut serving = typed.filter(|p| p.serves(targets));

@@ -1,93 +1,48 @@
-//! OAuth 2.0 JWT access tokens (RFC 9068): verified as subject/actor tokens from `oauth-jwt`
-//! trust entries, and minted as the workload access tokens we issue (`issue.kind:
-//! access-token`).
-//!
-//! Verification follows RFC 9068 §4: `typ` is `at+jwt` (unless the entry allows legacy untyped
-//! tokens), `iss` exact, `aud` names us, `exp` in the future. Minting writes the reserved claims
-//! last and checks the result's shape before signing.
+//! Output kind `access-token`: the RFC 9068 JWT access tokens we issue for one audience or
+//! resource. It owns the claims only access tokens carry (`scope`, `client_id`), decides the
+//! scope (it only narrows, see `scope`), writes the reserved claims last and self-checks the
+//! result before signing.
+
+use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{
-    ClaimsExt, Minted, Minter, Rejection, Reserved, Verifier, VerifyContext, audience_contains,
-    types,
-};
+use super::{MintRequest, Minted, Minter, scope, types};
 use crate::error::OAuthError;
-use crate::jose::{Claims, JoseHeader};
-use crate::keys::Signer;
+use crate::jose::Claims;
 use crate::secret::Token;
-use crate::trust::TrustSource;
 
 const TYP: &str = "at+jwt";
 
-pub struct AccessTokenVerifier;
-
-impl Verifier for AccessTokenVerifier {
-    fn check_header(&self, header: &JoseHeader, source: &TrustSource) -> Result<(), Rejection> {
-        // RFC 9068 §4 step 1; a legacy IdP may be allowed `JWT` or no typ (RFC 8725 §3.11).
-        let legacy = source.allow_untyped
-            && header
-                .typ
-                .as_deref()
-                .is_none_or(|t| crate::jose::media_type_eq(t, "JWT"));
-        if header.typ_is(TYP) || legacy {
-            Ok(())
-        } else {
-            Err(Rejection::WrongType)
-        }
-    }
-
-    fn check_claims(
-        &self,
-        claims: &Claims,
-        source: &TrustSource,
-        ctx: &VerifyContext,
-    ) -> Result<(), Rejection> {
-        // RFC 9068 §4 step 3: iss exactly the configured issuer.
-        if claims.required_str("iss")? != source.issuer {
-            return Err(Rejection::UntrustedIssuer);
-        }
-        // Step 4 (and RFC 8725 §3.9): aud must name this service.
-        if !audience_contains(claims.get("aud"), &source.audience)? {
-            return Err(Rejection::WrongAudience);
-        }
-        // Step 6 with bounded leeway.
-        claims.check_times(ctx)?;
-        // RFC 9068 §2.2 required claims.
-        if claims.required_str("sub")?.is_empty() {
-            return Err(Rejection::BadClaim("sub"));
-        }
-        claims.str_claim("scope")?;
-        claims.str_claim("client_id")?;
-        claims.str_claim("jti")?;
-        for name in ["act", "may_act"] {
-            if claims.get(name).is_some_and(|v| !is_actor_object(v)) {
-                return Err(Rejection::BadClaim(if name == "act" {
-                    "act"
-                } else {
-                    "may_act"
-                }));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// RFC 8693 §4.1/§4.4: an `act`/`may_act` value is an object whose `sub` (if any) is a string.
-fn is_actor_object(v: &Value) -> bool {
-    v.as_object()
-        .is_some_and(|o| o.get("sub").is_none_or(Value::is_string))
-}
-
+/// The `access-token` kind.
 pub struct AccessTokenMinter;
 
+#[async_trait::async_trait(?Send)]
 impl Minter for AccessTokenMinter {
-    fn mint(
-        &self,
-        mut claims: Claims,
-        r: &Reserved,
-        signer: &Signer,
-    ) -> Result<Minted, OAuthError> {
+    fn name(&self) -> &'static str {
+        "access-token"
+    }
+
+    fn issued_token_type(&self) -> &'static str {
+        types::ACCESS_TOKEN
+    }
+
+    fn typ(&self) -> &'static str {
+        TYP
+    }
+
+    fn reserved_claims(&self) -> &'static [&'static str] {
+        &["scope", "client_id"]
+    }
+
+    fn max_lifetime(&self) -> Duration {
+        Duration::from_secs(24 * 3600)
+    }
+
+    async fn mint(&self, req: MintRequest<'_>) -> Result<Minted, OAuthError> {
+        let scope = scope::decide(req.profile, &req.subject.claims, req.request, req.vars)?;
+        let r = req.common;
+        let mut claims = req.claims;
         // RFC 9068 §2.2: iss, exp, aud, sub, client_id, iat, jti — set last, by the engine.
         claims.insert("iss".into(), r.issuer.clone().into());
         if claims
@@ -100,8 +55,8 @@ impl Minter for AccessTokenMinter {
         claims.insert("iat".into(), r.issued_at.into());
         claims.insert("exp".into(), r.expires_at.into());
         claims.insert("jti".into(), r.jti.clone().into());
-        claims.insert("client_id".into(), r.client_id.clone().into());
-        match &r.scope {
+        claims.insert("client_id".into(), req.caller.id.clone().into());
+        match &scope {
             Some(s) => claims.insert("scope".into(), s.clone().into()),
             None => claims.remove("scope"),
         };
@@ -110,13 +65,15 @@ impl Minter for AccessTokenMinter {
             None => claims.remove("act"),
         };
         self_check(&claims)?;
-        let jws = signer
+        let jws = req
+            .signer
             .sign_jws(TYP, &claims)
             .map_err(|_| OAuthError::server_error("token signing failed"))?;
         Ok(Minted {
             token: Token::new(jws),
             issued_token_type: types::ACCESS_TOKEN,
             token_type: "Bearer",
+            scope,
         })
     }
 }

@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use super::{Rejection, VerifyContext};
+use crate::clock::UnixTime;
 use crate::jose::Claims;
 
 pub trait ClaimsExt {
@@ -11,7 +12,11 @@ pub trait ClaimsExt {
     fn time_claim(&self, name: &'static str) -> Result<Option<i64>, Rejection>;
     fn required_str(&self, name: &'static str) -> Result<&str, Rejection>;
     /// `exp` (required), `nbf`, `iat` against `now` with the leeway (RFC 7519 §4.1.4–4.1.6).
-    fn check_times(&self, ctx: &VerifyContext) -> Result<i64, Rejection>;
+    fn check_times(&self, ctx: &VerifyContext<'_>) -> Result<i64, Rejection> {
+        self.check_times_at(ctx.now, ctx.leeway)
+    }
+    /// [`check_times`](Self::check_times) with an explicit `now` and leeway (seconds).
+    fn check_times_at(&self, now: UnixTime, leeway: i64) -> Result<i64, Rejection>;
 }
 
 impl ClaimsExt for Claims {
@@ -44,20 +49,21 @@ impl ClaimsExt for Claims {
         self.str_claim(name)?.ok_or(Rejection::MissingClaim(name))
     }
 
-    fn check_times(&self, ctx: &VerifyContext) -> Result<i64, Rejection> {
+    fn check_times_at(&self, now: UnixTime, leeway: i64) -> Result<i64, Rejection> {
         let exp = self
             .time_claim("exp")?
             .ok_or(Rejection::MissingClaim("exp"))?;
-        if ctx.now >= exp + ctx.leeway {
+        // Saturating: an absurd `exp` or `nbf` must neither wrap nor panic.
+        if now >= exp.saturating_add(leeway) {
             return Err(Rejection::Expired);
         }
         if let Some(nbf) = self.time_claim("nbf")?
-            && ctx.now + ctx.leeway < nbf
+            && now.saturating_add(leeway) < nbf
         {
             return Err(Rejection::NotYetValid);
         }
         if let Some(iat) = self.time_claim("iat")?
-            && iat > ctx.now + ctx.leeway
+            && iat > now.saturating_add(leeway)
         {
             return Err(Rejection::IssuedInFuture);
         }

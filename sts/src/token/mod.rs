@@ -1,30 +1,52 @@
-//! Token kinds: one file per kind, each a `Verifier` (input) and/or `Minter` (output), all
-//! registered in `input_kind` / `OUTPUT_KINDS` below.
+//! Token kinds as plugins: the interfaces every input and output kind implements, the facts of
+//! a request a kind may read, and the registry that lists the kinds.
 //!
-//! `verify` is the one driver every input kind goes through: size and JOSE checks, the trust
-//! source chosen by the configured issuer (never by keys in the token), the kind's header rules,
-//! the key from that source's set, the signature, then the kind's claim rules. Nothing here
-//! applies profile policy. Adding a kind is a new file plus one table line.
+//! An **input kind** ([`InputKind`]) is one file: it names the `kind:` of its trust entries,
+//! the token types it verifies and the request headers it reads, parses its own configuration
+//! block, and builds a [`Verifier`] per trust entry (with the entry's key source and the kind's
+//! claim rules). An **output kind** ([`Minter`]) is one file too: it owns its reserved claims,
+//! `typ`, `issued_token_type`/`token_type`, lifetime bound and the claims a mapping may write,
+//! and mints asynchronously (it may call out). Adding a kind is that file plus one line in
+//! [`KindRegistry::builtin`]; nothing in `exchange/`, `profile/`, `http/` or `store/` changes.
+//!
+//! JWS-based kinds verify through the one driver in `driver` (parse → typ → alg allowlist → key
+//! lookup → signature → time checks). This module applies no profile policy.
 
 mod access_token;
 mod claims;
+mod driver;
+mod introspection;
+mod oauth_jwt;
+mod oidc_id_token;
+pub mod scope;
 
+use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
-pub use access_token::{AccessTokenMinter, AccessTokenVerifier};
+pub use access_token::{AccessTokenMinter, audience_value};
 pub use claims::{ClaimsExt, audience_contains};
+pub use driver::{CheckedJws, JwsRules, TypRule, verify_jws};
+pub use introspection::IntrospectionKind;
+pub use oauth_jwt::OauthJwtKind;
+pub use oidc_id_token::OidcIdTokenKind;
 
+use crate::auth::Caller;
 use crate::clock::UnixTime;
-use crate::config::TrustKind;
+use crate::config::{ConfigError, TrustEntry};
 use crate::error::OAuthError;
-use crate::jose::{Claims, JoseError, JoseHeader, UnverifiedJws};
+use crate::exchange::ExchangeRequest;
+use crate::expr::Variables;
+use crate::jose::{Claims, JoseError, UnverifiedJws};
 use crate::keys::Signer;
+use crate::profile::Profile;
 use crate::secret::Token;
-use crate::trust::{KeyLookupError, TrustSource};
+use crate::trust::{HttpFetcher, KeyStore};
 
-/// RFC 8693 §3 token type identifiers used so far.
+/// RFC 8693 §3 token type identifiers used by the built-in kinds.
 pub mod types {
     pub const ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
+    pub const ID_TOKEN: &str = "urn:ietf:params:oauth:token-type:id_token";
     pub const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
 }
 
@@ -55,109 +77,206 @@ pub enum Rejection {
     MissingClaim(&'static str),
     #[error("token claim is malformed: {0}")]
     BadClaim(&'static str),
+    #[error("token is not active")]
+    Inactive,
+    #[error("token was issued to another client (azp)")]
+    WrongAuthorizedParty,
+    /// An upstream service (introspection endpoint) failed; the token was not judged.
+    #[error("the token could not be checked: {0}")]
+    Upstream(&'static str),
+    /// A kind-specific refusal, with safe, fixed text.
+    #[error("{0}")]
+    Kind(&'static str),
 }
 
-/// What a kind needs to know to judge a token beyond its signature.
+impl Rejection {
+    /// Whether the refusal is about our upstream, not the token (answered
+    /// `temporarily_unavailable`, design invariant 12).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::KeysUnavailable | Self::Upstream(_))
+    }
+}
+
+/// The TLS client certificate of a request (DER), when the listener asked for one.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientCertificate(pub Vec<u8>);
+
+impl fmt::Debug for ClientCertificate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ClientCertificate({} bytes)", self.0.len())
+    }
+}
+
+/// What proofs of possession need to know about the HTTP request. The endpoint URL comes from
+/// configuration, never from `Host` or forwarded headers; only the headers some registered kind
+/// declares are copied.
+#[derive(Debug, Clone)]
+pub struct RequestFacts {
+    pub method: http::Method,
+    /// This token endpoint's URL, from configuration.
+    pub endpoint: Arc<str>,
+    /// The declared headers the request carried: (lower-case name, value).
+    pub headers: Vec<(&'static str, String)>,
+    pub client_certificate: Option<ClientCertificate>,
+}
+
+impl RequestFacts {
+    /// A POST to `endpoint` with no headers and no certificate (tools and tests).
+    pub fn post(endpoint: &str) -> Self {
+        Self {
+            method: http::Method::POST,
+            endpoint: Arc::from(endpoint),
+            headers: Vec::new(),
+            client_certificate: None,
+        }
+    }
+
+    /// The value of declared header `name` (case-insensitive), if the request had it.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What every verifier needs besides the token.
 #[derive(Debug, Clone, Copy)]
-pub struct VerifyContext {
+pub struct VerifyContext<'a> {
     pub now: UnixTime,
     /// Tolerated clock skew, seconds.
     pub leeway: i64,
     pub max_token_bytes: usize,
+    pub facts: &'a RequestFacts,
 }
 
-/// An input token kind's own rules.
-pub trait Verifier: Send + Sync {
-    /// Header rules (explicit typing, RFC 8725 §3.11), checked before any key lookup.
-    fn check_header(&self, header: &JoseHeader, source: &TrustSource) -> Result<(), Rejection>;
-    /// Claim rules, checked after the signature.
-    fn check_claims(
-        &self,
-        claims: &Claims,
-        source: &TrustSource,
-        ctx: &VerifyContext,
-    ) -> Result<(), Rejection>;
+/// A presented subject or actor token as the engine hands it to the kinds: parsed once as a
+/// compact JWS (nothing in it is trusted yet), or the reason it is not one.
+pub struct Presented<'a> {
+    pub token: &'a Token,
+    pub token_type: &'a str,
+    pub jws: Result<UnverifiedJws<'a>, JoseError>,
 }
 
-/// A token that passed every check of its kind, with the trust source that vouched for it.
+impl<'a> Presented<'a> {
+    pub fn new(token: &'a Token, token_type: &'a str, max_token_bytes: usize) -> Self {
+        Self {
+            token,
+            token_type,
+            jws: UnverifiedJws::parse(token.expose(), max_token_bytes),
+        }
+    }
+
+    /// The unverified `iss` of a JWS token: only for choosing among configured trust entries.
+    pub fn unverified_iss(&self) -> Option<&str> {
+        self.jws
+            .as_ref()
+            .ok()?
+            .unverified_claims
+            .get("iss")?
+            .as_str()
+    }
+}
+
+impl fmt::Debug for Presented<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Presented")
+            .field("token", self.token)
+            .field("token_type", &self.token_type)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A token that passed every check of its kind.
 #[derive(Debug, Clone)]
 pub struct Verified {
     pub claims: Claims,
-    pub source: Arc<TrustSource>,
+    /// The trust entry that vouched for it.
+    pub trust: Arc<str>,
+    /// Its input kind.
+    pub kind: &'static str,
 }
 
-/// An input kind: the trust entries of `trust_kind` verify tokens declared as one of
-/// `token_types`.
-pub struct InputKind {
-    pub trust_kind: TrustKind,
-    pub token_types: &'static [&'static str],
-    pub verifier: &'static dyn Verifier,
-}
+/// One trust entry's verifier: the kind's rules bound to the entry's configuration and keys.
+#[async_trait::async_trait]
+pub trait Verifier: Send + Sync + fmt::Debug {
+    /// A cheap look at unverified data (no crypto, no I/O): is this token for this entry? JWS
+    /// kinds compare the unverified `iss` with the configured issuer.
+    fn recognizes(&self, presented: &Presented<'_>) -> bool;
 
-/// The input kinds, one line each; the `match` makes every `TrustKind` have one.
-pub fn input_kind(trust_kind: TrustKind) -> &'static InputKind {
-    match trust_kind {
-        TrustKind::OauthJwt => &OAUTH_JWT,
+    /// Signature (or introspection), issuer, audience, lifetime and the kind's claim rules. No
+    /// profile policy.
+    async fn verify(
+        &self,
+        presented: Presented<'_>,
+        ctx: &VerifyContext<'_>,
+    ) -> Result<Verified, Rejection>;
+
+    /// The issuer this entry vouches for (logs, samples).
+    fn issuer(&self) -> &str;
+
+    /// The entry's key source, if it has one: loaded at start, refreshed in the background and
+    /// counted by readiness.
+    fn keys(&self) -> Option<&KeyStore> {
+        None
     }
 }
 
-static OAUTH_JWT: InputKind = InputKind {
-    trust_kind: TrustKind::OauthJwt,
-    token_types: &[types::ACCESS_TOKEN],
-    verifier: &AccessTokenVerifier,
-};
-
-/// Verifies `token` against whichever of `sources` is configured for its issuer.
-pub async fn verify(
-    token: &Token,
-    sources: &[Arc<TrustSource>],
-    ctx: &VerifyContext,
-) -> Result<Verified, Rejection> {
-    let jws = UnverifiedJws::parse(token.expose(), ctx.max_token_bytes)?;
-    let unverified_iss = jws.unverified_claims.get("iss").and_then(|v| v.as_str());
-    // The issuer only picks among the sources this profile accepts; keys come from that source.
-    let source = sources
-        .iter()
-        .find(|s| Some(s.issuer.as_str()) == unverified_iss)
-        .ok_or(Rejection::UntrustedIssuer)?;
-    let kind = input_kind(source.kind);
-    kind.verifier.check_header(&jws.header, source)?;
-    if !source.algorithms.contains(&jws.header.alg) {
-        return Err(Rejection::AlgNotAllowed);
-    }
-    let kid = jws.header.kid.as_deref();
-    let keys = source
-        .keys
-        .resolve(kid, jws.header.alg)
-        .await
-        .map_err(|e| match e {
-            KeyLookupError::UnknownKey => Rejection::UnknownKey,
-            KeyLookupError::NotLoaded => Rejection::KeysUnavailable,
-        })?;
-    let key = keys
-        .find(kid, jws.header.alg)
-        .ok_or(Rejection::UnknownKey)?;
-    let claims = jws.verify(key)?;
-    kind.verifier.check_claims(&claims, source, ctx)?;
-    Ok(Verified {
-        claims,
-        source: source.clone(),
-    })
+/// What a kind may use while it configures a trust entry.
+#[derive(Debug, Clone, Copy)]
+pub struct KindEnv<'a> {
+    /// Our issuer identifier: the default audience incoming tokens must name.
+    pub our_issuer: &'a str,
+    /// Outbound HTTP with our timeouts, size limit and no redirects.
+    pub http: &'a HttpFetcher,
 }
 
-/// Everything the engine decides about an issued token; a `Minter` writes these last, over
+/// An input kind: a `kind:` of trust entry.
+pub trait InputKind: Send + Sync + 'static {
+    /// The `kind:` value of its trust entries, e.g. `oauth-jwt`.
+    fn name(&self) -> &'static str;
+    /// The RFC 8693 `subject_token_type` / `actor_token_type` values it verifies.
+    fn token_types(&self) -> &'static [&'static str];
+    /// Request headers it reads (lower case); only these reach [`RequestFacts`].
+    fn headers(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// Typical verified claims, for evaluating profile CEL at load.
+    fn sample_claims(&self) -> Claims;
+    /// Parses and validates this kind's block of `entry` (unknown keys are errors) and builds
+    /// the entry's verifier. No network I/O: keys load later.
+    fn configure(
+        &self,
+        entry: &TrustEntry,
+        env: &KindEnv<'_>,
+    ) -> Result<Arc<dyn Verifier>, ConfigError>;
+}
+
+/// The claims the engine decides for every output kind; a minter writes them last, over
 /// whatever the mapping produced.
 #[derive(Debug, Clone)]
-pub struct Reserved {
+pub struct CommonClaims {
     pub issuer: String,
     pub subject: String,
     pub audience: Vec<String>,
     pub issued_at: UnixTime,
     pub expires_at: UnixTime,
     pub jti: String,
-    pub client_id: String,
-    pub scope: Option<String>,
     pub act: Option<serde_json::Value>,
+}
+
+/// Everything a minter may read: the mapped claims, the engine's decisions, the verified
+/// inputs, the caller, the request, the profile and its CEL variables, and our keys.
+pub struct MintRequest<'a> {
+    pub claims: Claims,
+    pub common: &'a CommonClaims,
+    pub subject: &'a Verified,
+    pub actor: Option<&'a Verified>,
+    pub caller: &'a Caller,
+    pub request: &'a ExchangeRequest,
+    pub profile: &'a Profile,
+    pub vars: &'a Variables<'a>,
+    pub signer: &'a Signer,
 }
 
 /// A signed token and how to describe it in the RFC 8693 §2.2.1 response.
@@ -166,25 +285,8 @@ pub struct Minted {
     pub token: Token,
     pub issued_token_type: &'static str,
     pub token_type: &'static str,
-}
-
-/// An output token kind's own rules.
-pub trait Minter: Send + Sync {
-    fn mint(
-        &self,
-        mapped: Claims,
-        reserved: &Reserved,
-        signer: &Signer,
-    ) -> Result<Minted, OAuthError>;
-}
-
-/// An output kind, as named by `issue.kind` in a profile.
-pub struct OutputKind {
-    pub name: &'static str,
-    pub issued_token_type: &'static str,
-    /// Claims a mapping may not write for this kind.
-    pub reserved_claims: &'static [&'static str],
-    pub minter: &'static dyn Minter,
+    /// The response's `scope`, when the kind has one.
+    pub scope: Option<String>,
 }
 
 /// Claims no mapping may write, whatever the kind (design §4).
@@ -192,19 +294,105 @@ pub const ALWAYS_RESERVED: &[&str] = &[
     "iss", "aud", "exp", "iat", "nbf", "jti", "cnf", "act", "may_act",
 ];
 
-pub static OUTPUT_KINDS: &[OutputKind] = &[OutputKind {
-    name: "access-token",
-    issued_token_type: types::ACCESS_TOKEN,
-    reserved_claims: &["scope", "client_id"],
-    minter: &AccessTokenMinter,
-}];
+/// An output kind, named by `issue.kind` in a profile.
+#[async_trait::async_trait(?Send)]
+pub trait Minter: Send + Sync + 'static {
+    /// The `issue.kind` value, e.g. `access-token`.
+    fn name(&self) -> &'static str;
+    /// RFC 8693 §2.2.1 `issued_token_type`.
+    fn issued_token_type(&self) -> &'static str;
+    /// The JOSE `typ` of what it mints.
+    fn typ(&self) -> &'static str;
+    /// Claims of this kind the engine or minter sets, beyond [`ALWAYS_RESERVED`].
+    fn reserved_claims(&self) -> &'static [&'static str];
+    /// The longest `issue.lifetime` a profile may ask for.
+    fn max_lifetime(&self) -> Duration;
+    /// Whether a mapping may write `claim` (checked when profiles load).
+    fn may_write(&self, claim: &str) -> bool {
+        !ALWAYS_RESERVED.contains(&claim) && !self.reserved_claims().contains(&claim)
+    }
+    /// Sets the reserved claims last, signs, and self-checks the result.
+    async fn mint(&self, req: MintRequest<'_>) -> Result<Minted, OAuthError>;
+}
 
-impl std::fmt::Debug for OutputKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "OutputKind({})", self.name)
+/// The registered input and output kinds. Built once; the request path only reads it.
+#[derive(Clone)]
+pub struct KindRegistry {
+    inputs: Vec<Arc<dyn InputKind>>,
+    outputs: Vec<Arc<dyn Minter>>,
+    headers: Vec<&'static str>,
+}
+
+impl fmt::Debug for KindRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KindRegistry")
+            .field("inputs", &self.input_names())
+            .field("outputs", &self.output_names())
+            .finish()
     }
 }
 
-pub fn output_kind(name: &str) -> Option<&'static OutputKind> {
-    OUTPUT_KINDS.iter().find(|k| k.name == name)
+impl Default for KindRegistry {
+    fn default() -> Self {
+        Self::builtin()
+    }
+}
+
+impl KindRegistry {
+    /// The built-in kinds: one line each.
+    pub fn builtin() -> Self {
+        Self::empty()
+            .with_input(Arc::new(OauthJwtKind))
+            .with_input(Arc::new(OidcIdTokenKind))
+            .with_input(Arc::new(IntrospectionKind))
+            .with_output(Arc::new(AccessTokenMinter))
+    }
+
+    pub fn empty() -> Self {
+        Self {
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// Registers an input kind (replacing one of the same name).
+    pub fn with_input(mut self, kind: Arc<dyn InputKind>) -> Self {
+        self.inputs.retain(|k| k.name() != kind.name());
+        for h in kind.headers() {
+            if !self.headers.contains(h) {
+                self.headers.push(h);
+            }
+        }
+        self.inputs.push(kind);
+        self
+    }
+
+    /// Registers an output kind (replacing one of the same name).
+    pub fn with_output(mut self, kind: Arc<dyn Minter>) -> Self {
+        self.outputs.retain(|k| k.name() != kind.name());
+        self.outputs.push(kind);
+        self
+    }
+
+    pub fn input(&self, name: &str) -> Option<&Arc<dyn InputKind>> {
+        self.inputs.iter().find(|k| k.name() == name)
+    }
+
+    pub fn output(&self, name: &str) -> Option<&Arc<dyn Minter>> {
+        self.outputs.iter().find(|k| k.name() == name)
+    }
+
+    pub fn input_names(&self) -> Vec<&'static str> {
+        self.inputs.iter().map(|k| k.name()).collect()
+    }
+
+    pub fn output_names(&self) -> Vec<&'static str> {
+        self.outputs.iter().map(|k| k.name()).collect()
+    }
+
+    /// Every request header some input kind reads (lower case).
+    pub fn headers(&self) -> &[&'static str] {
+        &self.headers
+    }
 }

@@ -1,8 +1,11 @@
 //! Outbound HTTP for key material: bounded time, bounded size, no redirects.
 //!
-//! Used at load, on the periodic refresh and on an unknown `kid` (rate-limited by `KeyStore`).
-//! Never called with a URL taken from a token.
+//! Used at load, on the periodic refresh and on an unknown `kid` (rate-limited by `KeyStore`),
+//! and by kinds that call out (introspection), also as the HTTP client of the `oauth2` and
+//! `openidconnect` crates. Never called with a URL taken from a token.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 /// Largest JWKS or metadata document we read.
@@ -25,9 +28,33 @@ impl HttpFetcher {
         Ok(Self { client })
     }
 
+    /// Sends `request` and returns the whole response (any status), failing on a transport
+    /// error, a timeout or a body over the size limit. Error texts hold no URL.
+    pub async fn send(
+        &self,
+        request: http::Request<Vec<u8>>,
+    ) -> Result<http::Response<Vec<u8>>, OutboundError> {
+        let (parts, body) = request.into_parts();
+        let resp = self
+            .client
+            .request(parts.method, parts.uri.to_string())
+            .headers(parts.headers)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| OutboundError(without_url(&e)))?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = read_limited(resp).await.map_err(OutboundError)?;
+        let mut out = http::Response::new(body);
+        *out.status_mut() = status;
+        *out.headers_mut() = headers;
+        Ok(out)
+    }
+
     /// GETs `url` and returns its body, failing on a non-2xx status or an oversized body.
     pub async fn get(&self, url: &str) -> Result<Vec<u8>, String> {
-        let mut resp = self
+        let resp = self
             .client
             .get(url)
             .header("accept", "application/json")
@@ -37,29 +64,45 @@ impl HttpFetcher {
         if !resp.status().is_success() {
             return Err(format!("GET {url}: HTTP {}", resp.status().as_u16()));
         }
-        if resp
-            .content_length()
-            .is_some_and(|l| l as usize > MAX_DOCUMENT_BYTES)
-        {
-            return Err(format!(
-                "GET {url}: document larger than {MAX_DOCUMENT_BYTES} bytes"
-            ));
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = resp
-            .chunk()
+        read_limited(resp)
             .await
-            .map_err(|e| format!("GET {url}: {}", without_url(&e)))?
-        {
-            if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
-                return Err(format!(
-                    "GET {url}: document larger than {MAX_DOCUMENT_BYTES} bytes"
-                ));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
+            .map_err(|e| format!("GET {url}: {e}"))
     }
+}
+
+/// A failed outbound call; the text names no URL, token or secret.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct OutboundError(pub String);
+
+/// The HTTP client of the `oauth2` and `openidconnect` crates: ours, with its timeouts, size
+/// limit and no redirects.
+impl<'c> oauth2::AsyncHttpClient<'c> for HttpFetcher {
+    type Error = OutboundError;
+    type Future =
+        Pin<Box<dyn Future<Output = Result<oauth2::HttpResponse, OutboundError>> + Send + 'c>>;
+
+    fn call(&'c self, request: oauth2::HttpRequest) -> Self::Future {
+        Box::pin(self.send(request))
+    }
+}
+
+async fn read_limited(mut resp: reqwest::Response) -> Result<Vec<u8>, String> {
+    let too_large = || format!("document larger than {MAX_DOCUMENT_BYTES} bytes");
+    if resp
+        .content_length()
+        .is_some_and(|l| l as usize > MAX_DOCUMENT_BYTES)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| without_url(&e))? {
+        if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 fn without_url(e: &reqwest::Error) -> String {

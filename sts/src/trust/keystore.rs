@@ -1,22 +1,87 @@
-//! A trust source's current key set, refreshed in the background and refetched — at most once
-//! per cooldown, coalesced across concurrent requests — when a token names an unknown `kid`.
+//! A key source: a trust entry's (or client's) current key set, refreshed in the background
+//! and refetched — at most once per cooldown, coalesced across concurrent requests — when a
+//! token names an unknown `kid`.
 //!
-//! Until a key set has loaded once, lookups fail closed with `NotLoaded` (design invariant 12).
+//! Where the key document comes from is a [`KeyFetch`]: the built-in ones read a JWKS file, a
+//! `jwks_uri`, or the `jwks_uri` of the issuer's RFC 8414 / OpenID metadata; a kind may bring
+//! its own (the OIDC kind discovers through `openidconnect`). Until a key set has loaded once,
+//! lookups fail closed with `NotLoaded` (design invariant 12).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use super::fetch::{HttpFetcher, discovery_urls};
 use crate::config::JwksSettings;
 use crate::jose::{Alg, KeySet};
 
+/// A fetched key document: a JWKS, and the algorithms its issuer advertises, if it does.
+#[derive(Debug, Clone)]
+pub struct KeyDocument {
+    pub jwks: Vec<u8>,
+    pub algorithms: Option<Vec<Alg>>,
+}
+
+/// Where a key source's document comes from.
+#[async_trait::async_trait]
+pub trait KeyFetch: Send + Sync + std::fmt::Debug {
+    async fn fetch(&self) -> Result<KeyDocument, String>;
+}
+
 #[derive(Debug, Clone)]
 enum Location {
     File(PathBuf),
     Uri(String),
     Discovery { issuer: String },
+}
+
+#[derive(Debug)]
+struct BuiltinFetch {
+    name: String,
+    location: Location,
+    http: HttpFetcher,
+}
+
+/// The built-in key fetch for `jwks` settings (`issuer` is used by `discovery: true`).
+pub fn key_fetch(
+    name: &str,
+    issuer: &str,
+    jwks: &JwksSettings,
+    http: &HttpFetcher,
+) -> Box<dyn KeyFetch> {
+    let location = match (&jwks.file, &jwks.uri) {
+        (Some(f), _) => Location::File(f.clone()),
+        (None, Some(u)) => Location::Uri(u.clone()),
+        (None, None) => Location::Discovery {
+            issuer: issuer.to_owned(),
+        },
+    };
+    Box::new(BuiltinFetch {
+        name: name.to_owned(),
+        location,
+        http: http.clone(),
+    })
+}
+
+#[async_trait::async_trait]
+impl KeyFetch for BuiltinFetch {
+    async fn fetch(&self) -> Result<KeyDocument, String> {
+        let jwks = match &self.location {
+            Location::File(p) => tokio::fs::read(p)
+                .await
+                .map_err(|e| format!("{}: {e}", p.display()))?,
+            Location::Uri(u) => self.http.get(u).await?,
+            Location::Discovery { issuer } => {
+                let jwks_uri = self.discover(issuer).await?;
+                self.http.get(&jwks_uri).await?
+            }
+        };
+        Ok(KeyDocument {
+            jwks,
+            algorithms: None,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -30,41 +95,29 @@ pub enum KeyLookupError {
 #[derive(Debug)]
 pub struct KeyStore {
     name: String,
-    location: Location,
+    fetch: Box<dyn KeyFetch>,
     allowed: Vec<Alg>,
-    http: HttpFetcher,
     current: RwLock<Option<Arc<KeySet>>>,
     /// Held while refetching; holds the time of the last refetch.
     refetch: tokio::sync::Mutex<Option<Instant>>,
     cooldown: Duration,
     refresh: Duration,
+    last_load: Mutex<Option<Instant>>,
     fetches: AtomicU64,
 }
 
 impl KeyStore {
-    pub fn new(
-        name: &str,
-        issuer: &str,
-        jwks: &JwksSettings,
-        allowed: &[Alg],
-        http: HttpFetcher,
-    ) -> Self {
-        let location = match (&jwks.file, &jwks.uri) {
-            (Some(f), _) => Location::File(f.clone()),
-            (None, Some(u)) => Location::Uri(u.clone()),
-            (None, None) => Location::Discovery {
-                issuer: issuer.to_owned(),
-            },
-        };
+    /// A key source named `name` (for logs) whose keys may verify `allowed` algorithms.
+    pub fn new(name: &str, fetch: Box<dyn KeyFetch>, allowed: &[Alg], jwks: &JwksSettings) -> Self {
         Self {
             name: name.to_owned(),
-            location,
+            fetch,
             allowed: allowed.to_vec(),
-            http,
             current: RwLock::new(None),
             refetch: tokio::sync::Mutex::new(None),
             cooldown: jwks.refetch_cooldown,
             refresh: jwks.refresh,
+            last_load: Mutex::new(None),
             fetches: AtomicU64::new(0),
         }
     }
@@ -82,8 +135,12 @@ impl KeyStore {
         self.refresh
     }
 
-    pub fn is_remote(&self) -> bool {
-        !matches!(self.location, Location::File(_))
+    /// Whether the periodic refresh is due (never loaded, or loaded a refresh interval ago).
+    pub fn refresh_due(&self) -> bool {
+        self.last_load
+            .lock()
+            .map(|g| g.is_none_or(|t| t.elapsed() >= self.refresh))
+            .unwrap_or(true)
     }
 
     fn snapshot(&self) -> Option<Arc<KeySet>> {
@@ -94,71 +151,34 @@ impl KeyStore {
     /// previous set.
     pub async fn load(&self) -> Result<(), String> {
         self.fetches.fetch_add(1, Ordering::Relaxed);
-        let document = self.read_document().await?;
-        let (set, skipped) = KeySet::from_jwks(&document, &self.allowed)
-            .map_err(|e| format!("trust `{}`: {e}", self.name))?;
-        for s in skipped {
-            tracing::warn!(trust = %self.name, "skipped a key: {s}");
+        if let Ok(mut g) = self.last_load.lock() {
+            *g = Some(Instant::now());
         }
-        tracing::debug!(trust = %self.name, keys = set.len(), "loaded keys");
+        let doc = self
+            .fetch
+            .fetch()
+            .await
+            .map_err(|e| format!("{}: {e}", self.name))?;
+        // Keys verify only algorithms both configured and (when it says) advertised.
+        let allowed: Vec<Alg> = match &doc.algorithms {
+            Some(advertised) => self
+                .allowed
+                .iter()
+                .copied()
+                .filter(|a| advertised.contains(a))
+                .collect(),
+            None => self.allowed.clone(),
+        };
+        let (set, skipped) =
+            KeySet::from_jwks(&doc.jwks, &allowed).map_err(|e| format!("{}: {e}", self.name))?;
+        for s in skipped {
+            tracing::warn!(keys = %self.name, "skipped a key: {s}");
+        }
+        tracing::debug!(keys = %self.name, count = set.len(), "loaded keys");
         if let Ok(mut g) = self.current.write() {
             *g = Some(Arc::new(set));
         }
         Ok(())
-    }
-
-    async fn read_document(&self) -> Result<Vec<u8>, String> {
-        match &self.location {
-            Location::File(p) => tokio::fs::read(p)
-                .await
-                .map_err(|e| format!("trust `{}`: {}: {e}", self.name, p.display())),
-            Location::Uri(u) => self
-                .http
-                .get(u)
-                .await
-                .map_err(|e| format!("trust `{}`: {e}", self.name)),
-            Location::Discovery { issuer } => {
-                let jwks_uri = self.discover(issuer).await?;
-                self.http
-                    .get(&jwks_uri)
-                    .await
-                    .map_err(|e| format!("trust `{}`: {e}", self.name))
-            }
-        }
-    }
-
-    /// Reads the issuer's metadata and returns its `jwks_uri`; the metadata's `issuer` must be
-    /// identical to the configured one (RFC 8414 §3.3).
-    async fn discover(&self, issuer: &str) -> Result<String, String> {
-        let mut last_err = String::new();
-        for url in discovery_urls(issuer) {
-            let body = match self.http.get(&url).await {
-                Ok(b) => b,
-                Err(e) => {
-                    last_err = e;
-                    continue;
-                }
-            };
-            let meta: serde_json::Value = serde_json::from_slice(&body)
-                .map_err(|_| format!("trust `{}`: {url}: not JSON", self.name))?;
-            if meta.get("issuer").and_then(|v| v.as_str()) != Some(issuer) {
-                return Err(format!(
-                    "trust `{}`: {url}: metadata issuer differs from `{issuer}`",
-                    self.name
-                ));
-            }
-            let uri = meta
-                .get("jwks_uri")
-                .and_then(|v| v.as_str())
-                .ok_or_else(|| format!("trust `{}`: {url}: no jwks_uri", self.name))?;
-            crate::config::check_url("jwks_uri", uri)
-                .map_err(|e| format!("trust `{}`: {e}", self.name))?;
-            return Ok(uri.to_owned());
-        }
-        Err(format!(
-            "trust `{}`: discovery failed: {last_err}",
-            self.name
-        ))
     }
 
     /// The key set, guaranteed to hold a key for (`kid`, `alg`). An unknown key causes at most
@@ -194,5 +214,34 @@ impl KeyStore {
             Some(_) => Err(KeyLookupError::UnknownKey),
             None => Err(KeyLookupError::NotLoaded),
         }
+    }
+}
+
+impl BuiltinFetch {
+    /// Reads the issuer's metadata and returns its `jwks_uri`; the metadata's `issuer` must be
+    /// identical to the configured one (RFC 8414 §3.3).
+    async fn discover(&self, issuer: &str) -> Result<String, String> {
+        let mut last_err = String::new();
+        for url in discovery_urls(issuer) {
+            let body = match self.http.get(&url).await {
+                Ok(b) => b,
+                Err(e) => {
+                    last_err = e;
+                    continue;
+                }
+            };
+            let meta: serde_json::Value =
+                serde_json::from_slice(&body).map_err(|_| format!("{url}: not JSON"))?;
+            if meta.get("issuer").and_then(|v| v.as_str()) != Some(issuer) {
+                return Err(format!("{url}: metadata issuer differs from `{issuer}`"));
+            }
+            let uri = meta
+                .get("jwks_uri")
+                .and_then(|v| v.as_str())
+                .ok_or_else(|| format!("{url}: no jwks_uri"))?;
+            crate::config::check_url("jwks_uri", uri).map_err(|e| e.to_string())?;
+            return Ok(uri.to_owned());
+        }
+        Err(format!("{}: discovery failed: {last_err}", self.name))
     }
 }

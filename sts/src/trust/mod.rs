@@ -1,8 +1,9 @@
-//! Trust sources: the configured issuers whose tokens we accept, and their public keys.
+//! Trust sources: the configured trust entries whose tokens we accept, each bound to its input
+//! kind's verifier, and the key sources those verifiers read.
 //!
-//! Keys come only from the entry's configuration (a JWKS file, a `jwks_uri`, or the `jwks_uri`
-//! of the issuer's metadata), never from the token (RFC 8725 §3.10). This module verifies no
-//! token and applies no policy; it answers "which key is `kid` for this issuer".
+//! Keys come only from an entry's configuration (a JWKS file, a `jwks_uri`, discovery under
+//! the configured issuer), never from the token (RFC 8725 §3.10). This module verifies no token
+//! and applies no policy: it builds entries through their kinds and finds them by name.
 
 mod fetch;
 mod keystore;
@@ -10,72 +11,84 @@ mod keystore;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-pub use fetch::{HttpFetcher, discovery_urls};
-pub use keystore::{KeyLookupError, KeyStore};
+pub use fetch::{HttpFetcher, OutboundError, discovery_urls};
+pub use keystore::{KeyDocument, KeyFetch, KeyLookupError, KeyStore, key_fetch};
 
-use crate::config::{DEFAULT_ALGS, Settings, TrustKind};
-use crate::jose::Alg;
+use crate::config::{ConfigError, TrustEntry};
+use crate::token::{InputKind, KindEnv, KindRegistry, Verifier};
 
 /// One configured trust entry, ready to verify tokens.
-#[derive(Debug)]
 pub struct TrustSource {
-    pub name: String,
-    pub kind: TrustKind,
-    pub issuer: String,
-    /// `aud` values that name us.
-    pub audience: Vec<String>,
-    pub algorithms: Vec<Alg>,
-    pub allow_untyped: bool,
-    pub keys: KeyStore,
+    pub name: Arc<str>,
+    pub kind: Arc<dyn InputKind>,
+    pub verifier: Arc<dyn Verifier>,
 }
 
-/// All trust sources, by name.
+impl std::fmt::Debug for TrustSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrustSource")
+            .field("name", &self.name)
+            .field("kind", &self.kind.name())
+            .field("verifier", &self.verifier)
+            .finish()
+    }
+}
+
+impl TrustSource {
+    /// Whether this entry's kind verifies tokens declared as `token_type`.
+    pub fn accepts_type(&self, token_type: &str) -> bool {
+        self.kind.token_types().contains(&token_type)
+    }
+}
+
+/// All trust sources, in configuration order.
 #[derive(Debug, Default)]
 pub struct TrustRegistry {
-    by_name: HashMap<String, Arc<TrustSource>>,
+    sources: Vec<Arc<TrustSource>>,
+    by_name: HashMap<Arc<str>, usize>,
 }
 
 impl TrustRegistry {
-    pub fn from_settings(settings: &Settings, http: &HttpFetcher) -> Self {
-        let by_name = settings
-            .trust
-            .iter()
-            .map(|t| {
-                let algorithms = if t.algorithms.is_empty() {
-                    DEFAULT_ALGS.to_vec()
-                } else {
-                    t.algorithms.clone()
-                };
-                let audience = if t.audience.is_empty() {
-                    vec![settings.issuer.clone()]
-                } else {
-                    t.audience.clone()
-                };
-                let keys = KeyStore::new(&t.name, &t.issuer, &t.jwks, &algorithms, http.clone());
-                let source = TrustSource {
-                    name: t.name.clone(),
-                    kind: t.kind,
-                    issuer: t.issuer.clone(),
-                    audience,
-                    algorithms,
-                    allow_untyped: t.allow_untyped,
-                    keys,
-                };
-                (t.name.clone(), Arc::new(source))
-            })
-            .collect();
-        Self { by_name }
+    /// Builds every entry through its kind; an unknown kind or a block the kind refuses is an
+    /// error naming the entry and where it was written.
+    pub fn build(
+        entries: &[TrustEntry],
+        kinds: &KindRegistry,
+        env: &KindEnv<'_>,
+    ) -> Result<Self, ConfigError> {
+        let mut out = Self::default();
+        for entry in entries {
+            let Some(kind) = kinds.input(&entry.kind) else {
+                return Err(entry.error(
+                    "kind",
+                    format!(
+                        "unknown kind `{}` (kind must be one of: {})",
+                        entry.kind,
+                        kinds.input_names().join(", ")
+                    ),
+                ));
+            };
+            let verifier = kind.configure(entry, env)?;
+            let name: Arc<str> = Arc::from(entry.name.as_str());
+            out.by_name.insert(name.clone(), out.sources.len());
+            out.sources.push(Arc::new(TrustSource {
+                name,
+                kind: kind.clone(),
+                verifier,
+            }));
+        }
+        Ok(out)
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<TrustSource>> {
-        self.by_name.get(name)
+        self.by_name.get(name).map(|&i| &self.sources[i])
     }
 
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.by_name.keys().map(String::as_str)
+        self.sources.iter().map(|s| &*s.name)
     }
 
     pub fn all(&self) -> impl Iterator<Item = &Arc<TrustSource>> {
-        self.by_name.values()
+        self.sources.iter()
     }
 }

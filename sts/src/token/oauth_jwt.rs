@@ -1,0 +1,188 @@
+//! Input kind `oauth-jwt`: OAuth 2.0 JWT access tokens (RFC 9068) from an authorization server,
+//! declared as `urn:ietf:params:oauth:token-type:access_token`.
+//!
+//! Verification follows RFC 9068 §4: `typ` is `at+jwt` (unless the entry allows legacy untyped
+//! tokens), the signature is by a key of the configured source, `iss` is exactly the configured
+//! issuer, `aud` names us, `exp` is in the future. It applies no profile policy.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{
+    ClaimsExt, InputKind, JwsRules, KindEnv, Presented, Rejection, TypRule, Verified, Verifier,
+    VerifyContext, audience_contains, types, verify_jws,
+};
+use crate::config::{ConfigError, DEFAULT_ALGS, JwksSettings, TrustEntry, check_url};
+use crate::jose::{Alg, Claims};
+use crate::trust::{KeyStore, key_fetch};
+
+const TYP: &str = "at+jwt";
+
+/// The `oauth-jwt` kind.
+pub struct OauthJwtKind;
+
+/// An `oauth-jwt` trust entry's block.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Block {
+    /// The exact `iss` value (RFC 9068 §4 step 3).
+    issuer: String,
+    /// `aud` values that name us; a token must carry one. Defaults to our issuer.
+    #[serde(default)]
+    audience: Vec<String>,
+    /// Accepted `alg` values; defaults to ES256, EdDSA, RS256, PS256.
+    #[serde(default)]
+    algorithms: Vec<Alg>,
+    /// Accept `typ: JWT` (or no `typ`) from a legacy IdP instead of requiring `at+jwt`.
+    #[serde(default)]
+    allow_untyped: bool,
+    jwks: JwksSettings,
+}
+
+impl InputKind for OauthJwtKind {
+    fn name(&self) -> &'static str {
+        "oauth-jwt"
+    }
+
+    fn token_types(&self) -> &'static [&'static str] {
+        &[types::ACCESS_TOKEN]
+    }
+
+    fn sample_claims(&self) -> Claims {
+        sample(json!({"scope": "read write", "client_id": "sample-client"}))
+    }
+
+    fn configure(
+        &self,
+        entry: &TrustEntry,
+        env: &KindEnv<'_>,
+    ) -> Result<Arc<dyn Verifier>, ConfigError> {
+        let b: Block = entry.parse_block()?;
+        check_url("", &b.issuer).map_err(|e| entry.error("issuer", e.0))?;
+        b.jwks.validate("").map_err(|e| entry.error("jwks", e.0))?;
+        let algorithms = if b.algorithms.is_empty() {
+            DEFAULT_ALGS.to_vec()
+        } else {
+            b.algorithms
+        };
+        let audience = if b.audience.is_empty() {
+            vec![env.our_issuer.to_owned()]
+        } else {
+            b.audience
+        };
+        let fetch = key_fetch(&entry.name, &b.issuer, &b.jwks, env.http);
+        let keys = KeyStore::new(
+            &format!("trust `{}`", entry.name),
+            fetch,
+            &algorithms,
+            &b.jwks,
+        );
+        Ok(Arc::new(AccessTokenVerifier {
+            trust: Arc::from(entry.name.as_str()),
+            issuer: b.issuer,
+            audience,
+            algorithms,
+            allow_untyped: b.allow_untyped,
+            keys,
+        }))
+    }
+}
+
+/// Typical verified claims over common JWT claims, for load-time CEL checks.
+pub(super) fn sample(extra: Value) -> Claims {
+    let now = 1_700_000_000;
+    let mut c = json!({
+        "iss": "https://issuer.example", "sub": "sample-subject", "aud": "https://sts.example",
+        "exp": now + 300, "iat": now, "jti": "sample-jti",
+    });
+    if let (Value::Object(c), Value::Object(e)) = (&mut c, extra) {
+        c.extend(e);
+    }
+    match c {
+        Value::Object(m) => m,
+        _ => Claims::new(),
+    }
+}
+
+/// One `oauth-jwt` entry's verifier.
+#[derive(Debug)]
+struct AccessTokenVerifier {
+    trust: Arc<str>,
+    issuer: String,
+    audience: Vec<String>,
+    algorithms: Vec<Alg>,
+    allow_untyped: bool,
+    keys: KeyStore,
+}
+
+#[async_trait::async_trait]
+impl Verifier for AccessTokenVerifier {
+    fn recognizes(&self, presented: &Presented<'_>) -> bool {
+        presented.unverified_iss() == Some(self.issuer.as_str())
+    }
+
+    async fn verify(
+        &self,
+        presented: Presented<'_>,
+        ctx: &VerifyContext<'_>,
+    ) -> Result<Verified, Rejection> {
+        // RFC 9068 §4 step 1; a legacy IdP may be allowed `JWT` or no typ (RFC 8725 §3.11).
+        let rules = JwsRules {
+            typ: TypRule {
+                explicit: &[TYP],
+                untyped_ok: self.allow_untyped,
+            },
+            algorithms: &self.algorithms,
+            keys: &self.keys,
+        };
+        let checked = verify_jws(presented.jws?, rules, ctx).await?;
+        let claims = checked.claims;
+        // RFC 9068 §4 step 3: iss exactly the configured issuer.
+        if claims.required_str("iss")? != self.issuer {
+            return Err(Rejection::UntrustedIssuer);
+        }
+        // Step 4 (and RFC 8725 §3.9): aud must name this service.
+        if !audience_contains(claims.get("aud"), &self.audience)? {
+            return Err(Rejection::WrongAudience);
+        }
+        // RFC 9068 §2.2 required claims.
+        if claims.required_str("sub")?.is_empty() {
+            return Err(Rejection::BadClaim("sub"));
+        }
+        claims.str_claim("scope")?;
+        claims.str_claim("client_id")?;
+        claims.str_claim("jti")?;
+        check_actor_claims(&claims)?;
+        Ok(Verified {
+            claims,
+            trust: self.trust.clone(),
+            kind: "oauth-jwt",
+        })
+    }
+
+    fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    fn keys(&self) -> Option<&KeyStore> {
+        Some(&self.keys)
+    }
+}
+
+/// RFC 8693 §4.1/§4.4: `act` and `may_act`, when present, are objects whose `sub` (if any) is
+/// a string.
+pub(super) fn check_actor_claims(claims: &Claims) -> Result<(), Rejection> {
+    let is_actor_object = |v: &Value| {
+        v.as_object()
+            .is_some_and(|o| o.get("sub").is_none_or(Value::is_string))
+    };
+    if claims.get("act").is_some_and(|v| !is_actor_object(v)) {
+        return Err(Rejection::BadClaim("act"));
+    }
+    if claims.get("may_act").is_some_and(|v| !is_actor_object(v)) {
+        return Err(Rejection::BadClaim("may_act"));
+    }
+    Ok(())
+}
