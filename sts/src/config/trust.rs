@@ -184,7 +184,7 @@ mod tests {
         locate_trust_entries(&mut e, "sts.yaml", text);
         let err = e[0].parse_block::<Block>().unwrap_err().to_string();
         assert!(
-            err.starts_with("configuration: sts.yaml:6:13: trust[0] "),
+            err.starts_with("configuration: sts.yaml:6:13: trust[0].isuser "),
             "{err}"
         );
         assert!(err.contains("unknown field `isuser`"), "{err}");
