@@ -103,7 +103,7 @@ async fn unsupported_subject_token_type() {
         .without("subject_token_type")
         .set(
             "subject_token_type",
-            "urn:ietf:params:oauth:token-type:id_token",
+            "urn:ietf:params:oauth:token-type:saml2",
         )
         .set("audience", "orders-api");
     assert!(

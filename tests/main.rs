@@ -12,5 +12,6 @@ mod end_to_end;
 mod errors;
 mod exchange;
 mod key_sources;
+mod kinds;
 mod negative_suite;
 mod profiles_load;

@@ -32,7 +32,7 @@ const GOOD: &str = "name: good\ncallers: [gateway]\nsubject: {accept: [corp-idp]
 
 #[test]
 fn the_test_profiles_load() {
-    assert_eq!(load(TEST_PROFILES, TEST_MAPPINGS), Ok(3));
+    assert_eq!(load(TEST_PROFILES, TEST_MAPPINGS), Ok(4));
 }
 
 #[test]
@@ -173,5 +173,19 @@ fn the_repository_examples_load_in_development_mode() {
     assert_eq!(
         catalog.profiles.len(),
         std::fs::read_dir(root.join("profiles")).unwrap().count()
+    );
+}
+
+#[test]
+fn profiles_for_different_input_kinds_do_not_overlap() {
+    let id = "name: by-id\ncallers: [gateway]\nsubject: {accept: [corp-oidc]}\nissue: {kind: access-token, audiences: [x], lifetime: 1m}\n";
+    let at = "name: by-at\ncallers: [gateway]\nsubject: {accept: [corp-idp]}\nissue: {kind: access-token, audiences: [x], lifetime: 1m}\n";
+    let legacy = "name: by-legacy\ncallers: [gateway]\nsubject: {accept: [legacy-idp]}\nissue: {kind: access-token, audiences: [x], lifetime: 1m}\n";
+    assert_eq!(load(&[("id.yaml", id), ("at.yaml", at)], &[]), Ok(2));
+    // Two access-token kinds for the same caller and target do overlap.
+    let errs = load(&[("at.yaml", at), ("legacy.yaml", legacy)], &[]).unwrap_err();
+    assert!(
+        errs.join("\n").contains("overlaps profile `by-at`"),
+        "{errs:?}"
     );
 }

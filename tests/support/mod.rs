@@ -22,6 +22,9 @@ use sts::config::Settings;
 pub const NOW: i64 = 1_800_000_000;
 pub const STS_ISSUER: &str = "https://sts.test";
 pub const ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
+pub const ID_TOKEN: &str = "urn:ietf:params:oauth:token-type:id_token";
+/// Our client id at the test OpenID provider (`aud` of its ID tokens).
+pub const OIDC_CLIENT: &str = "sts-client";
 pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 pub const GATEWAY_SECRET: &str = "gateway-secret-0123456789";
 
@@ -144,6 +147,21 @@ impl Idp {
         self.sign_with(header, &self.claims(overrides))
     }
 
+    /// An OpenID Connect ID token for `OIDC_CLIENT` (no `typ`), with `overrides`.
+    pub fn id_token(&self, overrides: Value) -> String {
+        let header = json!({"alg": self.alg(), "kid": self.kid});
+        self.sign_with(header, &self.id_claims(overrides))
+    }
+
+    pub fn id_claims(&self, overrides: Value) -> Value {
+        let mut c = json!({
+            "iss": self.issuer, "sub": "alice", "aud": OIDC_CLIENT, "iat": NOW - 10,
+            "exp": NOW + 600, "email": "alice@example.com",
+        });
+        merge(&mut c, overrides);
+        c
+    }
+
     pub fn claims(&self, overrides: Value) -> Value {
         let mut c = json!({
             "iss": self.issuer, "sub": "alice", "aud": STS_ISSUER, "client_id": "web-app",
@@ -180,6 +198,7 @@ pub struct Harness {
     pub legacy: Idp,
     pub mesh: Idp,
     pub workload: Idp,
+    pub oidc: Idp,
     pub clock: Arc<ManualClock>,
     pub state: Arc<AppState>,
 }
@@ -210,6 +229,19 @@ issue:
   audiences: [billing-api]
   lifetime: 10m
   scope: "subject.scope.split(' ').filter(s, s.startsWith('billing:')).join(' ')"
+"#,
+    ),
+    (
+        "id-access.yaml",
+        r#"
+name: id-access
+callers: [gateway]
+subject: {accept: [corp-oidc]}
+issue:
+  kind: access-token
+  audiences: [orders-api]
+  lifetime: 5m
+  claims: user-claims
 "#,
     ),
     (
@@ -257,6 +289,7 @@ impl Harness {
         let legacy = Idp::new("https://legacy.test", "legacy-1", "RS256");
         let mesh = Idp::new("https://mesh.test", "mesh-1", "EdDSA");
         let workload = Idp::new("spiffe://example.com/workload-a", "wl-1", "ES256");
+        let oidc = Idp::new("https://oidc.test", "oidc-1", "ES256");
         write_files(&dir.path().join("profiles"), profiles);
         write_files(&dir.path().join("mappings"), mappings);
         for (name, i) in [
@@ -264,6 +297,7 @@ impl Harness {
             ("legacy", &legacy),
             ("mesh", &mesh),
             ("workload", &workload),
+            ("oidc", &oidc),
         ] {
             std::fs::write(
                 dir.path().join(format!("{name}.json")),
@@ -281,6 +315,7 @@ impl Harness {
             legacy,
             mesh,
             workload,
+            oidc,
             clock,
             state,
         }
@@ -332,6 +367,7 @@ trust:
   - {{name: corp-idp, kind: oauth-jwt, issuer: "https://idp.test", jwks: {{file: {d}/idp.json}}}}
   - {{name: legacy-idp, kind: oauth-jwt, issuer: "https://legacy.test", allow_untyped: true, algorithms: [RS256], jwks: {{file: {d}/legacy.json}}}}
   - {{name: mesh-idp, kind: oauth-jwt, issuer: "https://mesh.test", jwks: {{file: {d}/mesh.json}}}}
+  - {{name: corp-oidc, kind: oidc-id-token, issuer: "https://oidc.test", client_id: {OIDC_CLIENT}, jwks: {{file: {d}/oidc.json}}}}
 clients:
   - {{id: gateway, secret_hash: "{gateway_hash}"}}
   - {{id: lonely, secret_hash: "{lonely_hash}"}}
@@ -347,6 +383,8 @@ pub struct Form {
     pub pairs: Vec<(String, String)>,
     pub basic: Option<(String, String)>,
     pub content_type: Option<String>,
+    /// Extra request headers.
+    pub headers: Vec<(String, String)>,
 }
 
 impl Form {
@@ -371,6 +409,11 @@ impl Form {
 
     pub fn basic(mut self, id: &str, secret: &str) -> Self {
         self.basic = Some((id.into(), secret.into()));
+        self
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.into(), value.into()));
         self
     }
 
@@ -411,6 +454,9 @@ where
             .clone()
             .unwrap_or("application/x-www-form-urlencoded".into()),
     ));
+    for (name, value) in &form.headers {
+        req = req.insert_header((name.as_str(), value.as_str()));
+    }
     if let Some((id, secret)) = &form.basic {
         req = req.insert_header((
             "authorization",

@@ -27,7 +27,7 @@ pub(super) async fn authenticate(
     ctx: &AuthContext<'_>,
 ) -> Result<Caller, OAuthError> {
     let jws = UnverifiedJws::parse(assertion.expose(), ctx.max_token_bytes)
-        .map_err(|_| failed("client assertion is malformed"))?;
+        .map_err(|e| OAuthError::invalid_client(format!("client assertion is malformed: {e}")))?;
     // Refuse a wrong explicit type before any lookup.
     ASSERTION_TYP
         .check(&jws.header)

@@ -86,7 +86,7 @@ impl Default for Limits {
 }
 
 /// Where a trust entry's (or client's) public keys come from: exactly one member.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JwksSettings {
     pub file: Option<PathBuf>,
@@ -100,6 +100,18 @@ pub struct JwksSettings {
     /// After a refetch, an unknown `kid` does not trigger another one for this long.
     #[serde(default = "default_cooldown", with = "humantime_serde")]
     pub refetch_cooldown: Duration,
+}
+
+impl Default for JwksSettings {
+    fn default() -> Self {
+        Self {
+            file: None,
+            uri: None,
+            discovery: false,
+            refresh: default_refresh(),
+            refetch_cooldown: default_cooldown(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
