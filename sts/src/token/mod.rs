@@ -82,7 +82,7 @@ pub enum Rejection {
     #[error("token was issued to another client (azp)")]
     WrongAuthorizedParty,
     /// An upstream service (introspection endpoint) failed; the token was not judged.
-    #[error("the token could not be checked: {0}")]
+    #[error("{0}")]
     Upstream(&'static str),
     /// A kind-specific refusal, with safe, fixed text.
     #[error("{0}")]
