@@ -363,7 +363,7 @@ impl Introspector {
 fn active(exp: i64) -> Value {
     json!({"active": true, "sub": "alice", "scope": "orders:read orders:write",
            "client_id": "web-app", "iss": "https://as.test", "exp": exp, "iat": NOW - 10,
-           "department": "sales"})
+           "aud": STS_ISSUER, "token_type": "Bearer", "department": "sales"})
 }
 
 async fn introspect(
@@ -399,6 +399,21 @@ async fn introspect(
             HttpResponse::Ok().json(a)
         }
         "opaque-inactive" => HttpResponse::Ok().json(json!({"active": false})),
+        "opaque-other-aud" => {
+            let mut a = active(NOW + 600);
+            a["aud"] = json!("https://other-api.test");
+            HttpResponse::Ok().json(a)
+        }
+        "opaque-refresh" => {
+            let mut a = active(NOW + 600);
+            a["token_type"] = json!("refresh_token");
+            HttpResponse::Ok().json(a)
+        }
+        "opaque-bound" => {
+            let mut a = active(NOW + 600);
+            a["cnf"] = json!({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"});
+            HttpResponse::Ok().json(a)
+        }
         "opaque-no-active" => HttpResponse::Ok().json(json!({"sub": "alice", "exp": NOW + 600})),
         "opaque-5xx" => HttpResponse::ServiceUnavailable().finish(),
         "opaque-slow" => {
@@ -459,7 +474,7 @@ async fn app_with_introspection(
         harness_config(h.dir.path(), "").replace("trust:\n", &format!("trust:\n  - {entry}\n"));
     let profiles = [(
         "opaque.yaml",
-        "name: opaque\ncallers: [gateway]\nsubject: {accept: [corp-introspect]}\n\
+        "name: opaque\ncallers: [gateway]\nsubject: {accept: [corp-introspect, corp-idp]}\n\
          when: \"subject.department == 'sales'\"\n\
          issue: {kind: access-token, audiences: [opaque-api], lifetime: 5m, claims: user-claims}\n",
     )];
@@ -495,6 +510,48 @@ async fn introspection_active_tokens_are_exchanged_and_cached_until_the_limit() 
 }
 
 #[actix_web::test]
+async fn a_jwt_goes_to_its_issuer_even_when_introspection_is_listed_first() {
+    let h = Harness::new().await;
+    let srv = start_introspector();
+    let app = app_with_introspection(&h, &srv.base).await;
+    let jwt = h.idp.access_token(json!({"department": "sales"}));
+    post(&app, &opaque(&jwt)).await.expect_token();
+    assert_eq!(
+        srv.calls(&jwt),
+        0,
+        "a recognized JWT is never sent to the introspection endpoint"
+    );
+    // A JWT carrying a confirmation key (RFC 9449 / RFC 8705) is not a bearer token.
+    let bound = h
+        .idp
+        .access_token(json!({"department": "sales", "cnf": {"jkt": "abc"}}));
+    let d = post(&app, &opaque(&bound))
+        .await
+        .expect_error(400, "invalid_request");
+    assert!(d.contains("sender-constrained"), "{d}");
+}
+
+#[actix_web::test]
+async fn untyped_kinds_may_not_share_an_issuer() {
+    let h = Harness::new().await;
+    let d = h.dir.path().display();
+    let entry = format!(
+        "{{name: corp-oidc-too, kind: oidc-id-token, issuer: \"https://legacy.test\", client_id: c, jwks: {{file: {d}/legacy.json}}}}"
+    );
+    let config =
+        harness_config(h.dir.path(), "").replace("clients:\n", &format!("  - {entry}\nclients:\n"));
+    let settings = Settings::from_yaml(&config).unwrap();
+    let err = sts::app::AppState::build(settings, h.clock.clone())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("entry `legacy-idp` (oauth-jwt) also accepts untyped tokens from issuer `https://legacy.test`"),
+        "{err}"
+    );
+}
+
+#[actix_web::test]
 async fn introspection_results_are_never_reused_past_exp() {
     let h = Harness::new().await;
     let srv = start_introspector();
@@ -522,6 +579,16 @@ async fn introspection_refusals_and_upstream_trouble() {
     );
     let r = post(&app, &opaque("opaque-no-exp")).await;
     assert!(r.expect_error(400, "invalid_request").contains("exp"));
+    for (token, reason) in [
+        ("opaque-other-aud", "audience"),
+        ("opaque-refresh", "not a bearer access token"),
+        ("opaque-bound", "sender-constrained"),
+    ] {
+        let d = post(&app, &opaque(token))
+            .await
+            .expect_error(400, "invalid_request");
+        assert!(d.contains(reason), "{token}: want `{reason}` in `{d}`");
+    }
     for token in [
         "opaque-no-active",
         "opaque-5xx",

@@ -24,6 +24,11 @@ trait JwsTarget {
     fn issuer_reason(&self) -> &'static str;
     /// The refusal's status and error code.
     fn refusal(&self) -> (u16, &'static str);
+    /// Whether a token whose `exp` passed less than the leeway ago is still accepted: client
+    /// assertions yes; subject tokens no, since nothing is issued on an expired input.
+    fn expired_within_leeway_accepted(&self) -> bool {
+        false
+    }
     /// Presents `token` in a request that is otherwise valid.
     async fn present(&self, token: &str) -> Reply;
 }
@@ -56,7 +61,16 @@ async fn jws_negative_suite<T: JwsTarget>(t: &T) {
     // The baseline, and time checks with the 60 s leeway (RFC 7519 §4.1.4–4.1.6).
     accepted(t, &sign(t, json!({}))).await;
     refused(t, &sign(t, json!({"exp": NOW - 61})), "expired").await;
-    accepted(t, &sign(t, json!({"exp": NOW - 30}))).await;
+    for exp in [NOW - 30, NOW] {
+        let just_expired = sign(t, json!({ "exp": exp }));
+        if t.expired_within_leeway_accepted() {
+            accepted(t, &just_expired).await;
+        } else {
+            refused(t, &just_expired, "expired").await;
+        }
+    }
+    accepted(t, &sign(t, json!({"exp": NOW + 1}))).await;
+    accepted(t, &sign(t, json!({"nbf": NOW + 59}))).await;
     refused(t, &sign(t, json!({"nbf": NOW + 300})), "not yet valid").await;
     refused(
         t,
@@ -279,6 +293,9 @@ impl JwsTarget for ClientAssertions {
     }
     fn refusal(&self) -> (u16, &'static str) {
         (401, "invalid_client")
+    }
+    fn expired_within_leeway_accepted(&self) -> bool {
+        true
     }
     async fn present(&self, token: &str) -> Reply {
         let app = self.0.app().await;

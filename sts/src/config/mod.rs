@@ -170,7 +170,11 @@ impl Settings {
             .prefix_separator("__")
             .separator("__")
             .try_parsing(true);
-        if std::env::vars().any(|(k, _)| k == "STS__TRUST" || k.starts_with("STS__TRUST__")) {
+        let is_trust = |k: &str| {
+            let k = k.to_ascii_uppercase();
+            k == "STS__TRUST" || k.starts_with("STS__TRUST__")
+        };
+        if std::env::vars().any(|(k, _)| is_trust(&k)) {
             return Err(ConfigError(
                 "trust: entries cannot be set from the environment (STS__TRUST…); write them in the \
                  configuration file"

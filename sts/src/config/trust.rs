@@ -94,8 +94,12 @@ impl TrustEntry {
             let path = e.path().to_string();
             let path = if path == "." { String::new() } else { path };
             let inner = e.into_inner().to_string();
-            // serde names an unknown key in its message; point at that key's line.
-            let key = unknown_field(&inner).unwrap_or(path);
+            // serde names an unknown key in its message but not always in the path.
+            let key = match unknown_field(&inner) {
+                Some(field) if path.is_empty() => field,
+                Some(field) if !path.ends_with(&field) => format!("{path}.{field}"),
+                _ => path,
+            };
             self.error(&key, inner)
         })
     }
@@ -196,5 +200,29 @@ mod tests {
         locate_trust_entries(&mut e, "f", "trust:\n  - {name: a, kind: k, strict: yes}\n");
         let err = e[0].parse_block::<Block>().unwrap_err().to_string();
         assert!(err.contains("trust[0].strict"), "{err}");
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Outer {
+            jwks: Inner,
+        }
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Inner {
+            uri: Option<String>,
+        }
+        let mut e = vec![TrustEntry::new(
+            "a",
+            "k",
+            serde_json::json!({"jwks": {"urii": "x"}}),
+        )];
+        locate_trust_entries(
+            &mut e,
+            "f",
+            "trust:\n  - name: a\n    kind: k\n    jwks: {urii: x}\n",
+        );
+        let err = e[0].parse_block::<Outer>().unwrap_err().to_string();
+        assert!(err.contains("f:4:11: trust[0].jwks.urii "), "{err}");
     }
 }

@@ -145,7 +145,7 @@ pub async fn token_exchange(
         None => Claims::new(),
     };
     // Step 8: the engine's claims, then the output kind mints.
-    let expires_at = expiry(profile, &subject.claims, actor_claims, now);
+    let expires_at = expiry(profile, &subject.claims, actor_claims, now)?;
     let common = CommonClaims {
         issuer: snap.settings.issuer.clone(),
         subject: subject
@@ -239,7 +239,17 @@ async fn verify_input(
         )));
     }
     let parsed = Presented::new(&presented.token, token_type, ctx.max_token_bytes);
-    let source = candidates.find(|s| s.verifier.recognizes(&parsed));
+    // Entries that recognize a token by its content first; catch-all entries (introspection)
+    // only when none of those does, whatever the profile's order.
+    let candidates: Vec<&std::sync::Arc<TrustSource>> = candidates.collect();
+    let source = candidates
+        .iter()
+        .find(|s| !s.verifier.is_fallback() && s.verifier.recognizes(&parsed))
+        .or_else(|| {
+            candidates
+                .iter()
+                .find(|s| s.verifier.is_fallback() && s.verifier.recognizes(&parsed))
+        });
     let result = match source {
         Some(s) => s.verifier.verify(parsed, ctx).await,
         None => Err(match parsed.jws {
@@ -313,17 +323,30 @@ fn mapping_error(profile: &Profile, e: MappingError) -> OAuthError {
 }
 
 /// The issued token's `exp`: the profile's lifetime, cut to the inputs' expiry unless the
-/// profile explicitly allows outliving them (design invariant 9).
-fn expiry(profile: &Profile, subject: &Claims, actor: Option<&Claims>, now: UnixTime) -> UnixTime {
-    let mut exp = now + profile.lifetime_secs;
-    if !profile.may_outlive_subject {
-        for c in std::iter::once(subject).chain(actor) {
-            if let Ok(Some(input_exp)) = c.time_claim("exp") {
-                exp = exp.min(input_exp);
-            }
+/// profile explicitly allows outliving them (design invariant 9). An input whose `exp` has
+/// already passed — accepted by the verifier only thanks to the clock-skew leeway — is refused:
+/// nothing is issued on an expired token.
+fn expiry(
+    profile: &Profile,
+    subject: &Claims,
+    actor: Option<&Claims>,
+    now: UnixTime,
+) -> Result<UnixTime, OAuthError> {
+    let mut exp = now.saturating_add(profile.lifetime_secs);
+    for (which, claims) in [("subject_token", Some(subject)), ("actor_token", actor)] {
+        let Some(Ok(Some(input_exp))) = claims.map(|c| c.time_claim("exp")) else {
+            continue;
+        };
+        if input_exp <= now {
+            return Err(OAuthError::invalid_request(format!(
+                "{which} rejected: token is expired"
+            )));
+        }
+        if !profile.may_outlive_subject {
+            exp = exp.min(input_exp);
         }
     }
-    exp.max(now + 1)
+    Ok(exp)
 }
 
 fn new_jti() -> Result<String, OAuthError> {

@@ -54,9 +54,12 @@ struct Block {
     client_id: String,
     /// A file holding our client secret there (first line).
     client_secret_file: PathBuf,
-    /// `aud` values a reply must contain one of; none: not checked.
+    /// `aud` values a reply must contain one of (default: our issuer).
     #[serde(default)]
     audience: Vec<String>,
+    /// Accept replies whatever their `aud` (for servers that do not report it).
+    #[serde(default)]
+    any_audience: bool,
     /// The longest a result is reused (never past the token's `exp`); 0s: not cached.
     #[serde(default = "default_cache_max", with = "humantime_serde")]
     cache_max: Duration,
@@ -140,10 +143,18 @@ impl InputKind for IntrospectionKind {
         let client: Client = oauth2::Client::new(ClientId::new(b.client_id))
             .set_client_secret(ClientSecret::new(secret))
             .set_introspection_url(url);
+        if b.any_audience && !b.audience.is_empty() {
+            return Err(entry.error("any_audience", "cannot be set together with audience"));
+        }
+        let audience = match (b.any_audience, b.audience.is_empty()) {
+            (true, _) => Vec::new(),
+            (false, true) => vec![env.our_issuer.to_owned()],
+            (false, false) => b.audience,
+        };
         Ok(Arc::new(IntrospectionVerifier {
             trust: Arc::from(entry.name.as_str()),
             issuer: b.issuer,
-            audience: b.audience,
+            audience,
             cache_max: b.cache_max.as_secs() as i64,
             timeout: b.timeout,
             client,
@@ -160,6 +171,7 @@ type Cache = HashMap<[u8; 32], (Arc<Claims>, UnixTime)>;
 struct IntrospectionVerifier {
     trust: Arc<str>,
     issuer: String,
+    /// Empty: any audience (`any_audience: true`).
     audience: Vec<String>,
     cache_max: i64,
     timeout: Duration,
@@ -206,10 +218,12 @@ impl IntrospectionVerifier {
         if let Ok(mut cache) = self.cache.lock() {
             if cache.len() >= CACHE_CAPACITY {
                 cache.retain(|_, (_, u)| *u > now);
+                // Still full of live entries: start over rather than scan on every miss.
+                if cache.len() >= CACHE_CAPACITY / 2 {
+                    cache.clear();
+                }
             }
-            if cache.len() < CACHE_CAPACITY {
-                cache.insert(key, (claims, until));
-            }
+            cache.insert(key, (claims, until));
         }
     }
 
@@ -256,7 +270,15 @@ impl IntrospectionVerifier {
         }
         claims.str_claim("scope")?;
         claims.str_claim("client_id")?;
+        // RFC 7662 §2.2 `token_type`: only bearer access tokens are exchanged.
+        if claims
+            .str_claim("token_type")?
+            .is_some_and(|t| !t.eq_ignore_ascii_case("bearer"))
+        {
+            return Err(Rejection::Kind("token is not a bearer access token"));
+        }
         oauth_jwt::check_actor_claims(claims)?;
+        oauth_jwt::refuse_sender_constrained(claims)?;
         Ok(exp)
     }
 }
@@ -280,8 +302,12 @@ fn classify(trust: &str, e: RequestTokenError<OutboundError, BasicErrorResponse>
 #[async_trait::async_trait]
 impl Verifier for IntrospectionVerifier {
     /// Opaque tokens carry nothing to recognize: an introspection entry takes every token that
-    /// reaches it, so a profile lists it after its JWT entries.
+    /// no other entry of the profile recognizes.
     fn recognizes(&self, _presented: &Presented<'_>) -> bool {
+        true
+    }
+
+    fn is_fallback(&self) -> bool {
         true
     }
 

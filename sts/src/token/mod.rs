@@ -84,6 +84,10 @@ pub enum Rejection {
     /// An upstream service (introspection endpoint) failed; the token was not judged.
     #[error("{0}")]
     Upstream(&'static str),
+    /// RFC 9449 / RFC 8705: the token is bound to a key (`cnf`) and this kind does not check
+    /// the binding, so it must not be exchanged as a bearer token.
+    #[error("sender-constrained tokens (cnf) are not accepted")]
+    SenderConstrained,
     /// A kind-specific refusal, with safe, fixed text.
     #[error("{0}")]
     Kind(&'static str),
@@ -109,8 +113,9 @@ impl fmt::Debug for ClientCertificate {
 
 /// What proofs of possession need to know about the HTTP request. The endpoint URL comes from
 /// configuration, never from `Host` or forwarded headers; only the headers some registered kind
-/// declares are copied.
-#[derive(Debug, Clone)]
+/// declares are copied. Header values may be tokens: `Debug` shows their names and
+/// fingerprints only.
+#[derive(Clone)]
 pub struct RequestFacts {
     pub method: http::Method,
     /// This token endpoint's URL, from configuration.
@@ -118,6 +123,22 @@ pub struct RequestFacts {
     /// The declared headers the request carried: (lower-case name, value).
     pub headers: Vec<(&'static str, String)>,
     pub client_certificate: Option<ClientCertificate>,
+}
+
+impl fmt::Debug for RequestFacts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let headers: Vec<String> = self
+            .headers
+            .iter()
+            .map(|(n, v)| format!("{n}: sha256:{}", crate::secret::fingerprint(v.as_bytes())))
+            .collect();
+        f.debug_struct("RequestFacts")
+            .field("method", &self.method)
+            .field("endpoint", &self.endpoint)
+            .field("headers", &headers)
+            .field("client_certificate", &self.client_certificate)
+            .finish()
+    }
 }
 
 impl RequestFacts {
@@ -203,6 +224,20 @@ pub trait Verifier: Send + Sync + fmt::Debug {
     /// A cheap look at unverified data (no crypto, no I/O): is this token for this entry? JWS
     /// kinds compare the unverified `iss` with the configured issuer.
     fn recognizes(&self, presented: &Presented<'_>) -> bool;
+
+    /// Whether this entry takes any token it is offered (e.g. opaque tokens checked by
+    /// introspection). The engine offers a token to such an entry only when no other accepted
+    /// entry recognizes it, whatever the profile's order.
+    fn is_fallback(&self) -> bool {
+        false
+    }
+
+    /// Whether it accepts JWTs without an explicit type of its own (`typ` absent or `JWT`).
+    /// Two such entries of different kinds may not share an issuer: nothing would keep one
+    /// kind's tokens from passing as the other's (RFC 8725 §3.12).
+    fn accepts_untyped(&self) -> bool {
+        false
+    }
 
     /// Signature (or introspection), issuer, audience, lifetime and the kind's claim rules. No
     /// profile policy.

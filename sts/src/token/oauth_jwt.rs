@@ -155,6 +155,7 @@ impl Verifier for AccessTokenVerifier {
         claims.str_claim("client_id")?;
         claims.str_claim("jti")?;
         check_actor_claims(&claims)?;
+        refuse_sender_constrained(&claims)?;
         Ok(Verified {
             claims,
             trust: self.trust.clone(),
@@ -168,6 +169,10 @@ impl Verifier for AccessTokenVerifier {
 
     fn keys(&self) -> Option<&KeyStore> {
         Some(&self.keys)
+    }
+
+    fn accepts_untyped(&self) -> bool {
+        self.allow_untyped
     }
 }
 
@@ -185,4 +190,14 @@ pub(super) fn check_actor_claims(claims: &Claims) -> Result<(), Rejection> {
         return Err(Rejection::BadClaim("may_act"));
     }
     Ok(())
+}
+
+/// A token bound to a key (`cnf`, RFC 7800; DPoP RFC 9449, mTLS RFC 8705) is not a bearer token:
+/// kinds that do not check the binding against the request refuse it.
+pub(super) fn refuse_sender_constrained(claims: &Claims) -> Result<(), Rejection> {
+    if claims.contains_key("cnf") {
+        Err(Rejection::SenderConstrained)
+    } else {
+        Ok(())
+    }
 }

@@ -258,4 +258,8 @@ impl Verifier for IdTokenVerifier {
     fn keys(&self) -> Option<&KeyStore> {
         Some(&self.keys)
     }
+
+    fn accepts_untyped(&self) -> bool {
+        true
+    }
 }

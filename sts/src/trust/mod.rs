@@ -69,6 +69,26 @@ impl TrustRegistry {
                 ));
             };
             let verifier = kind.configure(entry, env)?;
+            // RFC 8725 §3.12: kinds without explicit typing are told apart by their issuers.
+            if verifier.accepts_untyped()
+                && let Some(other) = out.sources.iter().find(|s| {
+                    s.kind.name() != kind.name()
+                        && s.verifier.accepts_untyped()
+                        && s.verifier.issuer() == verifier.issuer()
+                })
+            {
+                return Err(entry.error(
+                    "",
+                    format!(
+                        "entry `{}` ({}) also accepts untyped tokens from issuer `{}`: one kind's \
+                         tokens would pass as the other's; require explicit typing (e.g. \
+                         allow_untyped: false)",
+                        other.name,
+                        other.kind.name(),
+                        verifier.issuer()
+                    ),
+                ));
+            }
             let name: Arc<str> = Arc::from(entry.name.as_str());
             out.by_name.insert(name.clone(), out.sources.len());
             out.sources.push(Arc::new(TrustSource {
