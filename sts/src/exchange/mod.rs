@@ -229,11 +229,8 @@ async fn verify_input(
     ctx: &VerifyContext<'_>,
 ) -> Result<Verified, OAuthError> {
     let token_type = presented.token_type.as_str();
-    let mut candidates = accepted
-        .iter()
-        .filter(|s| s.accepts_type(token_type))
-        .peekable();
-    if candidates.peek().is_none() {
+    let candidates = || accepted.iter().filter(|s| s.accepts_type(token_type));
+    if candidates().next().is_none() {
         return Err(OAuthError::invalid_request(format!(
             "{which}_type is not accepted by this exchange profile"
         )));
@@ -241,14 +238,10 @@ async fn verify_input(
     let parsed = Presented::new(&presented.token, token_type, ctx.max_token_bytes);
     // Entries that recognize a token by its content first; catch-all entries (introspection)
     // only when none of those does, whatever the profile's order.
-    let candidates: Vec<&std::sync::Arc<TrustSource>> = candidates.collect();
-    let source = candidates
-        .iter()
+    let source = candidates()
         .find(|s| !s.verifier.is_fallback() && s.verifier.recognizes(&parsed))
         .or_else(|| {
-            candidates
-                .iter()
-                .find(|s| s.verifier.is_fallback() && s.verifier.recognizes(&parsed))
+            candidates().find(|s| s.verifier.is_fallback() && s.verifier.recognizes(&parsed))
         });
     let result = match source {
         Some(s) => s.verifier.verify(parsed, ctx).await,
