@@ -221,3 +221,79 @@ async fn jwks_with_private_or_unusable_keys() {
     set = parsed;
     assert!(set.has_kid("k"));
 }
+
+/// Issue #7: a key removed from a client's or an issuer's published set stops working within
+/// one refresh interval, without any token naming an unknown `kid`.
+#[actix_web::test]
+async fn removed_keys_stop_working_within_one_refresh() {
+    let h = Harness::new().await;
+    let (srv, k1) = idp_with_one_key(None, RFC8414);
+    let client = "spiffe://example.com/rotating";
+    let client_key = Idp::new(client, "c1", "ES256");
+    // One server publishes both sets: the client's key and the issuer's key.
+    *srv.jwks.write().unwrap() = json!({"keys": [k1.jwk(), client_key.jwk()]});
+    let config = harness_config(h.dir.path(), "")
+        .replace(
+            "trust:\n",
+            &format!(
+                "trust:\n  - {{name: remote-idp, kind: oauth-jwt, issuer: \"{}\", jwks: {{uri: \"{}/keys\", refresh: 1s}}}}\n",
+                srv.base, srv.base
+            ),
+        )
+        .replace(
+            "clients:\n",
+            &format!("clients:\n  - {{id: \"{client}\", jwks: {{uri: \"{}/keys\", refresh: 1s}}}}\n", srv.base),
+        );
+    write_files(
+        &h.dir.path().join("profiles"),
+        &[(
+            "remote.yaml",
+            "name: remote\ncallers: [\"spiffe://example.com/rotating\", gateway]\nsubject: {accept: [remote-idp]}\n\
+             issue: {kind: access-token, audiences: [remote-api], lifetime: 1m}\n",
+        )],
+    );
+    let settings = sts::config::Settings::from_yaml(&config).unwrap();
+    let state = sts::app::AppState::build(settings, h.clock.clone())
+        .await
+        .unwrap();
+    state.spawn_refresh();
+    let app = app_of(state).await;
+    let form = || {
+        let assertion = client_key.sign_with(
+            json!({"alg": "ES256", "kid": "c1"}),
+            &json!({"iss": client, "sub": client, "aud": STS_ISSUER, "exp": NOW + 60,
+                    "iat": NOW, "jti": rand_id()}),
+        );
+        Form::exchange(&k1.access_token(json!({})))
+            .no_auth()
+            .set("audience", "remote-api")
+            .set(
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            )
+            .set("client_assertion", &assertion)
+    };
+    post(&app, &form()).await.expect_token();
+    // Both keys are withdrawn; the attacker holding them never sends an unknown kid.
+    *srv.jwks.write().unwrap() = json!({"keys": [Idp::new(&srv.base, "k9", "ES256").jwk()]});
+    let mut refused = None;
+    for _ in 0..40 {
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(100)).await;
+        let r = post(&app, &form()).await;
+        if r.status != 200 {
+            refused = Some(r);
+            break;
+        }
+    }
+    let r = refused.expect("a withdrawn client key still works after 4 s (refresh: 1s)");
+    assert!(
+        r.expect_error(401, "invalid_client")
+            .contains("key is unknown")
+    );
+    // The issuer's withdrawn key is refused too, for a client that still authenticates.
+    let by_gateway = Form::exchange(&k1.access_token(json!({}))).set("audience", "remote-api");
+    let d = post(&app, &by_gateway)
+        .await
+        .expect_error(400, "invalid_request");
+    assert!(d.contains("key is unknown"), "{d}");
+}

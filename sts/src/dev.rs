@@ -12,7 +12,7 @@ use std::path::Path;
 use crate::auth::SecretHash;
 use crate::config::{ClientSettings, Settings, TrustEntry};
 use crate::jose::{Alg, b64_encode};
-use crate::keys::{SigningKey, pem_decode, pem_encode, write_private};
+use crate::keys::{SigningKey, create_private_dir, pem_decode, pem_encode, write_private};
 
 pub const DEV_IDP: &str = "dev-idp";
 pub const DEV_IDP_ISSUER: &str = "https://dev-idp.sts.invalid";
@@ -25,7 +25,7 @@ pub fn idp_key_path(settings: &Settings) -> std::path::PathBuf {
 /// Creates the development material if missing and adds the dev trust entry and client.
 pub fn prepare(settings: &mut Settings) -> Result<(), String> {
     let dir = settings.dev_dir.clone();
-    fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    create_private_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let key_path = idp_key_path(settings);
     if !key_path.exists() {
         let der = SigningKey::generate_pkcs8(Alg::ES256).map_err(|e| e.to_string())?;

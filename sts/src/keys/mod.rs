@@ -11,7 +11,7 @@ mod pem;
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -38,6 +38,10 @@ pub enum KeyError {
     UnsupportedAlg(Alg),
     #[error("could not generate a key")]
     Generate,
+    #[error(
+        "key file {0}: readable or writable by group or others (mode {1:o}); run `chmod 600` on it"
+    )]
+    Permissions(PathBuf, u32),
     #[error("signing failed")]
     Sign,
 }
@@ -212,7 +216,7 @@ impl Signer {
             path: dir.to_owned(),
             source,
         };
-        fs::create_dir_all(dir).map_err(io)?;
+        create_private_dir(dir).map_err(io)?;
         let mut found = load_dir(dir)?;
         if !found.iter().any(|(k, _)| k.alg() == alg) {
             let der = SigningKey::generate_pkcs8(alg)?;
@@ -281,6 +285,15 @@ fn load_dir(dir: &Path) -> Result<Vec<(SigningKey, SystemTime)>, KeyError> {
         if path.extension().is_none_or(|e| e != "pem") {
             continue;
         }
+        let meta = fs::metadata(&path).map_err(|source| KeyError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        // As ssh does: a private key others can read is refused, not used.
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(KeyError::Permissions(path, mode));
+        }
         let text = fs::read_to_string(&path).map_err(|source| KeyError::Io {
             path: path.clone(),
             source,
@@ -296,14 +309,42 @@ fn load_dir(dir: &Path) -> Result<Vec<(SigningKey, SystemTime)>, KeyError> {
     Ok(keys)
 }
 
-/// Writes a private key file readable by its owner only.
+/// Creates `dir` (and its parents) readable by its owner only (mode 0700).
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// Writes a private file readable by its owner only (0600), atomically: a temporary file in
+/// the same directory is written, synced, then renamed over `path`, so a crash never leaves a
+/// truncated key.
 pub fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(contents.as_bytes())
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut nonce = [0u8; 6];
+    aws_lc_rs::rand::fill(&mut nonce).map_err(|_| std::io::Error::other("no randomness"))?;
+    let tmp = dir.join(format!(".{name}.{}.tmp", b64_encode(&nonce)));
+    let written = (|| {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(contents.as_bytes())?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        // The rename itself is durable once the directory is synced.
+        fs::File::open(dir)?.sync_all()
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written
 }
 
 pub use pem::{decode as pem_decode, encode as pem_encode};
@@ -311,6 +352,35 @@ pub use pem::{decode as pem_decode, encode as pem_encode};
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_files_are_private_and_written_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("a/keys");
+        let signer = Signer::load_or_generate(&keys, Alg::ES256).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&keys), 0o700);
+        let files: Vec<_> = fs::read_dir(&keys)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(files.len(), 1, "no temporary file is left: {files:?}");
+        assert_eq!(mode(&files[0]), 0o600);
+        assert!(files[0].ends_with(format!("{}.pem", signer.kid())));
+        fs::set_permissions(&files[0], fs::Permissions::from_mode(0o640)).unwrap();
+        let err = Signer::load_or_generate(&keys, Alg::ES256)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("readable or writable by group or others (mode 640)"),
+            "{err}"
+        );
+        fs::set_permissions(&files[0], fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(
+            Signer::load_or_generate(&keys, Alg::ES256).unwrap().kid(),
+            signer.kid()
+        );
+    }
 
     #[test]
     fn keys_persist_and_sign() {
