@@ -152,6 +152,17 @@ async fn may_act_binds_the_exchange_to_the_named_actor() {
     let wrong = h.mesh.access_token(json!({"sub": "svc-other"}));
     let r = post(&app, &with_actor(&subject(), &wrong, "billing-api")).await;
     assert!(r.expect_error(400, "invalid_request").contains("may_act"));
+    // RFC 8693 §4.4: a may_act without iss names an actor of the subject's issuer; the same
+    // `sub` from another issuer is someone else.
+    let same_name_elsewhere = h
+        .idp
+        .access_token(json!({"may_act": {"sub": "svc-billing"}}));
+    let r = post(
+        &app,
+        &with_actor(&same_name_elsewhere, &right, "billing-api"),
+    )
+    .await;
+    assert!(r.expect_error(400, "invalid_request").contains("may_act"));
     // Without any actor, through a profile that takes none, a may_act subject is refused.
     let r = post(
         &app,

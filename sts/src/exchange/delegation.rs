@@ -22,7 +22,12 @@ pub fn check_may_act(subject: &Claims, actor: Option<&Claims>) -> Result<(), OAu
     let wanted = |name: &str| may_act.get(name).and_then(Value::as_str);
     let has = |name: &str| actor.get(name).and_then(Value::as_str);
     let sub_ok = wanted("sub").is_some_and(|s| has("sub") == Some(s));
-    let iss_ok = wanted("iss").is_none_or(|i| has("iss") == Some(i));
+    // RFC 8693 §4.4: subjects are unique per issuer, so a `may_act` without `iss` names an
+    // actor of the subject token's own issuer.
+    let subject_iss = subject.get("iss").and_then(Value::as_str);
+    let iss_ok = wanted("iss")
+        .or(subject_iss)
+        .is_some_and(|i| has("iss") == Some(i));
     if sub_ok && iss_ok {
         Ok(())
     } else {
@@ -83,5 +88,12 @@ mod tests {
         assert!(check_may_act(&subject, Some(&wrong_sub)).is_err());
         assert!(check_may_act(&subject, None).is_err());
         assert!(check_may_act(&claims(json!({"sub": "u"})), None).is_ok());
+        // Without `iss`, may_act names an actor of the subject's own issuer.
+        let subject =
+            claims(json!({"sub": "user", "iss": "https://idp", "may_act": {"sub": "svc-b"}}));
+        assert!(check_may_act(&subject, Some(&right)).is_ok());
+        assert!(check_may_act(&subject, Some(&wrong_iss)).is_err());
+        let no_iss = claims(json!({"sub": "svc-b"}));
+        assert!(check_may_act(&subject, Some(&no_iss)).is_err());
     }
 }
