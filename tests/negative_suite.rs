@@ -81,7 +81,10 @@ async fn jws_negative_suite<T: JwsTarget>(t: &T) {
     refused(t, &sign(t, json!({"exp": null})), "required claim: exp").await;
     refused(t, &sign(t, json!({"exp": "soon"})), "malformed: exp").await;
     refused(t, &sign(t, json!({"exp": 1e300})), "exp").await;
-    refused(t, &sign(t, json!({"nbf": i64::MAX})), "not yet valid").await;
+    refused(t, &sign(t, json!({"exp": i64::MAX})), "malformed: exp").await;
+    refused(t, &sign(t, json!({"exp": -1})), "malformed: exp").await;
+    refused(t, &sign(t, json!({"nbf": i64::MAX})), "malformed: nbf").await;
+    accepted(t, &sign(t, json!({"nbf": 0}))).await;
     // Audience (RFC 7519 §4.1.3: a string or an array).
     for aud in [
         json!("https://someone-else.test"),

@@ -7,6 +7,9 @@ use super::{Rejection, VerifyContext};
 use crate::clock::UnixTime;
 use crate::jose::Claims;
 
+/// 9999-12-31T23:59:59Z: the latest NumericDate accepted.
+pub const MAX_NUMERIC_DATE: i64 = 253_402_300_799;
+
 pub trait ClaimsExt {
     fn str_claim(&self, name: &'static str) -> Result<Option<&str>, Rejection>;
     fn time_claim(&self, name: &'static str) -> Result<Option<i64>, Rejection>;
@@ -31,7 +34,9 @@ impl ClaimsExt for Claims {
     fn time_claim(&self, name: &'static str) -> Result<Option<i64>, Rejection> {
         match self.get(name) {
             None => Ok(None),
-            // NumericDate may be fractional; whole seconds are enough for every comparison here.
+            // NumericDate (RFC 7519 §2) may be fractional; whole seconds are enough for every
+            // comparison here. Dates outside years 1970–9999 are malformed, not "far future":
+            // an `exp` of i64::MAX or 1e300 is refused, never wrapped.
             Some(Value::Number(n)) => n
                 .as_i64()
                 .or_else(|| {
@@ -39,6 +44,7 @@ impl ClaimsExt for Claims {
                         .filter(|f| f.is_finite() && f.abs() < 1e15)
                         .map(|f| f as i64)
                 })
+                .filter(|t| (0..=MAX_NUMERIC_DATE).contains(t))
                 .map(Some)
                 .ok_or(Rejection::BadClaim(name)),
             Some(_) => Err(Rejection::BadClaim(name)),
