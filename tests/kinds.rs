@@ -391,7 +391,14 @@ async fn introspect(
     let token = form.get("token").cloned().unwrap_or_default();
     *calls.lock().unwrap().entry(token.clone()).or_default() += 1;
     match token.as_str() {
-        "opaque-active" | "opaque-cached" => HttpResponse::Ok().json(active(NOW + 600)),
+        "opaque-active" | "opaque-cached" | "opaque-a" | "opaque-b" | "opaque-c" => {
+            HttpResponse::Ok().json(active(NOW + 600))
+        }
+        "opaque-other-iss" => {
+            let mut a = active(NOW + 600);
+            a["iss"] = json!("https://other-as.test");
+            HttpResponse::Ok().json(a)
+        }
         "opaque-short" => HttpResponse::Ok().json(active(NOW + 30)),
         "opaque-no-exp" => {
             let mut a = active(0);
@@ -459,6 +466,24 @@ async fn app_with_introspection(
     Response = actix_web::dev::ServiceResponse,
     Error = actix_web::Error,
 > {
+    app_with_introspection_entry(h, endpoint, "cache_max: 5m, timeout: 500ms").await
+}
+
+/// The service with an introspection entry `corp-introspect` (with `options`) and a profile.
+async fn app_with_introspection_entry(
+    h: &Harness,
+    endpoint: &str,
+    options: &str,
+) -> impl actix_web::dev::Service<
+    actix_http::Request,
+    Response = actix_web::dev::ServiceResponse,
+    Error = actix_web::Error,
+> + use<> {
+    let config = introspection_config(h, endpoint, options);
+    rebuild(config, h.clock.clone()).await
+}
+
+fn introspection_config(h: &Harness, endpoint: &str, options: &str) -> String {
     let d = h.dir.path().display();
     std::fs::write(
         h.dir.path().join("intro-secret"),
@@ -468,7 +493,7 @@ async fn app_with_introspection(
     let entry = format!(
         "{{name: corp-introspect, kind: oauth-introspection, issuer: \"https://as.test\", \
          endpoint: \"{endpoint}/introspect\", client_id: {INTROSPECTOR}, \
-         client_secret_file: {d}/intro-secret, cache_max: 5m, timeout: 500ms}}"
+         client_secret_file: {d}/intro-secret, {options}}}"
     );
     let config =
         harness_config(h.dir.path(), "").replace("trust:\n", &format!("trust:\n  - {entry}\n"));
@@ -479,7 +504,7 @@ async fn app_with_introspection(
          issue: {kind: access-token, audiences: [opaque-api], lifetime: 5m, claims: user-claims}\n",
     )];
     write_files(&h.dir.path().join("profiles"), &profiles);
-    rebuild(config, h.clock.clone()).await
+    config
 }
 
 fn opaque(token: &str) -> Form {
@@ -499,6 +524,11 @@ async fn introspection_active_tokens_are_exchanged_and_cached_until_the_limit() 
     assert_eq!(claims["origin"]["issuer"], "https://as.test");
     assert_eq!(claims["exp"], NOW + 300);
     assert_eq!(srv.calls("opaque-active"), 1);
+    // The cache is per token: another token is asked about, and refused when inactive.
+    let d = post(&app, &opaque("opaque-inactive"))
+        .await
+        .expect_error(400, "invalid_request");
+    assert!(d.contains("not active"), "{d}");
     // Reused from the cache ...
     h.clock.advance(299);
     post(&app, &opaque("opaque-active")).await.expect_token();
@@ -583,6 +613,7 @@ async fn introspection_refusals_and_upstream_trouble() {
         ("opaque-other-aud", "audience"),
         ("opaque-refresh", "not a bearer access token"),
         ("opaque-bound", "sender-constrained"),
+        ("opaque-other-iss", "issuer is not trusted"),
     ] {
         let d = post(&app, &opaque(token))
             .await
@@ -654,4 +685,87 @@ async fn a_swapped_snapshot_serves_the_next_request() {
     // A request that took the old snapshot keeps it.
     assert!(before.catalog.by_name("new").is_none());
     assert!(h.state.snapshot().catalog.by_name("new").is_some());
+}
+
+#[actix_web::test]
+async fn introspection_defaults_bounds_and_cache_size() {
+    let h = Harness::new().await;
+    let srv = start_introspector();
+    // Defaults: cache_max 60s, timeout 2s.
+    let app = app_with_introspection_entry(&h, &srv.base, "audience: [\"https://sts.test\"]").await;
+    post(&app, &opaque("opaque-active")).await.expect_token();
+    h.clock.advance(59);
+    post(&app, &opaque("opaque-active")).await.expect_token();
+    assert_eq!(srv.calls("opaque-active"), 1, "cached for the default 60 s");
+    h.clock.advance(1);
+    post(&app, &opaque("opaque-active")).await.expect_token();
+    assert_eq!(srv.calls("opaque-active"), 2);
+    // A cache of two entries: a third live entry starts it over.
+    let app = app_with_introspection_entry(&h, &srv.base, "cache_entries: 2").await;
+    for t in ["opaque-a", "opaque-b", "opaque-a"] {
+        post(&app, &opaque(t)).await.expect_token();
+    }
+    assert_eq!((srv.calls("opaque-a"), srv.calls("opaque-b")), (1, 1));
+    post(&app, &opaque("opaque-c")).await.expect_token();
+    post(&app, &opaque("opaque-a")).await.expect_token();
+    assert_eq!(srv.calls("opaque-a"), 2, "the full cache was started over");
+    // any_audience accepts a reply naming another API.
+    let app = app_with_introspection_entry(&h, &srv.base, "any_audience: true").await;
+    post(&app, &opaque("opaque-other-aud")).await.expect_token();
+    // Bounds on the entry's settings.
+    for (options, ok) in [
+        ("timeout: 10ms", true),
+        ("timeout: 9ms", false),
+        ("timeout: 30s", true),
+        ("timeout: 31s", false),
+        ("cache_max: 1h", true),
+        ("cache_max: 3601s", false),
+        ("cache_entries: 0", false),
+        ("any_audience: true, audience: [x]", false),
+    ] {
+        let config = introspection_config(&h, &srv.base, options);
+        let settings = Settings::from_yaml(&config).unwrap();
+        let built = sts::app::AppState::build(settings, h.clock.clone()).await;
+        assert_eq!(built.is_ok(), ok, "{options}: {:?}", built.err());
+    }
+}
+
+#[actix_web::test]
+async fn introspection_profiles_are_checked_against_the_kinds_sample() {
+    let h = Harness::new().await;
+    let srv = start_introspector();
+    let config = introspection_config(&h, &srv.base, "");
+    // `scope` is a string in an introspection reply: comparing it with a number is a load error.
+    write_files(
+        &h.dir.path().join("profiles"),
+        &[(
+            "opaque.yaml",
+            "name: opaque\ncallers: [gateway]\nsubject: {accept: [corp-introspect]}\n\
+             when: \"subject.scope > 1\"\n\
+             issue: {kind: access-token, audiences: [opaque-api], lifetime: 5m}\n",
+        )],
+    );
+    let settings = Settings::from_yaml(&config).unwrap();
+    let err = sts::app::AppState::build(settings, h.clock.clone())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("when fails"), "{err}");
+}
+
+#[actix_web::test]
+async fn the_introspection_secret_never_shows_in_debug_output() {
+    let h = Harness::new().await;
+    let srv = start_introspector();
+    let config = introspection_config(&h, &srv.base, "");
+    let settings = Settings::from_yaml(&config).unwrap();
+    let state = sts::app::AppState::build(settings, h.clock.clone())
+        .await
+        .unwrap();
+    let shown = format!("{:?}", state.snapshot().trust);
+    assert!(
+        shown.contains("IntrospectionVerifier") && shown.contains("corp-introspect"),
+        "{shown}"
+    );
+    assert!(!shown.contains(INTROSPECTOR_SECRET));
 }

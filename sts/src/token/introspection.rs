@@ -35,8 +35,6 @@ use crate::jose::Claims;
 use crate::trust::{HttpFetcher, OutboundError};
 
 const KIND: &str = "oauth-introspection";
-/// Most cached introspection results per entry; when full, new results are not cached.
-const CACHE_CAPACITY: usize = 100_000;
 
 /// The `oauth-introspection` kind.
 pub struct IntrospectionKind;
@@ -66,6 +64,13 @@ struct Block {
     /// How long one introspection call may take.
     #[serde(default = "default_timeout", with = "humantime_serde")]
     timeout: Duration,
+    /// Most results cached at once (memory bound).
+    #[serde(default = "default_cache_entries")]
+    cache_entries: usize,
+}
+
+fn default_cache_entries() -> usize {
+    100_000
 }
 
 fn default_cache_max() -> Duration {
@@ -128,6 +133,9 @@ impl InputKind for IntrospectionKind {
         if b.cache_max > Duration::from_secs(3600) {
             return Err(entry.error("cache_max", "must be at most 1h"));
         }
+        if !(1..=10_000_000).contains(&b.cache_entries) {
+            return Err(entry.error("cache_entries", "must be between 1 and 10000000"));
+        }
         let secret = std::fs::read_to_string(&b.client_secret_file).map_err(|e| {
             entry.error(
                 "client_secret_file",
@@ -156,6 +164,7 @@ impl InputKind for IntrospectionKind {
             issuer: b.issuer,
             audience,
             cache_max: b.cache_max.as_secs() as i64,
+            cache_entries: b.cache_entries,
             timeout: b.timeout,
             client,
             http: env.http.clone(),
@@ -174,6 +183,7 @@ struct IntrospectionVerifier {
     /// Empty: any audience (`any_audience: true`).
     audience: Vec<String>,
     cache_max: i64,
+    cache_entries: usize,
     timeout: Duration,
     client: Client,
     http: HttpFetcher,
@@ -216,10 +226,11 @@ impl IntrospectionVerifier {
             return;
         }
         if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() >= CACHE_CAPACITY {
+            if cache.len() >= self.cache_entries {
                 cache.retain(|_, (_, u)| *u > now);
-                // Still full of live entries: start over rather than scan on every miss.
-                if cache.len() >= CACHE_CAPACITY / 2 {
+                // Still more than half full of live entries: start over rather than scan again
+                // on the next misses.
+                if cache.len() * 2 > self.cache_entries {
                     cache.clear();
                 }
             }
