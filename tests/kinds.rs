@@ -769,3 +769,24 @@ async fn the_introspection_secret_never_shows_in_debug_output() {
     );
     assert!(!shown.contains(INTROSPECTOR_SECRET));
 }
+
+#[actix_web::test]
+async fn id_token_profiles_are_checked_against_the_kinds_sample() {
+    let h = Harness::new().await;
+    // `email_verified` is a boolean in an ID token: adding a number to it is a load error.
+    write_files(
+        &h.dir.path().join("profiles"),
+        &[(
+            "by-id.yaml",
+            "name: by-id\ncallers: [gateway]\nsubject: {accept: [corp-oidc]}\n\
+             when: \"subject.email_verified + 1 == 2\"\n\
+             issue: {kind: access-token, audiences: [id-api], lifetime: 5m}\n",
+        )],
+    );
+    let settings = Settings::from_yaml(&harness_config(h.dir.path(), "")).unwrap();
+    let err = sts::app::AppState::build(settings, h.clock.clone())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("when fails"), "{err}");
+}
