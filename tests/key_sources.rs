@@ -71,15 +71,12 @@ async fn app_with_remote(
     actix_http::Request,
     Response = actix_web::dev::ServiceResponse,
     Error = actix_web::Error,
-> {
-    let config =
-        harness_config(h.dir.path(), "").replace("trust:\n", &format!("trust:\n  - {entry}\n"));
-    let profiles = [(
+> + use<> {
+    let profile = (
         "remote.yaml",
         "name: remote\ncallers: [gateway]\nsubject: {accept: [remote-idp]}\nissue: {kind: access-token, audiences: [remote-api], lifetime: 1m}\n",
-    )];
-    write_files(&h.dir.path().join("profiles"), &profiles);
-    rebuild(config, h.clock.clone()).await
+    );
+    app_with_entry(h, entry, profile).await
 }
 
 /// An IdP server publishing one key `k1`, and that key.

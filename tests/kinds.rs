@@ -249,16 +249,13 @@ async fn app_with_provider(
     actix_http::Request,
     Response = actix_web::dev::ServiceResponse,
     Error = actix_web::Error,
-> {
-    let config =
-        harness_config(h.dir.path(), "").replace("trust:\n", &format!("trust:\n  - {entry}\n"));
-    let profiles = [(
+> + use<> {
+    let profile = (
         "remote-oidc.yaml",
         "name: remote-oidc\ncallers: [gateway]\nsubject: {accept: [remote-oidc]}\n\
          issue: {kind: access-token, audiences: [remote-api], lifetime: 1m}\n",
-    )];
-    write_files(&h.dir.path().join("profiles"), &profiles);
-    rebuild(config, h.clock.clone()).await
+    );
+    app_with_entry(h, entry, profile).await
 }
 
 fn id_form(token: &str) -> Form {
@@ -495,16 +492,13 @@ fn introspection_config(h: &Harness, endpoint: &str, options: &str) -> String {
          endpoint: \"{endpoint}/introspect\", client_id: {INTROSPECTOR}, \
          client_secret_file: {d}/intro-secret, {options}}}"
     );
-    let config =
-        harness_config(h.dir.path(), "").replace("trust:\n", &format!("trust:\n  - {entry}\n"));
-    let profiles = [(
+    let profile = (
         "opaque.yaml",
         "name: opaque\ncallers: [gateway]\nsubject: {accept: [corp-introspect, corp-idp]}\n\
          when: \"subject.department == 'sales'\"\n\
          issue: {kind: access-token, audiences: [opaque-api], lifetime: 5m, claims: user-claims}\n",
-    )];
-    write_files(&h.dir.path().join("profiles"), &profiles);
-    config
+    );
+    config_with_entry(h, &entry, profile)
 }
 
 fn opaque(token: &str) -> Form {

@@ -329,6 +329,23 @@ impl Harness {
     }
 }
 
+/// The harness's configuration with one more trust entry (`entry`, a YAML flow mapping) first
+/// in `trust`, and `profile` (file name, text) written beside the test profiles.
+pub fn config_with_entry(h: &Harness, entry: &str, profile: (&str, &str)) -> String {
+    write_files(&h.dir.path().join("profiles"), &[profile]);
+    harness_config(h.dir.path(), "").replace("trust:\n", &format!("trust:\n  - {entry}\n"))
+}
+
+/// The service built from [`config_with_entry`].
+pub async fn app_with_entry(
+    h: &Harness,
+    entry: &str,
+    profile: (&str, &str),
+) -> impl Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error> + use<>
+{
+    rebuild(config_with_entry(h, entry, profile), h.clock.clone()).await
+}
+
 /// Builds another service from `config` (YAML) on `clock`, e.g. a harness's with changes.
 pub async fn rebuild(
     config: String,

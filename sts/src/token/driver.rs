@@ -5,9 +5,12 @@
 //! What it does not do: choose the trust entry (the engine does, by the kind's `recognizes`),
 //! or check issuer, audience and the kind's other claims (the kind does, after this returns).
 
-use super::{ClaimsExt, Rejection, VerifyContext};
+use std::sync::Arc;
+
+use super::{ClaimsExt, KindEnv, Presented, Rejection, VerifyContext};
+use crate::config::{ConfigError, DEFAULT_ALGS, JwksSettings, TrustEntry, check_url};
 use crate::jose::{Alg, Claims, JoseHeader, UnverifiedJws, media_type_eq};
-use crate::trust::{KeyLookupError, KeyStore};
+use crate::trust::{KeyFetch, KeyLookupError, KeyStore, key_fetch};
 
 /// Which `typ` header values are accepted (RFC 8725 §3.11).
 #[derive(Debug, Clone, Copy)]
@@ -71,4 +74,65 @@ pub async fn verify_jws(
     let claims = jws.verify(key)?;
     let exp = claims.check_times(ctx)?;
     Ok(CheckedJws { claims, exp })
+}
+
+/// What every JWS trust entry has: its name, its exact issuer, its alg allowlist and its key
+/// source. It recognizes tokens by their unverified `iss` and runs the driver with the kind's
+/// `typ` rule; the kind adds its claim rules.
+#[derive(Debug)]
+pub struct JwsEntry {
+    pub trust: Arc<str>,
+    pub issuer: String,
+    pub algorithms: Vec<Alg>,
+    pub keys: KeyStore,
+}
+
+impl JwsEntry {
+    /// Checks the common settings of a JWS kind's block — `issuer` (a URL), `jwks` (one
+    /// source), `algorithms` (default ES256, EdDSA, RS256, PS256) — and builds the key source:
+    /// `fetch` when the kind brings its own, else the built-in one for `jwks`.
+    pub fn configure(
+        entry: &TrustEntry,
+        env: &KindEnv<'_>,
+        issuer: String,
+        algorithms: Vec<Alg>,
+        jwks: &JwksSettings,
+        fetch: Option<Box<dyn KeyFetch>>,
+    ) -> Result<Self, ConfigError> {
+        check_url("", &issuer).map_err(|e| entry.error("issuer", e.0))?;
+        jwks.validate("").map_err(|e| entry.error("jwks", e.0))?;
+        let algorithms = if algorithms.is_empty() {
+            DEFAULT_ALGS.to_vec()
+        } else {
+            algorithms
+        };
+        let fetch = fetch.unwrap_or_else(|| key_fetch(&entry.name, &issuer, jwks, env.http));
+        let keys = KeyStore::new(&format!("trust `{}`", entry.name), fetch, &algorithms, jwks);
+        Ok(Self {
+            trust: Arc::from(entry.name.as_str()),
+            issuer,
+            algorithms,
+            keys,
+        })
+    }
+
+    /// Whether the token's unverified `iss` is this entry's issuer.
+    pub fn recognizes(&self, presented: &Presented<'_>) -> bool {
+        presented.unverified_iss() == Some(self.issuer.as_str())
+    }
+
+    /// The driver with this entry's allowlist and keys, and the kind's `typ` rule.
+    pub async fn verify(
+        &self,
+        jws: UnverifiedJws<'_>,
+        typ: TypRule,
+        ctx: &VerifyContext<'_>,
+    ) -> Result<CheckedJws, Rejection> {
+        let rules = JwsRules {
+            typ,
+            algorithms: &self.algorithms,
+            keys: &self.keys,
+        };
+        verify_jws(jws, rules, ctx).await
+    }
 }

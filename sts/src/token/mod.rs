@@ -26,7 +26,7 @@ use std::time::Duration;
 
 pub use access_token::{AccessTokenMinter, audience_value};
 pub use claims::{ClaimsExt, audience_contains};
-pub use driver::{CheckedJws, JwsRules, TypRule, verify_jws};
+pub use driver::{CheckedJws, JwsEntry, JwsRules, TypRule, verify_jws};
 pub use introspection::IntrospectionKind;
 pub use oauth_jwt::OauthJwtKind;
 pub use oidc_id_token::OidcIdTokenKind;

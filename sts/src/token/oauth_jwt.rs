@@ -11,12 +11,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    ClaimsExt, InputKind, JwsRules, KindEnv, Presented, Rejection, TypRule, Verified, Verifier,
-    VerifyContext, audience_contains, types, verify_jws,
+    ClaimsExt, InputKind, JwsEntry, KindEnv, Presented, Rejection, TypRule, Verified, Verifier,
+    VerifyContext, audience_contains, types,
 };
-use crate::config::{ConfigError, DEFAULT_ALGS, JwksSettings, TrustEntry, check_url};
+use crate::config::{ConfigError, JwksSettings, TrustEntry};
 use crate::jose::{Alg, Claims};
-use crate::trust::{KeyStore, key_fetch};
+use crate::trust::KeyStore;
 
 const TYP: &str = "at+jwt";
 
@@ -60,32 +60,16 @@ impl InputKind for OauthJwtKind {
         env: &KindEnv<'_>,
     ) -> Result<Arc<dyn Verifier>, ConfigError> {
         let b: Block = entry.parse_block()?;
-        check_url("", &b.issuer).map_err(|e| entry.error("issuer", e.0))?;
-        b.jwks.validate("").map_err(|e| entry.error("jwks", e.0))?;
-        let algorithms = if b.algorithms.is_empty() {
-            DEFAULT_ALGS.to_vec()
-        } else {
-            b.algorithms
-        };
         let audience = if b.audience.is_empty() {
             vec![env.our_issuer.to_owned()]
         } else {
             b.audience
         };
-        let fetch = key_fetch(&entry.name, &b.issuer, &b.jwks, env.http);
-        let keys = KeyStore::new(
-            &format!("trust `{}`", entry.name),
-            fetch,
-            &algorithms,
-            &b.jwks,
-        );
+        let jws = JwsEntry::configure(entry, env, b.issuer, b.algorithms, &b.jwks, None)?;
         Ok(Arc::new(AccessTokenVerifier {
-            trust: Arc::from(entry.name.as_str()),
-            issuer: b.issuer,
+            jws,
             audience,
-            algorithms,
             allow_untyped: b.allow_untyped,
-            keys,
         }))
     }
 }
@@ -109,18 +93,15 @@ pub(super) fn sample(extra: Value) -> Claims {
 /// One `oauth-jwt` entry's verifier.
 #[derive(Debug)]
 struct AccessTokenVerifier {
-    trust: Arc<str>,
-    issuer: String,
+    jws: JwsEntry,
     audience: Vec<String>,
-    algorithms: Vec<Alg>,
     allow_untyped: bool,
-    keys: KeyStore,
 }
 
 #[async_trait::async_trait]
 impl Verifier for AccessTokenVerifier {
     fn recognizes(&self, presented: &Presented<'_>) -> bool {
-        presented.unverified_iss() == Some(self.issuer.as_str())
+        self.jws.recognizes(presented)
     }
 
     async fn verify(
@@ -129,18 +110,14 @@ impl Verifier for AccessTokenVerifier {
         ctx: &VerifyContext<'_>,
     ) -> Result<Verified, Rejection> {
         // RFC 9068 §4 step 1; a legacy IdP may be allowed `JWT` or no typ (RFC 8725 §3.11).
-        let rules = JwsRules {
-            typ: TypRule {
-                explicit: &[TYP],
-                untyped_ok: self.allow_untyped,
-            },
-            algorithms: &self.algorithms,
-            keys: &self.keys,
+        let typ = TypRule {
+            explicit: &[TYP],
+            untyped_ok: self.allow_untyped,
         };
-        let checked = verify_jws(presented.jws?, rules, ctx).await?;
+        let checked = self.jws.verify(presented.jws?, typ, ctx).await?;
         let claims = checked.claims;
         // RFC 9068 §4 step 3: iss exactly the configured issuer.
-        if claims.required_str("iss")? != self.issuer {
+        if claims.required_str("iss")? != self.jws.issuer {
             return Err(Rejection::UntrustedIssuer);
         }
         // Step 4 (and RFC 8725 §3.9): aud must name this service.
@@ -158,17 +135,17 @@ impl Verifier for AccessTokenVerifier {
         refuse_sender_constrained(&claims)?;
         Ok(Verified {
             claims,
-            trust: self.trust.clone(),
+            trust: self.jws.trust.clone(),
             kind: "oauth-jwt",
         })
     }
 
     fn issuer(&self) -> &str {
-        &self.issuer
+        &self.jws.issuer
     }
 
     fn keys(&self) -> Option<&KeyStore> {
-        Some(&self.keys)
+        Some(&self.jws.keys)
     }
 
     fn accepts_untyped(&self) -> bool {

@@ -23,12 +23,12 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{
-    InputKind, JwsRules, KindEnv, Presented, Rejection, TypRule, Verified, Verifier, VerifyContext,
-    oauth_jwt, types, verify_jws,
+    InputKind, JwsEntry, KindEnv, Presented, Rejection, TypRule, Verified, Verifier, VerifyContext,
+    oauth_jwt, types,
 };
-use crate::config::{ConfigError, DEFAULT_ALGS, JwksSettings, TrustEntry, check_url};
+use crate::config::{ConfigError, JwksSettings, TrustEntry, check_url};
 use crate::jose::{Alg, Claims};
-use crate::trust::{HttpFetcher, KeyDocument, KeyFetch, KeyStore, key_fetch};
+use crate::trust::{HttpFetcher, KeyDocument, KeyFetch, KeyStore};
 
 const KIND: &str = "oidc-id-token";
 
@@ -84,39 +84,23 @@ impl InputKind for OidcIdTokenKind {
         env: &KindEnv<'_>,
     ) -> Result<Arc<dyn Verifier>, ConfigError> {
         let b: Block = entry.parse_block()?;
-        check_url("", &b.issuer).map_err(|e| entry.error("issuer", e.0))?;
-        let issuer_url = IssuerUrl::new(b.issuer.clone()).map_err(|e| entry.error("issuer", e))?;
         if b.client_id.is_empty() {
             return Err(entry.error("client_id", "must not be empty"));
         }
-        b.jwks.validate("").map_err(|e| entry.error("jwks", e.0))?;
-        let algorithms = if b.algorithms.is_empty() {
-            DEFAULT_ALGS.to_vec()
-        } else {
-            b.algorithms
-        };
-        let fetch: Box<dyn KeyFetch> = if b.jwks.discovery {
+        let discovery: Option<Box<dyn KeyFetch>> = b.jwks.discovery.then(|| {
             Box::new(OidcDiscovery {
                 issuer: b.issuer.clone(),
                 http: env.http.clone(),
-            })
-        } else {
-            key_fetch(&entry.name, &b.issuer, &b.jwks, env.http)
-        };
-        let keys = KeyStore::new(
-            &format!("trust `{}`", entry.name),
-            fetch,
-            &algorithms,
-            &b.jwks,
-        );
+            }) as Box<dyn KeyFetch>
+        });
+        let jws = JwsEntry::configure(entry, env, b.issuer, b.algorithms, &b.jwks, discovery)?;
+        let issuer_url =
+            IssuerUrl::new(jws.issuer.clone()).map_err(|e| entry.error("issuer", e))?;
         Ok(Arc::new(IdTokenVerifier {
-            trust: Arc::from(entry.name.as_str()),
-            issuer: b.issuer,
+            jws,
             issuer_url,
             client_id: b.client_id,
             trusted_audiences: b.trusted_audiences,
-            algorithms,
-            keys,
         }))
     }
 }
@@ -164,13 +148,10 @@ impl KeyFetch for OidcDiscovery {
 /// One `oidc-id-token` entry's verifier.
 #[derive(Debug)]
 struct IdTokenVerifier {
-    trust: Arc<str>,
-    issuer: String,
+    jws: JwsEntry,
     issuer_url: IssuerUrl,
     client_id: String,
     trusted_audiences: Vec<String>,
-    algorithms: Vec<Alg>,
-    keys: KeyStore,
 }
 
 impl IdTokenVerifier {
@@ -215,7 +196,7 @@ impl IdTokenVerifier {
 #[async_trait::async_trait]
 impl Verifier for IdTokenVerifier {
     fn recognizes(&self, presented: &Presented<'_>) -> bool {
-        presented.unverified_iss() == Some(self.issuer.as_str())
+        self.jws.recognizes(presented)
     }
 
     async fn verify(
@@ -225,15 +206,11 @@ impl Verifier for IdTokenVerifier {
     ) -> Result<Verified, Rejection> {
         // ID tokens carry no explicit type, or the generic `JWT`; any other explicit type is
         // a different kind of JWT (RFC 8725 §3.11).
-        let rules = JwsRules {
-            typ: TypRule {
-                explicit: &[],
-                untyped_ok: true,
-            },
-            algorithms: &self.algorithms,
-            keys: &self.keys,
+        let typ = TypRule {
+            explicit: &[],
+            untyped_ok: true,
         };
-        let checked = verify_jws(presented.jws?, rules, ctx).await?;
+        let checked = self.jws.verify(presented.jws?, typ, ctx).await?;
         self.check_claims(presented.token.expose(), ctx)?;
         let claims = checked.claims;
         if claims
@@ -246,17 +223,17 @@ impl Verifier for IdTokenVerifier {
         oauth_jwt::check_actor_claims(&claims)?;
         Ok(Verified {
             claims,
-            trust: self.trust.clone(),
+            trust: self.jws.trust.clone(),
             kind: KIND,
         })
     }
 
     fn issuer(&self) -> &str {
-        &self.issuer
+        &self.jws.issuer
     }
 
     fn keys(&self) -> Option<&KeyStore> {
-        Some(&self.keys)
+        Some(&self.jws.keys)
     }
 
     fn accepts_untyped(&self) -> bool {
