@@ -86,7 +86,12 @@ impl Verifier for ToyVerifier {
             return Err(Rejection::Kind("toy proof is for another endpoint"));
         }
         let sub = presented.token.expose().trim_start_matches("toy:");
-        let claims = json!({"iss": "urn:toy", "sub": sub, "colour": "blue", "exp": ctx.now + 60});
+        let mut claims =
+            json!({"iss": "urn:toy", "sub": sub, "colour": "blue", "exp": ctx.now + 60});
+        // A careless kind that gives its tokens no expiry.
+        if sub == "forever" {
+            claims.as_object_mut().unwrap().remove("exp");
+        }
         Ok(Verified {
             claims: claims.as_object().unwrap().clone(),
             trust: self.trust.clone(),
@@ -138,6 +143,16 @@ async fn a_toy_kind_needs_no_change_elsewhere() {
     let token = ok.expect_token();
     let claims = verify_issued(&token, &get(&app, "/jwks").await.json, "orders-api");
     assert_eq!(claims["sub"], "bob");
+    // The engine bounds every issued token by its input's expiry, whatever the kind.
+    let forever = Form::exchange("toy:forever")
+        .without("subject_token_type")
+        .set("subject_token_type", TOY_TYPE)
+        .set("audience", "orders-api")
+        .header("X-Toy-Proof", "abracadabra");
+    let d = post(&app, &forever)
+        .await
+        .expect_error(400, "invalid_request");
+    assert!(d.contains("lacks a required claim: exp"), "{d}");
     let refused = post(&app, &form.header("X-Toy-Proof", "wrong")).await;
     assert!(
         refused
@@ -308,6 +323,11 @@ async fn id_tokens_from_a_discovered_provider() {
         let d = r.expect_error(400, "invalid_request");
         assert!(d.contains(reason), "{claims}: want `{reason}` in `{d}`");
     }
+    let bound = es.id_token(json!({"cnf": {"jkt": "abc"}}));
+    let d = post(&app, &id_form(&bound))
+        .await
+        .expect_error(400, "invalid_request");
+    assert!(d.contains("sender-constrained"), "{d}");
     let both = json!({"aud": [OIDC_CLIENT, "https://portal.test"], "azp": OIDC_CLIENT});
     post(&app, &id_form(&es.id_token(both)))
         .await
@@ -384,6 +404,10 @@ async fn introspect(
         != Some(&want)
     {
         return HttpResponse::Unauthorized().json(json!({"error": "invalid_client"}));
+    }
+    // RFC 7662 §2.1: we ask about access tokens, and say so.
+    if form.get("token_type_hint").map(String::as_str) != Some("access_token") {
+        return HttpResponse::BadRequest().json(json!({"error": "invalid_request"}));
     }
     let token = form.get("token").cloned().unwrap_or_default();
     *calls.lock().unwrap().entry(token.clone()).or_default() += 1;
@@ -783,4 +807,35 @@ async fn id_token_profiles_are_checked_against_the_kinds_sample() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("when fails"), "{err}");
+}
+
+#[actix_web::test]
+async fn one_introspection_entry_per_list() {
+    let h = Harness::new().await;
+    let srv = start_introspector();
+    let config = introspection_config(&h, &srv.base, "");
+    let d = h.dir.path().display();
+    let second = format!(
+        "  - {{name: other-introspect, kind: oauth-introspection, issuer: \"https://as2.test\", \
+         endpoint: \"{}/introspect\", client_id: x, client_secret_file: {d}/intro-secret}}\n",
+        srv.base
+    );
+    let config = config.replace("clients:\n", &format!("{second}clients:\n"));
+    write_files(
+        &h.dir.path().join("profiles"),
+        &[(
+            "opaque.yaml",
+            "name: opaque\ncallers: [gateway]\nsubject: {accept: [corp-introspect, other-introspect]}\n\
+             issue: {kind: access-token, audiences: [opaque-api], lifetime: 5m}\n",
+        )],
+    );
+    let settings = Settings::from_yaml(&config).unwrap();
+    let err = sts::app::AppState::build(settings, h.clock.clone())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("at most one oauth-introspection entry"),
+        "{err}"
+    );
 }

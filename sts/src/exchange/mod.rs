@@ -327,8 +327,23 @@ fn expiry(
 ) -> Result<UnixTime, OAuthError> {
     let mut exp = now.saturating_add(profile.lifetime_secs);
     for (which, claims) in [("subject_token", Some(subject)), ("actor_token", actor)] {
-        let Some(Ok(Some(input_exp))) = claims.map(|c| c.time_claim("exp")) else {
+        let Some(claims) = claims else {
             continue;
+        };
+        // Every kind must give its tokens an expiry; a kind that did not is refused here, so
+        // nothing is issued without a bound.
+        let input_exp = match claims.time_claim("exp") {
+            Ok(Some(exp)) => exp,
+            Ok(None) => {
+                return Err(OAuthError::invalid_request(format!(
+                    "{which} rejected: token lacks a required claim: exp"
+                )));
+            }
+            Err(r) => {
+                return Err(OAuthError::invalid_request(format!(
+                    "{which} rejected: {r}"
+                )));
+            }
         };
         if input_exp <= now {
             return Err(OAuthError::invalid_request(format!(

@@ -375,6 +375,22 @@ fn compile_profile(
         );
     }
     let actor_sources = resolve_trust(file, &pf.actor.accept, trust, problems);
+    // A catch-all entry (introspection) takes every token no other entry recognizes: a second
+    // one in the same list would never be reached, and its tokens would go to the first.
+    for (list, sources) in [
+        (&pf.subject.accept, &subject_sources),
+        (&pf.actor.accept, &actor_sources),
+    ] {
+        if sources.iter().filter(|s| s.verifier.is_fallback()).count() > 1
+            && let Some(first) = list.first()
+        {
+            problems.at(
+                file,
+                first,
+                "at most one oauth-introspection entry may be accepted per list: the second would never be asked",
+            );
+        }
+    }
     match (pf.actor.mode, pf.actor.accept.is_empty()) {
         (ActorMode::Forbidden, false) => problems.at(
             file,

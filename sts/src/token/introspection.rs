@@ -241,9 +241,11 @@ impl IntrospectionVerifier {
     /// Asks the endpoint (RFC 7662 §2.1) and turns an active reply into claims.
     async fn introspect(&self, token: &str) -> Result<Claims, Rejection> {
         let access_token = AccessToken::new(token.to_owned());
+        // RFC 7662 §2.1: we are asking about an access token.
         let call = self
             .client
             .introspect(&access_token)
+            .set_token_type_hint("access_token")
             .request_async(&self.http);
         let reply = match tokio::time::timeout(self.timeout, call).await {
             Err(_) => return Err(upstream(&self.trust, "timed out")),

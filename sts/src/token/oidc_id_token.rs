@@ -221,6 +221,7 @@ impl Verifier for IdTokenVerifier {
             return Err(Rejection::MissingClaim("sub"));
         }
         oauth_jwt::check_actor_claims(&claims)?;
+        oauth_jwt::refuse_sender_constrained(&claims)?;
         Ok(Verified {
             claims,
             trust: self.jws.trust.clone(),
