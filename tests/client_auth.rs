@@ -120,3 +120,237 @@ async fn client_secret_basic_uses_form_urlencoded_credentials() {
     f2.basic = Some(("gateway".into(), GATEWAY_SECRET.replace('-', "%2D")));
     post(&app, &f2).await.expect_token();
 }
+
+// ---------------------------------------------------------------------------------------------
+// Failed authentication: same cost and text for unknown ids, budgets, the secret-check pool.
+
+/// A harness service with small failure budgets, and its state.
+async fn throttled(
+    h: &Harness,
+    per_client: u64,
+    per_peer: u64,
+) -> (
+    std::sync::Arc<sts::app::AppState>,
+    impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse,
+        Error = actix_web::Error,
+    >,
+) {
+    let extra = format!(
+        "client_auth: {{failures_per_client: {per_client}, failures_per_peer: {per_peer}, \
+         failure_window: 60s}}"
+    );
+    let settings = sts::config::Settings::from_yaml(&harness_config(h.dir.path(), &extra)).unwrap();
+    let state = sts::app::AppState::build(settings, h.clock.clone())
+        .await
+        .unwrap();
+    (state.clone(), app_of(state).await)
+}
+
+fn exchange_as(h: &Harness, id: &str, secret: &str, peer: &str) -> Form {
+    Form::exchange(&h.idp.access_token(json!({})))
+        .set("audience", "orders-api")
+        .basic(id, secret)
+        .peer(peer)
+}
+
+#[actix_web::test]
+async fn unknown_client_and_wrong_secret_cost_and_read_the_same() {
+    let h = Harness::new().await;
+    let app = h.app().await;
+    let checks = || h.state.secret_checks.checks_run();
+    let mut answers = Vec::new();
+    for (id, secret) in [
+        ("gateway", "wrong-secret"),
+        ("nobody", "wrong-secret"),
+        // Registered, but for private_key_jwt: no hint that the id exists.
+        ("spiffe://example.com/workload-a", "wrong-secret"),
+    ] {
+        let before = checks();
+        let r = post(&app, &exchange_as(&h, id, secret, "10.0.0.7")).await;
+        assert_eq!(
+            checks(),
+            before + 1,
+            "{id}: one PBKDF2 check, like any other"
+        );
+        answers.push((r.status, r.body.clone()));
+        assert!(!r.body.contains(secret));
+    }
+    assert!(
+        answers.windows(2).all(|w| w[0] == w[1]),
+        "one status and text for all: {answers:?}"
+    );
+    assert!(answers[0].1.contains("client authentication failed"));
+    // The correct secret runs PBKDF2 once, then the remembered digest answers.
+    post(
+        &app,
+        &exchange_as(&h, "gateway", GATEWAY_SECRET, "10.0.0.7"),
+    )
+    .await
+    .expect_token();
+    let after_first = checks();
+    post(
+        &app,
+        &exchange_as(&h, "gateway", GATEWAY_SECRET, "10.0.0.7"),
+    )
+    .await
+    .expect_token();
+    assert_eq!(checks(), after_first, "a known-good secret costs no PBKDF2");
+}
+
+#[actix_web::test]
+async fn failed_attempts_are_limited_per_peer_with_retry_after() {
+    let h = Harness::new().await;
+    let (_, app) = throttled(&h, 100, 3).await;
+    for _ in 0..3 {
+        post(&app, &exchange_as(&h, "nobody", "x", "10.0.0.66"))
+            .await
+            .expect_error(401, "invalid_client");
+    }
+    // The peer's budget is spent: refused before any check, even with the right secret.
+    let r = post(
+        &app,
+        &exchange_as(&h, "gateway", GATEWAY_SECRET, "10.0.0.66"),
+    )
+    .await;
+    assert!(
+        r.expect_error(429, "temporarily_unavailable")
+            .contains("too many failed")
+    );
+    // NOW is aligned so the 60s window ends 60 - NOW % 60 seconds later.
+    let retry: i64 = r
+        .headers
+        .get("retry-after")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(retry, 60 - NOW.rem_euclid(60));
+    assert!(!r.headers.contains_key("www-authenticate"));
+    // Another address is not affected; the same /64 of IPv6 is one peer.
+    post(
+        &app,
+        &exchange_as(&h, "gateway", GATEWAY_SECRET, "10.0.0.67"),
+    )
+    .await
+    .expect_token();
+    for _ in 0..3 {
+        post(&app, &exchange_as(&h, "nobody", "x", "2001:db8:0:1::1"))
+            .await
+            .expect_error(401, "invalid_client");
+    }
+    post(&app, &exchange_as(&h, "nobody", "x", "2001:db8:0:1::ffff"))
+        .await
+        .expect_error(429, "temporarily_unavailable");
+    // The window ends: the peer may try again.
+    h.clock.set(NOW + retry);
+    post(
+        &app,
+        &exchange_as(&h, "gateway", GATEWAY_SECRET, "10.0.0.66"),
+    )
+    .await
+    .expect_token();
+    h.clock.set(NOW);
+}
+
+#[actix_web::test]
+async fn failed_attempts_are_limited_per_client_id_across_peers() {
+    let h = Harness::new().await;
+    let (_, app) = throttled(&h, 3, 100).await;
+    // The real client authenticated from its address before the attack.
+    post(
+        &app,
+        &exchange_as(&h, "gateway", GATEWAY_SECRET, "10.0.0.1"),
+    )
+    .await
+    .expect_token();
+    // Three wrong secrets for `gateway`, each from a different address.
+    for i in 0..3 {
+        post(
+            &app,
+            &exchange_as(&h, "gateway", "guess", &format!("10.9.0.{i}")),
+        )
+        .await
+        .expect_error(401, "invalid_client");
+    }
+    // Any new address is refused for that id, right secret or not; other ids are not.
+    post(&app, &exchange_as(&h, "gateway", "guess", "10.9.1.1"))
+        .await
+        .expect_error(429, "temporarily_unavailable");
+    post(
+        &app,
+        &exchange_as(&h, "gateway", GATEWAY_SECRET, "10.9.1.2"),
+    )
+    .await
+    .expect_error(429, "temporarily_unavailable");
+    post(&app, &exchange_as(&h, "lonely", "guess", "10.9.1.1"))
+        .await
+        .expect_error(401, "invalid_client");
+    // The real client keeps working from where it authenticated before.
+    post(
+        &app,
+        &exchange_as(&h, "gateway", GATEWAY_SECRET, "10.0.0.1"),
+    )
+    .await
+    .expect_token();
+}
+
+#[actix_web::test]
+async fn a_flood_of_wrong_secrets_leaves_a_correct_client_flowing() {
+    let h = Harness::new().await;
+    let (state, app) = throttled(&h, 10, 20).await;
+    post(
+        &app,
+        &exchange_as(&h, "gateway", GATEWAY_SECRET, "10.0.0.1"),
+    )
+    .await
+    .expect_token();
+    let before = state.secret_checks.checks_run();
+    // 400 wrong secrets from 5 addresses, for the gateway's id and for made-up ids, all at
+    // once, interleaved with the gateway's own exchanges.
+    let attack: Vec<Form> = (0..400)
+        .map(|i| {
+            let id = if i % 2 == 0 {
+                "gateway".to_owned()
+            } else {
+                format!("guess-{i}")
+            };
+            exchange_as(
+                &h,
+                &id,
+                &format!("wrong-{i}"),
+                &format!("10.66.0.{}", i % 5),
+            )
+        })
+        .collect();
+    let legit: Vec<Form> = (0..40)
+        .map(|_| exchange_as(&h, "gateway", GATEWAY_SECRET, "10.0.0.1"))
+        .collect();
+    let app = &app;
+    let attack_replies =
+        futures_util::future::join_all(attack.iter().map(|f| async move { post(app, f).await }));
+    let legit_replies =
+        futures_util::future::join_all(legit.iter().map(|f| async move { post(app, f).await }));
+    let (attack_replies, legit_replies) =
+        futures_util::future::join(attack_replies, legit_replies).await;
+    for r in &legit_replies {
+        assert_eq!(
+            r.status, 200,
+            "the real client is never held back: {}",
+            r.body
+        );
+    }
+    let limited = attack_replies.iter().filter(|r| r.status == 429).count();
+    let failed = attack_replies.iter().filter(|r| r.status == 401).count();
+    assert_eq!(limited + failed, 400, "only 401 and 429 for the attack");
+    // Budgets are charged before the check, so concurrency does not buy more: at most 20
+    // failures per address.
+    assert!(failed <= 5 * 20, "{failed} attempts were checked");
+    let work = state.secret_checks.checks_run() - before;
+    assert_eq!(
+        work as usize, failed,
+        "PBKDF2 ran only for the attempts admitted"
+    );
+}

@@ -13,18 +13,20 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
-use crate::auth::ClientRegistry;
+use crate::auth::{ClientRegistry, FailureThrottle, SecretCheckPool};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::dev;
 use crate::keys::Signer;
 use crate::profile::{self, Catalog, LoadErrors};
-use crate::store::ReplayGuard;
+use crate::store::{MemoryRateLimiter, ReplayGuard};
 use crate::token::{KindEnv, KindRegistry};
 use crate::trust::{HttpFetcher, KeyStore, TrustRegistry};
 
 /// Capacity of the in-memory replay store.
 const REPLAY_CAPACITY: usize = 1_000_000;
+/// Capacity of the in-memory rate limiter (counters and remembered successes).
+const LIMITER_CAPACITY: usize = 200_000;
 /// Timeout of every outbound call.
 const OUTBOUND_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the background task looks for key sources due for a refresh.
@@ -132,6 +134,10 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub replay: ReplayGuard,
     pub kinds: KindRegistry,
+    /// Failed client authentication budgets.
+    pub throttle: FailureThrottle,
+    /// Runs PBKDF2 secret checks off the HTTP workers (sized at start).
+    pub secret_checks: SecretCheckPool,
     live: ArcSwap<Snapshot>,
 }
 
@@ -170,10 +176,15 @@ impl AppState {
             trust = snapshot.trust.all().count(),
             "sts ready to serve"
         );
+        let pool = &snapshot.settings.client_auth;
+        let secret_checks =
+            SecretCheckPool::new(pool.secret_check_threads, pool.secret_check_queue);
         Ok(Arc::new(Self {
             clock,
             replay: ReplayGuard::memory(REPLAY_CAPACITY),
             kinds,
+            throttle: FailureThrottle::new(Arc::new(MemoryRateLimiter::new(LIMITER_CAPACITY))),
+            secret_checks,
             live: ArcSwap::from_pointee(snapshot),
         }))
     }

@@ -49,6 +49,9 @@ impl fmt::Display for ErrorCode {
 pub struct OAuthError {
     pub code: ErrorCode,
     pub description: Cow<'static, str>,
+    /// Set when a budget is spent: the answer is `429 Too Many Requests` with this many
+    /// seconds in `Retry-After` (RFC 6585 §4).
+    pub retry_after: Option<u64>,
 }
 
 impl OAuthError {
@@ -56,7 +59,14 @@ impl OAuthError {
         Self {
             code,
             description: description.into(),
+            retry_after: None,
         }
+    }
+
+    /// The same error, answered `429` with `Retry-After: seconds`.
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds.max(1));
+        self
     }
 
     pub fn invalid_request(d: impl Into<Cow<'static, str>>) -> Self {

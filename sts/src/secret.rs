@@ -11,6 +11,11 @@ use aws_lc_rs::digest;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+/// SHA-256 over `bytes`, base64url: a fixed-size key for stores (not for display).
+pub fn digest_b64(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, bytes).as_ref())
+}
+
 /// The first 12 base64url characters of SHA-256 over `bytes`: enough to correlate log lines,
 /// useless for recovering a token.
 pub fn fingerprint(bytes: &[u8]) -> String {

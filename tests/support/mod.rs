@@ -402,6 +402,8 @@ pub struct Form {
     pub content_type: Option<String>,
     /// Extra request headers.
     pub headers: Vec<(String, String)>,
+    /// The TCP peer the request comes from (none by default).
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 impl Form {
@@ -431,6 +433,12 @@ impl Form {
 
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sends the request from `ip` (port 40000).
+    pub fn peer(mut self, ip: &str) -> Self {
+        self.peer = Some(std::net::SocketAddr::new(ip.parse().unwrap(), 40000));
         self
     }
 
@@ -473,6 +481,9 @@ where
     ));
     for (name, value) in &form.headers {
         req = req.insert_header((name.as_str(), value.as_str()));
+    }
+    if let Some(peer) = form.peer {
+        req = req.peer_addr(peer);
     }
     if let Some((id, secret)) = &form.basic {
         req = req.insert_header((

@@ -3,19 +3,25 @@
 //!
 //! Methods: `private_key_jwt` (RFC 7523 §3 as tightened by 7523bis: `aud` is our issuer and
 //! nothing else; `jti` is single use) and `client_secret_basic` (RFC 6749 §2.3.1; secrets stored
-//! as PBKDF2 hashes, compared in constant time). Every failure is `invalid_client`. This module
-//! never logs or returns a presented secret or assertion.
+//! as PBKDF2 hashes, compared in constant time, checked on a bounded pool off the HTTP
+//! workers). Every failure is `invalid_client`; an unknown `client_id` costs the same PBKDF2 work
+//! and gets the same text as a wrong secret. Failures are throttled per client id and peer
+//! (`throttle`). This module never logs or returns a presented secret or assertion.
 
 mod assertion;
 pub mod secret_hash;
+pub mod secret_pool;
+pub mod throttle;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 pub use secret_hash::SecretHash;
+pub use secret_pool::SecretCheckPool;
+pub use throttle::{AttemptKeys, FailureThrottle};
 
 use crate::clock::UnixTime;
-use crate::config::{DEFAULT_ALGS, Settings};
+use crate::config::{ClientAuthSettings, DEFAULT_ALGS, Settings};
 use crate::error::{ErrorCode, OAuthError};
 use crate::jose::Alg;
 use crate::secret::{ClientSecret, Token};
@@ -64,9 +70,9 @@ pub enum ClientCredentials {
 }
 
 enum Credential {
-    Secret(SecretHash),
+    Secret(Arc<SecretHash>),
     Keys {
-        store: KeyStore,
+        store: Box<KeyStore>,
         algorithms: Vec<Alg>,
     },
 }
@@ -79,6 +85,9 @@ struct Client {
 /// The registered clients.
 pub struct ClientRegistry {
     clients: HashMap<String, Arc<Client>>,
+    /// Checked instead of a real hash when the presented `client_id` has no secret, so that
+    /// case costs what a wrong secret costs.
+    decoy: Arc<SecretHash>,
 }
 
 impl std::fmt::Debug for ClientRegistry {
@@ -97,18 +106,55 @@ pub struct AuthContext<'a> {
     pub max_token_bytes: usize,
     pub replay: &'a ReplayGuard,
     pub facts: &'a RequestFacts,
+    pub secret_checks: &'a SecretCheckPool,
+    pub throttle: &'a FailureThrottle,
+    pub limits: &'a ClientAuthSettings,
 }
 
 fn failed(d: &'static str) -> OAuthError {
     OAuthError::new(ErrorCode::InvalidClient, d)
 }
 
+/// The one answer to a wrong secret, an unknown client and a client without a secret.
+const SECRET_FAILED: &str = "client authentication failed";
+
+impl ClientCredentials {
+    /// The `client_id` the request claims (Basic user name or the form's `client_id`), before
+    /// any check: for the failure budgets only.
+    pub fn claimed_id(&self) -> Option<&str> {
+        match self {
+            Self::Basic { client_id, .. } => Some(client_id),
+            Self::Assertion { client_id, .. } => client_id.as_deref(),
+        }
+    }
+}
+
+/// The cheap check on this thread; the PBKDF2 check on the pool. A saturated pool is
+/// `temporarily_unavailable`: the secret was not judged.
+async fn check_secret(
+    hash: Arc<SecretHash>,
+    secret: ClientSecret,
+    pool: &SecretCheckPool,
+) -> Result<bool, OAuthError> {
+    if hash.matches_remembered(&secret) {
+        return Ok(true);
+    }
+    pool.run(move || hash.verify_slow(&secret))
+        .await
+        .map_err(|_| OAuthError::unavailable("client authentication is busy"))
+}
+
 impl ClientRegistry {
     pub fn from_settings(settings: &Settings, http: &HttpFetcher) -> Result<Self, String> {
         let mut clients = HashMap::new();
+        let mut slowest = secret_hash::DEFAULT_ITERATIONS;
         for c in &settings.clients {
             let credential = match (&c.secret_hash, &c.jwks) {
-                (Some(h), _) => Credential::Secret(SecretHash::parse(h)?),
+                (Some(h), _) => {
+                    let hash = SecretHash::parse(h)?;
+                    slowest = slowest.max(hash.iterations());
+                    Credential::Secret(Arc::new(hash))
+                }
                 (None, Some(jwks)) => {
                     let algorithms = if c.algorithms.is_empty() {
                         DEFAULT_ALGS.to_vec()
@@ -122,7 +168,10 @@ impl ClientRegistry {
                         &algorithms,
                         jwks,
                     );
-                    Credential::Keys { store, algorithms }
+                    Credential::Keys {
+                        store: Box::new(store),
+                        algorithms,
+                    }
                 }
                 (None, None) => return Err(format!("client `{}` has no credential", c.id)),
             };
@@ -134,7 +183,10 @@ impl ClientRegistry {
                 }),
             );
         }
-        Ok(Self { clients })
+        Ok(Self {
+            clients,
+            decoy: Arc::new(SecretHash::decoy(slowest)),
+        })
     }
 
     /// Loads every client's keys once (at start).
@@ -151,7 +203,7 @@ impl ClientRegistry {
     /// Every `private_key_jwt` client's key source (for the periodic refresh).
     pub fn key_stores(&self) -> impl Iterator<Item = &KeyStore> {
         self.clients.values().filter_map(|c| match &c.credential {
-            Credential::Keys { store, .. } => Some(store),
+            Credential::Keys { store, .. } => Some(&**store),
             Credential::Secret(_) => None,
         })
     }
@@ -167,24 +219,40 @@ impl ClientRegistry {
             .collect()
     }
 
-    /// Authenticates one request's credentials.
+    /// Authenticates one request's credentials, within the failure budgets: a spent budget is
+    /// refused before any check, a failure is counted, a success remembered.
     pub async fn authenticate(
+        &self,
+        presented: ClientCredentials,
+        ctx: &AuthContext<'_>,
+    ) -> Result<Caller, OAuthError> {
+        let keys = AttemptKeys::new(presented.claimed_id(), ctx.facts.peer);
+        ctx.throttle.admit(&keys, ctx.limits, ctx.now).await?;
+        let outcome = self.check(presented, ctx).await;
+        let settled = outcome.as_ref().map(|_| ());
+        ctx.throttle
+            .settle(&keys, settled, ctx.limits, ctx.now)
+            .await;
+        outcome
+    }
+
+    async fn check(
         &self,
         presented: ClientCredentials,
         ctx: &AuthContext<'_>,
     ) -> Result<Caller, OAuthError> {
         match presented {
             ClientCredentials::Basic { client_id, secret } => {
-                let client = self
-                    .clients
-                    .get(&client_id)
-                    .ok_or_else(|| failed("client authentication failed"))?;
-                let Credential::Secret(hash) = &client.credential else {
-                    return Err(failed("client is not registered for client_secret_basic"));
+                let client = self.clients.get(&client_id);
+                let hash = match client.map(|c| &c.credential) {
+                    Some(Credential::Secret(h)) => h.clone(),
+                    // Unknown, or registered for private_key_jwt: same work, same answer.
+                    _ => self.decoy.clone(),
                 };
-                if !hash.verify(&secret) {
-                    return Err(failed("client authentication failed"));
+                if !check_secret(hash, secret, ctx.secret_checks).await? {
+                    return Err(failed(SECRET_FAILED));
                 }
+                let client = client.ok_or_else(|| failed(SECRET_FAILED))?;
                 Ok(Caller {
                     id: client.id.clone(),
                     method: AuthMethod::ClientSecretBasic,
@@ -206,7 +274,7 @@ impl ClientRegistry {
     fn keys_of(&self, id: &str) -> Option<(&Client, &KeyStore, &[Alg])> {
         let c = self.clients.get(id)?;
         match &c.credential {
-            Credential::Keys { store, algorithms } => Some((c, store, algorithms)),
+            Credential::Keys { store, algorithms } => Some((c, &**store, algorithms)),
             Credential::Secret(_) => None,
         }
     }

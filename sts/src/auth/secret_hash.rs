@@ -75,15 +75,43 @@ impl SecretHash {
         ))
     }
 
-    /// Whether `presented` is the secret, in constant time with respect to its content.
-    pub fn verify(&self, presented: &ClientSecret) -> bool {
-        let d = digest::digest(&digest::SHA256, presented.expose().as_bytes());
-        if let Ok(g) = self.verified_digest.read()
-            && let Some(known) = g.as_ref()
-            && constant_time::verify_slices_are_equal(known, d.as_ref()).is_ok()
-        {
-            return true;
+    /// A stand-in for an unknown or non-secret client: checking a secret against it costs
+    /// the same PBKDF2 work as a wrong secret for a real client, and never succeeds.
+    pub fn decoy(iterations: u32) -> Self {
+        let mut salt = vec![0u8; 16];
+        let mut hash = vec![0u8; 32];
+        // Random salt and hash: no secret derives to it. If randomness fails the zero hash
+        // still matches nothing a client can present with overwhelming probability.
+        let _ = rand::fill(&mut salt);
+        let _ = rand::fill(&mut hash);
+        Self {
+            iterations: NonZeroU32::new(iterations.max(10_000)).unwrap_or(NonZeroU32::MIN),
+            salt,
+            hash,
+            verified_digest: RwLock::new(None),
         }
+    }
+
+    pub fn iterations(&self) -> u32 {
+        self.iterations.get()
+    }
+
+    /// The cheap check: whether `presented` is the secret that last passed [`verify_slow`]
+    /// (one SHA-256 and a constant-time comparison). `false` says nothing either way.
+    ///
+    /// [`verify_slow`]: Self::verify_slow
+    pub fn matches_remembered(&self, presented: &ClientSecret) -> bool {
+        let d = digest::digest(&digest::SHA256, presented.expose().as_bytes());
+        self.verified_digest.read().is_ok_and(|g| {
+            g.as_ref().is_some_and(|known| {
+                constant_time::verify_slices_are_equal(known, d.as_ref()).is_ok()
+            })
+        })
+    }
+
+    /// The PBKDF2 check, constant time with respect to the content; remembers a match. Slow
+    /// by design: run it off the HTTP workers (`SecretCheckPool`).
+    pub fn verify_slow(&self, presented: &ClientSecret) -> bool {
         let ok = pbkdf2::verify(
             pbkdf2::PBKDF2_HMAC_SHA256,
             self.iterations,
@@ -93,9 +121,15 @@ impl SecretHash {
         )
         .is_ok();
         if ok && let Ok(mut g) = self.verified_digest.write() {
+            let d = digest::digest(&digest::SHA256, presented.expose().as_bytes());
             *g = Some(d.as_ref().to_vec());
         }
         ok
+    }
+
+    /// Both checks in order, on the calling thread (tools and tests).
+    pub fn verify(&self, presented: &ClientSecret) -> bool {
+        self.matches_remembered(presented) || self.verify_slow(presented)
     }
 }
 
@@ -115,6 +149,10 @@ mod tests {
             "cache does not widen"
         );
         assert!(SecretHash::parse("plain-text").is_err());
+        let decoy = SecretHash::decoy(10_000);
+        assert!(!decoy.verify(&ClientSecret::new("")));
+        assert!(!decoy.verify(&ClientSecret::new("s3cret-value")));
+        assert_eq!(SecretHash::decoy(5).iterations(), 10_000);
         assert!(SecretHash::parse("pbkdf2-sha256$5$AAAAAAAAAAAAAAAAAAAAAA$x").is_err());
     }
 }

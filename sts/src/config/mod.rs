@@ -43,6 +43,9 @@ pub struct Settings {
     pub leeway: Duration,
     #[serde(default)]
     pub limits: Limits,
+    /// Failed client authentication: budgets and the secret-check pool.
+    #[serde(default)]
+    pub client_auth: ClientAuthSettings,
     /// Trust entries: `name` and `kind`, and a block the kind parses (`token/`).
     #[serde(default, deserialize_with = "trust::deserialize_entries")]
     pub trust: Vec<TrustEntry>,
@@ -82,6 +85,67 @@ impl Default for Limits {
             max_token_bytes: 16 * 1024,
             max_params: 32,
         }
+    }
+}
+
+/// Failed client authentication is counted per presented `client_id` and per peer address in
+/// fixed windows; a spent budget answers `429` until the window ends. PBKDF2 secret checks run
+/// on a bounded pool off the HTTP workers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientAuthSettings {
+    /// Failed attempts one `client_id` may have in a window.
+    pub failures_per_client: u64,
+    /// Failed attempts one peer address (an IPv6 /64) may have in a window.
+    pub failures_per_peer: u64,
+    /// The window length.
+    #[serde(with = "humantime_serde")]
+    pub failure_window: Duration,
+    /// A client that authenticated from an address is not held back by its `client_id`'s spent
+    /// budget on that address for this long (its peer budget still applies).
+    #[serde(with = "humantime_serde")]
+    pub remember_success: Duration,
+    /// Threads that run PBKDF2 checks at once.
+    pub secret_check_threads: usize,
+    /// PBKDF2 checks that may wait for a thread; more are refused with `503`.
+    pub secret_check_queue: usize,
+}
+
+impl Default for ClientAuthSettings {
+    fn default() -> Self {
+        Self {
+            failures_per_client: 20,
+            failures_per_peer: 50,
+            failure_window: Duration::from_secs(300),
+            remember_success: Duration::from_secs(3600),
+            secret_check_threads: 2,
+            secret_check_queue: 64,
+        }
+    }
+}
+
+impl ClientAuthSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |m: &str| Err(ConfigError(format!("client_auth.{m}")));
+        if self.failures_per_client == 0 {
+            return fail("failures_per_client: at least 1");
+        }
+        if self.failures_per_peer == 0 {
+            return fail("failures_per_peer: at least 1");
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(86_400)).contains(&self.failure_window) {
+            return fail("failure_window: between 1s and 24h");
+        }
+        if self.remember_success > Duration::from_secs(7 * 86_400) {
+            return fail("remember_success: at most 7d");
+        }
+        if !(1..=64).contains(&self.secret_check_threads) {
+            return fail("secret_check_threads: between 1 and 64");
+        }
+        if self.secret_check_queue > 100_000 {
+            return fail("secret_check_queue: at most 100000");
+        }
+        Ok(())
     }
 }
 
@@ -240,6 +304,7 @@ impl Settings {
         {
             return err("limits: max_token_bytes must be ≥ 512 and ≤ max_body_bytes".into());
         }
+        self.client_auth.validate()?;
         if self.dev && !addr.ip().is_loopback() {
             return err("dev: development mode only listens on a loopback address".into());
         }

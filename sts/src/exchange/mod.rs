@@ -80,6 +80,9 @@ pub async fn handle(
         max_token_bytes: limits.max_token_bytes,
         replay: &state.replay,
         facts: &req.facts,
+        secret_checks: &state.secret_checks,
+        throttle: &state.throttle,
+        limits: &snap.settings.client_auth,
     };
     let caller = snap
         .clients

@@ -1,6 +1,6 @@
 //! The one place OAuth errors become HTTP: RFC 6749 §5.2 JSON, with status 400, or 401 plus
 //! `WWW-Authenticate` for `invalid_client`, 503 for `temporarily_unavailable`, 500 for
-//! `server_error`. Error responses are never cached.
+//! `server_error`, 429 with `Retry-After` for a spent budget. Error responses are never cached.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
@@ -42,6 +42,9 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
+        if self.error.retry_after.is_some() {
+            return StatusCode::TOO_MANY_REQUESTS;
+        }
         self.status.unwrap_or_else(|| status_of(self.error.code))
     }
 
@@ -49,6 +52,10 @@ impl ResponseError for ApiError {
         let mut resp = HttpResponse::build(self.status_code());
         resp.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
             .insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")));
+        if let Some(seconds) = self.error.retry_after {
+            // RFC 6585 §4 / RFC 9110 §10.2.3: delay-seconds.
+            resp.insert_header((header::RETRY_AFTER, seconds));
+        }
         if self.error.code == ErrorCode::InvalidClient {
             // RFC 6749 §5.2: 401 with the scheme the client can use.
             resp.insert_header((

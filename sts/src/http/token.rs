@@ -71,6 +71,7 @@ fn facts(req: &HttpRequest, state: &AppState, snap: &Snapshot) -> RequestFacts {
         headers,
         // No TLS listener yet: there is never a client certificate.
         client_certificate: None,
+        peer: req.peer_addr().map(|a| a.ip()),
     }
 }
 

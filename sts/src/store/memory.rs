@@ -1,9 +1,12 @@
-//! In-process replay guard: a map from key to expiry, swept when it fills.
+//! In-process stores: a replay guard (key → expiry) and a rate limiter (key → window count or
+//! mark expiry). Both sweep expired entries when they fill and fail closed when still full.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::StoreError;
+use async_trait::async_trait;
+
+use super::{RateLimiter, StoreError, WindowCount, window_start};
 use crate::clock::UnixTime;
 
 #[derive(Debug)]
@@ -43,6 +46,94 @@ impl MemoryReplayGuard {
     }
 }
 
+/// One rate-limiter entry: a counter for the window that ends at `until`, or a mark (count 0)
+/// that lasts until `until`.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    count: u64,
+    until: UnixTime,
+}
+
+#[derive(Debug)]
+pub struct MemoryRateLimiter {
+    entries: Mutex<HashMap<String, Entry>>,
+    capacity: usize,
+}
+
+impl MemoryRateLimiter {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            entries: Mutex::new(HashMap::new()),
+            capacity,
+        }
+    }
+
+    fn live(&self, key: &str, now: UnixTime) -> Result<Option<Entry>, StoreError> {
+        let entries = self.entries.lock().map_err(|_| StoreError::Full)?;
+        Ok(entries.get(key).copied().filter(|e| e.until > now))
+    }
+
+    /// Applies `update` to `key`'s live entry (or to none) and returns the result, making room
+    /// when the map is full.
+    fn upsert(
+        &self,
+        key: &str,
+        now: UnixTime,
+        update: impl FnOnce(Option<Entry>) -> Entry,
+    ) -> Result<Entry, StoreError> {
+        let mut entries = self.entries.lock().map_err(|_| StoreError::Full)?;
+        let current = entries.get(key).copied().filter(|e| e.until > now);
+        if !entries.contains_key(key) && entries.len() >= self.capacity {
+            entries.retain(|_, e| e.until > now);
+            if entries.len() >= self.capacity {
+                return Err(StoreError::Full);
+            }
+        }
+        let next = update(current);
+        entries.insert(key.to_owned(), next);
+        Ok(next)
+    }
+}
+
+fn window_end(now: UnixTime, window: u64) -> UnixTime {
+    window_start(now, window).saturating_add(window.max(1) as i64)
+}
+
+#[async_trait]
+impl RateLimiter for MemoryRateLimiter {
+    async fn add(&self, key: &str, window: u64, now: UnixTime) -> Result<WindowCount, StoreError> {
+        let end = window_end(now, window);
+        let e = self.upsert(key, now, |current| Entry {
+            count: current.map_or(0, |e| e.count).saturating_add(1),
+            until: end,
+        })?;
+        Ok(WindowCount {
+            count: e.count,
+            resets_in: (end - now).max(1) as u64,
+        })
+    }
+
+    async fn take_back(&self, key: &str, window: u64, now: UnixTime) -> Result<(), StoreError> {
+        let end = window_end(now, window);
+        let mut entries = self.entries.lock().map_err(|_| StoreError::Full)?;
+        if let Some(e) = entries.get_mut(key)
+            && e.until == end
+        {
+            e.count = e.count.saturating_sub(1);
+        }
+        Ok(())
+    }
+
+    async fn mark(&self, key: &str, until: UnixTime, now: UnixTime) -> Result<(), StoreError> {
+        self.upsert(key, now, |_| Entry { count: 0, until })
+            .map(|_| ())
+    }
+
+    async fn is_marked(&self, key: &str, now: UnixTime) -> Result<bool, StoreError> {
+        Ok(self.live(key, now)?.is_some())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,5 +155,53 @@ mod tests {
             Ok(true),
             "an expired key may be used again"
         );
+    }
+
+    #[tokio::test]
+    async fn counts_per_aligned_window_and_marks_expire() {
+        let l = MemoryRateLimiter::new(3);
+        // Window [60, 120).
+        assert_eq!(l.add("k", 60, 61).await.unwrap().count, 1);
+        assert_eq!(
+            l.add("k", 60, 119).await.unwrap(),
+            WindowCount {
+                count: 2,
+                resets_in: 1
+            }
+        );
+        l.take_back("k", 60, 119).await.unwrap();
+        assert_eq!(l.add("k", 60, 119).await.unwrap().count, 2, "taken back");
+        assert_eq!(l.add("k", 60, 120).await.unwrap().count, 1, "new window");
+        assert_eq!(l.add("k", 60, 120).await.unwrap().resets_in, 60);
+        // Taking back in a later window touches nothing; never below zero.
+        l.take_back("k", 60, 200).await.unwrap();
+        assert_eq!(l.add("k", 60, 121).await.unwrap().count, 3);
+        for _ in 0..5 {
+            l.take_back("k", 60, 121).await.unwrap();
+        }
+        assert_eq!(l.add("k", 60, 121).await.unwrap().count, 1);
+        l.mark("m", 200, 100).await.unwrap();
+        assert!(l.is_marked("m", 199).await.unwrap());
+        assert!(
+            !l.is_marked("m", 200).await.unwrap(),
+            "a mark ends at until"
+        );
+        assert!(!l.is_marked("other", 100).await.unwrap());
+        // Full: k (until 180), m (until 200), n → a fourth key is refused while all live.
+        l.add("n", 60, 150).await.unwrap();
+        assert_eq!(l.add("o", 60, 150).await, Err(StoreError::Full));
+        // An existing key still counts when full.
+        assert_eq!(l.add("n", 60, 151).await.unwrap().count, 2);
+        // Once k's window is over it is swept to make room.
+        l.add("o", 60, 181).await.unwrap();
+    }
+
+    #[test]
+    fn windows_are_aligned_to_the_epoch() {
+        assert_eq!(window_start(0, 60), 0);
+        assert_eq!(window_start(59, 60), 0);
+        assert_eq!(window_start(60, 60), 60);
+        assert_eq!(window_start(-1, 60), -60);
+        assert_eq!(window_start(5, 0), 5, "a zero window is one second");
     }
 }

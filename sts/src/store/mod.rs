@@ -1,18 +1,22 @@
-//! Shared state that outlives a request: the replay guard (first use of a `jti` or nonce).
+//! Shared state that outlives a request: the replay guard (first use of a `jti` or nonce) and
+//! the rate limiter (fixed-window counters and short-lived marks).
 //!
-//! Only the in-memory implementation exists so far; it is per process, so replicas do not share
-//! it. A full store fails closed (`StoreError::Full`) instead of forgetting entries that have
-//! not expired. This module knows nothing about tokens; callers build the keys.
+//! Only in-memory implementations exist so far; they are per process, so replicas do not share
+//! them. A full store fails closed (`StoreError::Full`) instead of forgetting entries that have
+//! not expired. This module knows nothing about tokens, clients or policy; callers build the
+//! keys and decide what a count means.
 
 mod memory;
 
-pub use memory::MemoryReplayGuard;
+use async_trait::async_trait;
+
+pub use memory::{MemoryRateLimiter, MemoryReplayGuard};
 
 use crate::clock::UnixTime;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
-    #[error("replay store is full")]
+    #[error("store is full")]
     Full,
 }
 
@@ -38,4 +42,37 @@ impl ReplayGuard {
             Self::Memory(m) => m.first_use(key, expires_at, now),
         }
     }
+}
+
+/// A counter's state in the fixed window that contains `now`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowCount {
+    pub count: u64,
+    /// Seconds until this window ends (at least 1).
+    pub resets_in: u64,
+}
+
+/// Fixed-window counters and expiring marks, keyed by strings the caller builds. The Redis
+/// implementation will map `add` to `INCR` + `EXPIRE`, `take_back` to `DECR`, `mark` to
+/// `SET PX` and `is_marked` to `EXISTS`; every implementation must behave like the in-memory
+/// one. `add` counts and answers in one step, so concurrent callers cannot all slip under a
+/// budget.
+#[async_trait]
+pub trait RateLimiter: Send + Sync + std::fmt::Debug {
+    /// Adds one to `key`'s count in the `window`-second window containing `now`; returns the
+    /// count after adding.
+    async fn add(&self, key: &str, window: u64, now: UnixTime) -> Result<WindowCount, StoreError>;
+    /// Takes back one earlier `add` in the same window (never below zero).
+    async fn take_back(&self, key: &str, window: u64, now: UnixTime) -> Result<(), StoreError>;
+    /// Sets a mark on `key` that lasts until `until`.
+    async fn mark(&self, key: &str, until: UnixTime, now: UnixTime) -> Result<(), StoreError>;
+    /// Whether `key` carries a mark that has not expired.
+    async fn is_marked(&self, key: &str, now: UnixTime) -> Result<bool, StoreError>;
+}
+
+/// The start of the `window`-second window containing `now` (windows are aligned to the epoch,
+/// so every replica agrees on them).
+pub fn window_start(now: UnixTime, window: u64) -> UnixTime {
+    let w = window.max(1) as i64;
+    now - now.rem_euclid(w)
 }

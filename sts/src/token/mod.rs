@@ -123,6 +123,8 @@ pub struct RequestFacts {
     /// The declared headers the request carried: (lower-case name, value).
     pub headers: Vec<(&'static str, String)>,
     pub client_certificate: Option<ClientCertificate>,
+    /// The TCP peer's address (not a forwarded header): for failure budgets.
+    pub peer: Option<std::net::IpAddr>,
 }
 
 impl fmt::Debug for RequestFacts {
@@ -137,6 +139,7 @@ impl fmt::Debug for RequestFacts {
             .field("endpoint", &self.endpoint)
             .field("headers", &headers)
             .field("client_certificate", &self.client_certificate)
+            .field("peer", &self.peer)
             .finish()
     }
 }
@@ -149,6 +152,7 @@ impl RequestFacts {
             endpoint: Arc::from(endpoint),
             headers: Vec::new(),
             client_certificate: None,
+            peer: None,
         }
     }
 
