@@ -196,3 +196,52 @@ async fn actor_rules_are_checked_before_any_signature() {
             .contains("requires an actor_token")
     );
 }
+
+#[actix_web::test]
+async fn an_actor_with_its_own_act_chain_is_refused_unless_the_profile_allows_it() {
+    let h = Harness::new().await;
+    let app = h.app().await;
+    let subject = h.idp.access_token(json!({"act": {"sub": "svc-edge"}}));
+    let chained = h
+        .mesh
+        .access_token(json!({"sub": "svc-billing", "act": {"sub": "svc-batch"}}));
+    let r = post(&app, &with_actor(&subject, &chained, "billing-api")).await;
+    assert!(
+        r.expect_error(400, "invalid_request")
+            .contains("actor_token carries its own act chain"),
+        "{}",
+        r.body
+    );
+    // A profile that allows chained actors keeps that chain under act.actor_act, beside the
+    // subject's prior chain in act.act.
+    let profile = r#"
+name: delegated
+callers: [gateway]
+subject: {accept: [corp-idp]}
+actor: {mode: optional, accept: [mesh-idp], chained: true}
+issue:
+  kind: access-token
+  audiences: [billing-api]
+  lifetime: 10m
+  scope: "subject.scope.split(' ').filter(s, s.startsWith('billing:')).join(' ')"
+"#;
+    write_files(
+        &h.dir.path().join("profiles"),
+        &[("delegated.yaml", profile)],
+    );
+    let app = rebuild(harness_config(h.dir.path(), ""), h.clock.clone()).await;
+    let r = post(&app, &with_actor(&subject, &chained, "billing-api")).await;
+    let c = verify_issued(
+        &r.expect_token(),
+        &get(&app, "/jwks").await.json,
+        "billing-api",
+    );
+    assert_eq!(
+        c["act"],
+        json!({
+            "sub": "svc-billing", "iss": "https://mesh.test",
+            "actor_act": {"sub": "svc-batch"},
+            "act": {"sub": "svc-edge"}
+        })
+    );
+}

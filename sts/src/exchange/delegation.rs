@@ -2,12 +2,29 @@
 //! RFC 8693 §4.1 and §4.4):
 //! - a subject carrying `may_act` can be exchanged only together with the actor it names;
 //! - an accepted actor yields `act`, with the subject's own `act` chain nested inside;
-//! - without an actor, the subject's `act` is carried over unchanged — nothing drops it.
+//! - without an actor, the subject's `act` is carried over unchanged — nothing drops it;
+//! - an actor token that carries its own `act` (the actor is itself delegated) is refused
+//!   unless the profile allows chained actors; then that chain is kept in the actor's entry as
+//!   [`ACTOR_CHAIN`], never dropped.
 
 use serde_json::{Map, Value};
 
 use crate::error::OAuthError;
 use crate::jose::Claims;
+
+/// The member of the issued `act` object that keeps the actor token's own `act` chain, when a
+/// profile accepts chained actors. `act.act` stays the subject's prior chain (RFC 8693 §4.1).
+pub const ACTOR_CHAIN: &str = "actor_act";
+
+/// Refuses an actor token that carries its own `act` chain unless the profile allows it.
+pub fn check_actor_chain(actor: Option<&Claims>, allowed: bool) -> Result<(), OAuthError> {
+    match actor {
+        Some(a) if a.contains_key("act") && !allowed => Err(OAuthError::invalid_request(
+            "actor_token carries its own act chain, which this exchange profile does not accept",
+        )),
+        _ => Ok(()),
+    }
+}
 
 /// Refuses the exchange when the subject's `may_act` does not name the actor.
 pub fn check_may_act(subject: &Claims, actor: Option<&Claims>) -> Result<(), OAuthError> {
@@ -49,6 +66,10 @@ pub fn act_claim(subject: &Claims, actor: Option<&Claims>) -> Option<Value> {
             act.insert(name.into(), v.clone());
         }
     }
+    // Only reachable when the profile accepted a chained actor (`check_actor_chain`).
+    if let Some(chain) = actor.get("act") {
+        act.insert(ACTOR_CHAIN.into(), chain.clone());
+    }
     if let Some(prior) = prior {
         act.insert("act".into(), prior);
     }
@@ -74,6 +95,20 @@ mod tests {
         );
         assert_eq!(act_claim(&subject, None).unwrap(), json!({"sub": "svc-a"}));
         assert_eq!(act_claim(&claims(json!({"sub": "u"})), None), None);
+    }
+
+    #[test]
+    fn a_chained_actor_is_refused_or_kept_never_dropped() {
+        let subject = claims(json!({"sub": "user", "act": {"sub": "svc-a"}}));
+        let actor = claims(json!({"sub": "svc-b", "act": {"sub": "svc-c"}}));
+        assert!(check_actor_chain(Some(&actor), false).is_err());
+        assert!(check_actor_chain(Some(&actor), true).is_ok());
+        assert!(check_actor_chain(Some(&claims(json!({"sub": "x"}))), false).is_ok());
+        assert!(check_actor_chain(None, false).is_ok());
+        assert_eq!(
+            act_claim(&subject, Some(&actor)).unwrap(),
+            json!({"sub": "svc-b", "actor_act": {"sub": "svc-c"}, "act": {"sub": "svc-a"}})
+        );
     }
 
     #[test]

@@ -137,6 +137,7 @@ pub async fn token_exchange(
     };
     let actor_claims = actor.as_ref().map(|a| &a.claims);
     // Step 6: delegation, enforced by the engine.
+    delegation::check_actor_chain(actor_claims, profile.chained_actors)?;
     delegation::check_may_act(&subject.claims, actor_claims)?;
     let act = delegation::act_claim(&subject.claims, actor_claims);
     // Step 7: conditions and mapping over one set of variables.

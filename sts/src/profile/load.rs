@@ -81,6 +81,9 @@ struct ActorFile {
     mode: ActorMode,
     #[serde(default)]
     accept: Vec<Spanned<String>>,
+    /// Accept actor tokens that carry their own `act` chain (kept under `act.actor_act`).
+    #[serde(default)]
+    chained: bool,
 }
 
 #[derive(Deserialize)]
@@ -480,6 +483,7 @@ fn compile_profile(
         callers,
         subject_sources,
         actor_mode: pf.actor.mode,
+        chained_actors: pf.actor.chained,
         actor_sources,
         when,
         kind,

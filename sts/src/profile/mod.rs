@@ -38,6 +38,8 @@ pub struct Profile {
     pub callers: Vec<CallerPattern>,
     pub subject_sources: Vec<Arc<TrustSource>>,
     pub actor_mode: ActorMode,
+    /// Whether an actor token that carries its own `act` chain is accepted.
+    pub chained_actors: bool,
     pub actor_sources: Vec<Arc<TrustSource>>,
     pub when: Option<Expr>,
     /// The output kind (`issue.kind`).
