@@ -55,7 +55,8 @@ fn env_for(dir: &Path, port: u16) -> Vec<(String, String)> {
         ("STS__PROFILES", root.join("profiles").display().to_string()),
         ("STS__MAPPINGS", root.join("mappings").display().to_string()),
         ("STS__WORKERS", "1".into()),
-        ("RUST_LOG", "debug".into()),
+        ("STS__CLIENT_AUTH__FAILURES_PER_PEER", "4".into()),
+        ("RUST_LOG", "debug,sts=trace".into()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -238,6 +239,44 @@ async fn the_binary_serves_the_examples_and_leaks_nothing() {
     let (status, _) = exchange(&base, "not-the-secret", &subject, None, "orders-api").await;
     assert_eq!(status, 401);
     used.extend([other, tampered]);
+    // Requests refused before any policy: each still carries the subject and the secret.
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("grant_type", "client_credentials"),
+            ("subject_token", subject.as_str()),
+        ])
+        .finish();
+    for (content_type, body, want) in [
+        ("application/x-www-form-urlencoded", body.clone(), 400),
+        ("application/json", body.clone(), 400),
+        (
+            "application/x-www-form-urlencoded",
+            format!("{body}&pad={}", "a".repeat(70_000)),
+            413,
+        ),
+    ] {
+        let r = http
+            .post(format!("{base}/token"))
+            .basic_auth("dev-client", Some(&secret))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), want);
+    }
+    // Wrong secrets until the address's budget (4 in this run) is spent: 429.
+    let guesses: Vec<String> = (0..4).map(|i| format!("wrong-secret-guess-{i}")).collect();
+    for g in &guesses[1..] {
+        let (status, _) = exchange(&base, g, &subject, None, "orders-api").await;
+        assert_eq!(status, 401);
+    }
+    let (status, body) = exchange(&base, &secret, &subject, None, "orders-api").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (429, Some("temporarily_unavailable"))
+    );
+    used.extend(guesses);
 
     // A restart keeps the signing key.
     drop(server);
@@ -246,7 +285,23 @@ async fn the_binary_serves_the_examples_and_leaks_nothing() {
     assert_eq!(again["keys"][0]["kid"], jwks["keys"][0]["kid"]);
     drop(server);
 
-    // Nothing any process printed contains a token, a token's signature, or the secret.
+    // Private keys: ours and the development IdP's, as their PEM body lines.
+    let before = used.len();
+    for pem in ["keys", "dev"]
+        .iter()
+        .flat_map(|sub| std::fs::read_dir(d.join(sub)).unwrap())
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pem"))
+    {
+        let text = std::fs::read_to_string(&pem).unwrap();
+        used.extend(
+            text.lines()
+                .filter(|l| !l.starts_with("-----") && l.len() >= 16)
+                .map(str::to_owned),
+        );
+    }
+    assert!(used.len() >= before + 2, "both private keys were found");
+    // Nothing any process printed contains a token, a token's signature, a secret or a key.
     let mut output = String::new();
     for entry in std::fs::read_dir(d).unwrap() {
         let p = entry.unwrap().path();
@@ -262,6 +317,7 @@ async fn the_binary_serves_the_examples_and_leaks_nothing() {
         output.contains("accept thread stopped"),
         "a graceful stop flushed the log buffer"
     );
+    assert!(!output.contains("PRIVATE KEY"));
     for t in &used {
         let sig = t.rsplit('.').next().unwrap();
         assert!(

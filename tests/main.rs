@@ -13,5 +13,6 @@ mod errors;
 mod exchange;
 mod key_sources;
 mod kinds;
+mod leaks;
 mod negative_suite;
 mod profiles_load;

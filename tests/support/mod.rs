@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod leaks;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -447,6 +449,24 @@ impl Form {
         self
     }
 
+    /// Every credential this request carries, and the token it was issued if any.
+    pub fn credentials(&self, reply: &Reply) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .pairs
+            .iter()
+            .filter(|(k, _)| {
+                k.ends_with("_token") || k == "client_assertion" || k == "client_secret"
+            })
+            .map(|(_, v)| v.clone())
+            .collect();
+        out.extend(self.basic.iter().map(|(_, secret)| secret.clone()));
+        out.extend(self.headers.iter().map(|(_, v)| v.clone()));
+        if let Some(t) = reply.json.get("access_token").and_then(Value::as_str) {
+            out.push(t.to_owned());
+        }
+        out
+    }
+
     pub fn body(&self) -> String {
         form_urlencoded::Serializer::new(String::new())
             .extend_pairs(&self.pairs)
@@ -460,6 +480,8 @@ pub struct Reply {
     pub headers: actix_web::http::header::HeaderMap,
     pub body: String,
     pub json: Value,
+    /// What the service logged while handling the request (`post` only), text and JSON.
+    pub logs: String,
 }
 
 pub async fn post<S>(app: &S, form: &Form) -> Reply
@@ -491,8 +513,15 @@ where
             format!("Basic {}", STANDARD.encode(format!("{id}:{secret}"))),
         ));
     }
-    let reply =
-        Reply::read(test::call_service(app, req.set_payload(body).to_request()).await).await;
+    // The request runs with its own log subscriber; what it logged is searched afterwards.
+    use tracing::instrument::WithSubscriber;
+    let logs = leaks::LogCapture::default();
+    let response = test::call_service(app, req.set_payload(body).to_request())
+        .with_subscriber(logs.subscriber())
+        .await;
+    let mut reply = Reply::read(response).await;
+    logs.assert_free_of(&form.credentials(&reply));
+    reply.logs = logs.text();
     // Every token any test gets issued is checked by a verifier that is not the minting code.
     if let Some(token) = reply.json.get("access_token").and_then(Value::as_str) {
         let jwks = get(app, "/jwks").await.json;
@@ -525,6 +554,7 @@ impl Reply {
             headers,
             body,
             json,
+            logs: String::new(),
         }
     }
 
