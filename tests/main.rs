@@ -16,3 +16,4 @@ mod kinds;
 mod leaks;
 mod negative_suite;
 mod profiles_load;
+mod properties;

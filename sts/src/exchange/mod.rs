@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde_json::json;
 
 pub use grant::{GRANT_TYPES, Grant, TOKEN_EXCHANGE};
-pub use request::{ExchangeRequest, FormParams, TypedToken, decode_component};
+pub use request::{ExchangeRequest, FormParams, TypedToken, decode_component, parse_basic};
 
 use crate::app::{AppState, Snapshot};
 use crate::auth::{AuthContext, Caller, ClientCredentials};

@@ -8,8 +8,36 @@
 
 use std::borrow::Cow;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
 use crate::error::{ErrorCode, OAuthError};
-use crate::secret::Token;
+use crate::secret::{ClientSecret, Token};
+
+/// RFC 6749 §2.3.1: an `Authorization` value `Basic base64(urlencode(id) ":" urlencode(secret))`
+/// → the client id and secret. Every malformation is `invalid_client`.
+pub fn parse_basic(value: &str) -> Result<(String, ClientSecret), OAuthError> {
+    let bad = || OAuthError::invalid_client("malformed Basic authorization header");
+    let (scheme, b64) = value.split_once(' ').ok_or_else(bad)?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(OAuthError::invalid_client(
+            "unsupported authorization scheme",
+        ));
+    }
+    let decoded = STANDARD.decode(b64.trim()).map_err(|_| bad())?;
+    let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
+    let (id, secret) = decoded.split_once(':').ok_or_else(bad)?;
+    let unescape = |s: &str| {
+        decode_component(s.as_bytes())
+            .map_err(|_| bad())
+            .map(|c| c.into_owned())
+    };
+    let (id, secret) = (unescape(id)?, unescape(secret)?);
+    if id.is_empty() {
+        return Err(bad());
+    }
+    Ok((id, ClientSecret::new(secret)))
+}
 
 /// Form parameters with RFC 6749 duplicate rules applied. Values may be tokens or secrets, so
 /// `Debug` shows parameter names only.

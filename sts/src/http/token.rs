@@ -5,16 +5,14 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use futures_util::StreamExt;
 
 use super::ApiError;
 use crate::app::{AppState, Snapshot};
 use crate::auth::ClientCredentials;
 use crate::error::OAuthError;
-use crate::exchange::{self, FormParams, Grant, TokenRequest, decode_component};
-use crate::secret::{ClientSecret, Token};
+use crate::exchange::{self, FormParams, Grant, TokenRequest, parse_basic};
+use crate::secret::Token;
 use crate::token::RequestFacts;
 
 pub async fn token(
@@ -119,7 +117,11 @@ fn credentials(req: &HttpRequest, params: &mut FormParams) -> Result<ClientCrede
     let basic = req
         .headers()
         .get(header::AUTHORIZATION)
-        .map(parse_basic)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| OAuthError::invalid_client("malformed Basic authorization header"))
+                .and_then(parse_basic)
+        })
         .transpose()?;
     let assertion = params.take("client_assertion");
     let assertion_type = params.take("client_assertion_type");
@@ -154,31 +156,4 @@ fn credentials(req: &HttpRequest, params: &mut FormParams) -> Result<ClientCrede
             Err(OAuthError::invalid_client("client authentication is required").into())
         }
     }
-}
-
-/// RFC 6749 §2.3.1: `Basic base64(urlencode(id) ":" urlencode(secret))`.
-fn parse_basic(value: &HeaderValue) -> Result<(String, ClientSecret), ApiError> {
-    let bad = || {
-        ApiError::from(OAuthError::invalid_client(
-            "malformed Basic authorization header",
-        ))
-    };
-    let text = value.to_str().map_err(|_| bad())?;
-    let (scheme, b64) = text.split_once(' ').ok_or_else(bad)?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return Err(OAuthError::invalid_client("unsupported authorization scheme").into());
-    }
-    let decoded = STANDARD.decode(b64.trim()).map_err(|_| bad())?;
-    let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
-    let (id, secret) = decoded.split_once(':').ok_or_else(bad)?;
-    let unescape = |s: &str| {
-        decode_component(s.as_bytes())
-            .map_err(|_| bad())
-            .map(|c| c.into_owned())
-    };
-    let (id, secret) = (unescape(id)?, unescape(secret)?);
-    if id.is_empty() {
-        return Err(bad());
-    }
-    Ok((id, ClientSecret::new(secret)))
 }

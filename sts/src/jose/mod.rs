@@ -26,3 +26,32 @@ pub fn b64_decode(s: &str) -> Option<Vec<u8>> {
 pub fn b64_encode(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Encoding round-trips.
+        #[test]
+        fn round_trip(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
+            prop_assert_eq!(b64_decode(&b64_encode(&bytes)), Some(bytes));
+        }
+
+        /// Canonical only: whatever decodes re-encodes to the very same text, so two spellings
+        /// of one value (non-zero trailing bits) cannot both pass.
+        #[test]
+        fn only_canonical_text_decodes(s in "[A-Za-z0-9_=+/-]{0,12}") {
+            if let Some(bytes) = b64_decode(&s) {
+                prop_assert_eq!(b64_encode(&bytes), s);
+            }
+        }
+
+        /// Padding and the standard alphabet's `+` and `/` are refused.
+        #[test]
+        fn padding_and_standard_alphabet_are_refused(s in "[A-Za-z0-9_-]{0,8}[=+/][A-Za-z0-9_=-]{0,4}") {
+            prop_assert_eq!(b64_decode(&s), None);
+        }
+    }
+}

@@ -151,17 +151,46 @@ pub fn load(
     kinds: &KindRegistry,
 ) -> Result<Catalog, LoadErrors> {
     let mut problems = Problems(Vec::new());
-    let mappings = load_mappings(mappings_dir, kinds, &mut problems);
+    let mapping_files = read_dir_yaml(mappings_dir, &mut problems);
+    let profile_files = read_dir_yaml(profiles_dir, &mut problems);
+    load_texts(&profile_files, &mapping_files, trust, kinds, problems)
+}
+
+/// Loads and checks profiles and mappings given as `(file name, text)` pairs: [`load`] without
+/// the directory reading (the fuzz target and tools use it). All problems come together.
+pub fn load_files(
+    profile_files: &[(PathBuf, String)],
+    mapping_files: &[(PathBuf, String)],
+    trust: &TrustRegistry,
+    kinds: &KindRegistry,
+) -> Result<Catalog, LoadErrors> {
+    load_texts(
+        profile_files,
+        mapping_files,
+        trust,
+        kinds,
+        Problems(Vec::new()),
+    )
+}
+
+fn load_texts(
+    profile_files: &[(PathBuf, String)],
+    mapping_files: &[(PathBuf, String)],
+    trust: &TrustRegistry,
+    kinds: &KindRegistry,
+    mut problems: Problems,
+) -> Result<Catalog, LoadErrors> {
+    let mappings = load_mappings(mapping_files, kinds, &mut problems);
     let mut profiles = Vec::new();
-    for (file, text) in read_dir_yaml(profiles_dir, &mut problems) {
-        match serde_saphyr::from_str::<ProfileFile>(&text) {
+    for (file, text) in profile_files {
+        let (file, text) = (file.as_path(), text.as_str());
+        match serde_saphyr::from_str::<ProfileFile>(text) {
             Ok(pf) => {
-                if let Some(p) = compile_profile(&file, pf, trust, kinds, &mappings, &mut problems)
-                {
+                if let Some(p) = compile_profile(file, pf, trust, kinds, &mappings, &mut problems) {
                     profiles.push(Arc::new(p));
                 }
             }
-            Err(e) => yaml_problem(&file, &e, &mut problems),
+            Err(e) => yaml_problem(file, &e, &mut problems),
         }
     }
     check_unique_names(&profiles, &mut problems);
@@ -231,25 +260,26 @@ fn yaml_problem(file: &Path, e: &serde_saphyr::Error, problems: &mut Problems) {
 }
 
 fn load_mappings(
-    dir: &Path,
+    files: &[(PathBuf, String)],
     kinds: &KindRegistry,
     problems: &mut Problems,
 ) -> HashMap<String, Arc<Mapping>> {
     let mut out = HashMap::new();
-    for (file, text) in read_dir_yaml(dir, problems) {
-        let mf = match serde_saphyr::from_str::<MappingFile>(&text) {
+    for (file, text) in files {
+        let (file, text) = (file.as_path(), text.as_str());
+        let mf = match serde_saphyr::from_str::<MappingFile>(text) {
             Ok(m) => m,
             Err(e) => {
-                yaml_problem(&file, &e, problems);
+                yaml_problem(file, &e, problems);
                 continue;
             }
         };
-        let claims = compile_nodes(&file, &mf.claims, 0, problems);
+        let claims = compile_nodes(file, &mf.claims, 0, problems);
         for name in mf.claims.keys() {
             if ALWAYS_RESERVED.contains(&name.as_str()) {
                 let s = &mf.claims[name];
                 problems.at(
-                    &file,
+                    file,
                     s,
                     format!("claim `{name}` is reserved: the engine sets it"),
                 );
@@ -259,10 +289,10 @@ fn load_mappings(
             name: mf.name.value.clone(),
             claims,
         };
-        check_mapping_sample(&file, &mapping, kinds, problems);
+        check_mapping_sample(file, &mapping, kinds, problems);
         if out.contains_key(&mf.name.value) {
             problems.at(
-                &file,
+                file,
                 &mf.name,
                 format!("mapping `{}` is defined twice", mf.name.value),
             );

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use caller::CallerPattern;
-pub use load::{LoadErrors, Problem, load};
+pub use load::{LoadErrors, Problem, load, load_files};
 
 use crate::error::OAuthError;
 use crate::expr::Expr;
