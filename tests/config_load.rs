@@ -61,3 +61,47 @@ fn the_embedded_default_is_a_loopback_dev_setup() {
     assert_eq!(s.store, "memory://");
     let _ = STS_ISSUER;
 }
+
+#[test]
+fn alias_bombs_duplicate_keys_and_huge_files_are_refused_before_the_config_crate() {
+    // Nine levels of nine aliases: 387M nodes if expanded.
+    let mut bomb = String::from("a: &a [x,x,x,x,x,x,x,x,x]\n");
+    for (prev, name) in ["a", "b", "c", "d", "e", "f", "g", "h"]
+        .iter()
+        .zip(["b", "c", "d", "e", "f", "g", "h", "i"])
+    {
+        let refs = vec![format!("*{prev}"); 9].join(",");
+        bomb.push_str(&format!("{name}: &{name} [{refs}]\n"));
+    }
+    let e = err(&format!("{BASE}{bomb}"));
+    assert!(e.contains("(configuration)"), "{e}");
+    let e = err(&format!("{BASE}issuer: https://other.test\n"));
+    assert!(e.contains("duplicate"), "{e}");
+    let e = err(&format!("{BASE}#{}\n", "x".repeat(2 * 1024 * 1024)));
+    assert!(e.contains("larger than"), "{e}");
+}
+
+#[test]
+fn client_auth_budgets_are_checked() {
+    for (yaml, key) in [
+        (
+            "client_auth: {failures_per_client: 0}",
+            "failures_per_client",
+        ),
+        ("client_auth: {failures_per_peer: 0}", "failures_per_peer"),
+        ("client_auth: {failure_window: 0s}", "failure_window"),
+        ("client_auth: {failure_window: 2d}", "failure_window"),
+        ("client_auth: {remember_success: 30d}", "remember_success"),
+        (
+            "client_auth: {secret_check_threads: 0}",
+            "secret_check_threads",
+        ),
+        (
+            "client_auth: {secret_check_queue: 1000000}",
+            "secret_check_queue",
+        ),
+    ] {
+        let e = err(&format!("{BASE}{yaml}\n"));
+        assert!(e.contains(&format!("client_auth.{key}")), "{yaml}: {e}");
+    }
+}

@@ -13,6 +13,7 @@ pub mod dev;
 pub mod error;
 pub mod exchange;
 pub mod expr;
+pub mod fuzzing;
 pub mod http;
 pub mod jose;
 pub mod keys;

@@ -214,6 +214,30 @@ fn default_cooldown() -> Duration {
 /// The algorithms accepted when a trust entry or client names none.
 pub const DEFAULT_ALGS: [Alg; 4] = [Alg::ES256, Alg::EdDSA, Alg::RS256, Alg::PS256];
 
+/// The largest configuration file accepted.
+const MAX_CONFIG_BYTES: usize = 1024 * 1024;
+
+/// Runs the text through serde-saphyr, whose budgets refuse alias bombs and deep nesting and
+/// which refuses duplicate keys, before the `config` crate's YAML backend (which has no alias
+/// budget, stack.md) ever sees it.
+fn check_yaml(source: &str, text: &str) -> Result<(), ConfigError> {
+    if text.len() > MAX_CONFIG_BYTES {
+        return Err(ConfigError(format!(
+            "{source}: larger than {MAX_CONFIG_BYTES} bytes"
+        )));
+    }
+    serde_saphyr::from_str::<serde::de::IgnoredAny>(text)
+        .map(|_| ())
+        .map_err(|e| {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("").trim();
+            ConfigError(format!(
+                "{source}: {}",
+                first.strip_prefix("error: ").unwrap_or(first)
+            ))
+        })
+}
+
 /// A configuration problem, naming the key it is about.
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {0}")]
@@ -224,12 +248,15 @@ impl Settings {
     /// validates.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
         use config::{Config, Environment, File, FileFormat};
-        let builder = match file {
+        let (source, text) = match file {
             Some(p) => {
-                Config::builder().add_source(File::from(p).format(FileFormat::Yaml).required(true))
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| ConfigError(format!("{}: {e}", p.display())))?;
+                (p.display().to_string(), text)
             }
-            None => Config::builder().add_source(File::from_str(DEFAULT_YAML, FileFormat::Yaml)),
+            None => ("(embedded default)".to_owned(), DEFAULT_YAML.to_owned()),
         };
+        check_yaml(&source, &text)?;
         let env = Environment::with_prefix("STS")
             .prefix_separator("__")
             .separator("__")
@@ -245,19 +272,13 @@ impl Settings {
                     .into(),
             ));
         }
-        let mut settings: Settings = builder
+        let mut settings: Settings = Config::builder()
+            .add_source(File::from_str(&text, FileFormat::Yaml))
             .add_source(env)
             .build()
             .and_then(Config::try_deserialize)
             .map_err(|e| ConfigError(e.to_string()))?;
-        match file {
-            Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|e| ConfigError(format!("{}: {e}", p.display())))?;
-                locate_trust_entries(&mut settings.trust, &p.display().to_string(), &text);
-            }
-            None => locate_trust_entries(&mut settings.trust, "(embedded default)", DEFAULT_YAML),
-        }
+        locate_trust_entries(&mut settings.trust, &source, &text);
         settings.validate()?;
         Ok(settings)
     }
@@ -265,6 +286,7 @@ impl Settings {
     /// Parses settings from YAML text (no environment), then validates. For tests and tools.
     pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
         use config::{Config, File, FileFormat};
+        check_yaml("(configuration)", text)?;
         let mut settings: Settings = Config::builder()
             .add_source(File::from_str(text, FileFormat::Yaml))
             .build()

@@ -6,7 +6,7 @@
 //! (RFC 8725 §3.1, §3.10). Keys are parsed once, when the key set is loaded.
 
 mod alg;
-mod json;
+pub mod json;
 mod jwk;
 mod jws;
 

@@ -1,0 +1,4 @@
+//! Fuzz target: `sts::fuzzing::config` must return normally on any input.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| sts::fuzzing::config(data));
