@@ -208,7 +208,8 @@ async fn failed_attempts_are_limited_per_peer_with_retry_after() {
             .await
             .expect_error(401, "invalid_client");
     }
-    // The peer's budget is spent: refused before any check, even with the right secret.
+    // The peer's budget is spent: refused before any check, even with the right secret (not
+    // yet checked on this process).
     let r = post(
         &app,
         &exchange_as(&h, "gateway", GATEWAY_SECRET, "10.0.0.66"),
@@ -229,6 +230,12 @@ async fn failed_attempts_are_limited_per_peer_with_retry_after() {
         .unwrap();
     assert_eq!(retry, 60 - NOW.rem_euclid(60));
     assert!(!r.headers.contains_key("www-authenticate"));
+    // Refusals do not pile up: the window's end frees the peer however often it retried.
+    for _ in 0..5 {
+        post(&app, &exchange_as(&h, "nobody", "x", "10.0.0.66"))
+            .await
+            .expect_error(429, "temporarily_unavailable");
+    }
     // Another address is not affected; the same /64 of IPv6 is one peer.
     post(
         &app,
@@ -244,14 +251,18 @@ async fn failed_attempts_are_limited_per_peer_with_retry_after() {
     post(&app, &exchange_as(&h, "nobody", "x", "2001:db8:0:1::ffff"))
         .await
         .expect_error(429, "temporarily_unavailable");
-    // The window ends: the peer may try again.
-    h.clock.set(NOW + retry);
+    // A secret already checked on this process is answered at once, whatever the budgets.
     post(
         &app,
         &exchange_as(&h, "gateway", GATEWAY_SECRET, "10.0.0.66"),
     )
     .await
     .expect_token();
+    // The window ends: the peer may try again.
+    h.clock.set(NOW + retry);
+    post(&app, &exchange_as(&h, "nobody", "x", "10.0.0.66"))
+        .await
+        .expect_error(401, "invalid_client");
     h.clock.set(NOW);
 }
 
@@ -259,42 +270,56 @@ async fn failed_attempts_are_limited_per_peer_with_retry_after() {
 async fn failed_attempts_are_limited_per_client_id_across_peers() {
     let h = Harness::new().await;
     let (_, app) = throttled(&h, 3, 100).await;
-    // The real client authenticated from its address before the attack.
+    // The gateway authenticated before the attack; `lonely` did not.
     post(
         &app,
         &exchange_as(&h, "gateway", GATEWAY_SECRET, "10.0.0.1"),
     )
     .await
     .expect_token();
-    // Three wrong secrets for `gateway`, each from a different address.
-    for i in 0..3 {
-        post(
-            &app,
-            &exchange_as(&h, "gateway", "guess", &format!("10.9.0.{i}")),
-        )
-        .await
-        .expect_error(401, "invalid_client");
+    // Three wrong secrets for each id, each from a different address.
+    for id in ["gateway", "lonely"] {
+        for i in 0..3 {
+            post(&app, &exchange_as(&h, id, "guess", &format!("10.9.0.{i}")))
+                .await
+                .expect_error(401, "invalid_client");
+        }
     }
-    // Any new address is refused for that id, right secret or not; other ids are not.
-    post(&app, &exchange_as(&h, "gateway", "guess", "10.9.1.1"))
-        .await
-        .expect_error(429, "temporarily_unavailable");
+    // Any further attempt at either id is refused before a check, from any address...
+    for id in ["gateway", "lonely"] {
+        post(&app, &exchange_as(&h, id, "guess", "10.9.1.1"))
+            .await
+            .expect_error(429, "temporarily_unavailable");
+    }
+    // ...including lonely's right secret, never checked on this process;
     post(
         &app,
-        &exchange_as(&h, "gateway", GATEWAY_SECRET, "10.9.1.2"),
+        &exchange_as(&h, "lonely", "lonely-secret-0123456789", "10.9.1.2"),
     )
     .await
     .expect_error(429, "temporarily_unavailable");
-    post(&app, &exchange_as(&h, "lonely", "guess", "10.9.1.1"))
+    // but the gateway's secret, already checked, keeps working from anywhere.
+    for peer in ["10.0.0.1", "10.7.7.7"] {
+        post(&app, &exchange_as(&h, "gateway", GATEWAY_SECRET, peer))
+            .await
+            .expect_token();
+    }
+    // Client assertions are charged to the peer only: an id written in a form costs nothing
+    // to write, so it cannot spend a client's budget.
+    for _ in 0..5 {
+        let form = Form::exchange(&h.idp.access_token(json!({})))
+            .no_auth()
+            .set("audience", "orders-api")
+            .set("client_assertion_type", "urn:example:other")
+            .set("client_assertion", "a.b.c")
+            .set("client_id", "spiffe://example.com/workload-a")
+            .peer("10.9.2.1");
+        post(&app, &form).await.expect_error(401, "invalid_client");
+    }
+    let a = crate::exchange::client_assertion(&h, json!({}));
+    post(&app, &with_assertion(&h, &a).peer("10.9.2.2"))
         .await
-        .expect_error(401, "invalid_client");
-    // The real client keeps working from where it authenticated before.
-    post(
-        &app,
-        &exchange_as(&h, "gateway", GATEWAY_SECRET, "10.0.0.1"),
-    )
-    .await
-    .expect_token();
+        .expect_token();
 }
 
 #[actix_web::test]
@@ -342,9 +367,18 @@ async fn a_flood_of_wrong_secrets_leaves_a_correct_client_flowing() {
             r.body
         );
     }
-    let limited = attack_replies.iter().filter(|r| r.status == 429).count();
-    let failed = attack_replies.iter().filter(|r| r.status == 401).count();
-    assert_eq!(limited + failed, 400, "only 401 and 429 for the attack");
+    let count = |status| attack_replies.iter().filter(|r| r.status == status).count();
+    let (limited, failed, busy) = (count(429), count(401), count(503));
+    // 503: more attempts were waiting for a PBKDF2 thread than the queue holds.
+    assert_eq!(
+        limited + failed + busy,
+        400,
+        "only 401, 429 and 503 for the attack"
+    );
+    assert!(
+        limited >= 300,
+        "most of the flood is refused before any work: {limited}"
+    );
     // Budgets are charged before the check, so concurrency does not buy more: at most 20
     // failures per address.
     assert!(failed <= 5 * 20, "{failed} attempts were checked");

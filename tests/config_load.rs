@@ -91,7 +91,6 @@ fn client_auth_budgets_are_checked() {
         ("client_auth: {failures_per_peer: 0}", "failures_per_peer"),
         ("client_auth: {failure_window: 0s}", "failure_window"),
         ("client_auth: {failure_window: 2d}", "failure_window"),
-        ("client_auth: {remember_success: 30d}", "remember_success"),
         (
             "client_auth: {secret_check_threads: 0}",
             "secret_check_threads",

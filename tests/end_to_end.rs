@@ -271,12 +271,23 @@ async fn the_binary_serves_the_examples_and_leaks_nothing() {
         let (status, _) = exchange(&base, g, &subject, None, "orders-api").await;
         assert_eq!(status, 401);
     }
-    let (status, body) = exchange(&base, &secret, &subject, None, "orders-api").await;
+    let (status, body) = exchange(&base, &guesses[0], &subject, None, "orders-api").await;
     assert_eq!(
         (status, body["error"].as_str()),
         (429, Some("temporarily_unavailable"))
     );
+    // The real secret, already checked by this process, is not held back.
+    let fresh = dev_token(
+        d,
+        port,
+        "cli5",
+        &["--sub", "carol", "--scope", "orders:read"],
+    );
+    let (status, body) = exchange(&base, &secret, &fresh, None, "orders-api").await;
+    used.push(fresh);
+    assert_eq!(status, 200, "{body}");
     used.extend(guesses);
+    used.push(body["access_token"].as_str().unwrap().to_owned());
 
     // A restart keeps the signing key.
     drop(server);

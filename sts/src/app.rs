@@ -25,7 +25,7 @@ use crate::trust::{HttpFetcher, KeyStore, TrustRegistry};
 
 /// Capacity of the in-memory replay store.
 const REPLAY_CAPACITY: usize = 1_000_000;
-/// Capacity of the in-memory rate limiter (counters and remembered successes).
+/// Capacity of the in-memory rate limiter (failure counters).
 const LIMITER_CAPACITY: usize = 200_000;
 /// Timeout of every outbound call.
 const OUTBOUND_TIMEOUT: Duration = Duration::from_secs(5);

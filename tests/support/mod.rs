@@ -459,7 +459,18 @@ impl Form {
             })
             .map(|(_, v)| v.clone())
             .collect();
-        out.extend(self.basic.iter().map(|(_, secret)| secret.clone()));
+        if let Some((id, secret)) = &self.basic {
+            out.push(secret.clone());
+            // The header as sent, in case a log ever prints it.
+            out.push(STANDARD.encode(format!("{id}:{secret}")));
+        }
+        // Percent-encoded forms, as a logged body or query would show them.
+        let encoded: Vec<String> = out
+            .iter()
+            .map(|v| form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>())
+            .filter(|e| !out.contains(e))
+            .collect();
+        out.extend(encoded);
         out.extend(self.headers.iter().map(|(_, v)| v.clone()));
         if let Some(t) = reply.json.get("access_token").and_then(Value::as_str) {
             out.push(t.to_owned());
@@ -520,7 +531,17 @@ where
         .with_subscriber(logs.subscriber())
         .await;
     let mut reply = Reply::read(response).await;
-    logs.assert_free_of(&form.credentials(&reply));
+    let credentials = form.credentials(&reply);
+    logs.assert_free_of(&credentials);
+    // Nor does an answer ever echo what the request carried (the issued token is the last).
+    for sent in
+        &credentials[..credentials.len() - usize::from(reply.json.get("access_token").is_some())]
+    {
+        assert!(
+            sent.len() < 10 || !reply.body.contains(sent.as_str()),
+            "the response echoes a credential"
+        );
+    }
     reply.logs = logs.text();
     // Every token any test gets issued is checked by a verifier that is not the minting code.
     if let Some(token) = reply.json.get("access_token").and_then(Value::as_str) {

@@ -120,34 +120,45 @@ const SECRET_FAILED: &str = "client authentication failed";
 
 impl ClientCredentials {
     /// The `client_id` the request claims (Basic user name or the form's `client_id`), before
-    /// any check: for the failure budgets only.
+    /// any check: for the log.
     pub fn claimed_id(&self) -> Option<&str> {
         match self {
             Self::Basic { client_id, .. } => Some(client_id),
             Self::Assertion { client_id, .. } => client_id.as_deref(),
         }
     }
+
+    /// The `client_id` a failed attempt is charged to: secrets only (they can be guessed; an
+    /// assertion cannot, and an id named in a form costs an attacker nothing to write).
+    pub fn charged_id(&self) -> Option<&str> {
+        match self {
+            Self::Basic { client_id, .. } => Some(client_id),
+            Self::Assertion { .. } => None,
+        }
+    }
 }
 
-/// The cheap check on this thread; the PBKDF2 check on the pool. A saturated pool is
-/// `temporarily_unavailable`: the secret was not judged.
+/// The PBKDF2 check on the pool, padded to `cost` iterations so every client (and the decoy)
+/// costs the same. A saturated pool is `temporarily_unavailable`: the secret was not judged.
 async fn check_secret(
     hash: Arc<SecretHash>,
     secret: ClientSecret,
+    cost: u32,
     pool: &SecretCheckPool,
 ) -> Result<bool, OAuthError> {
-    if hash.matches_remembered(&secret) {
-        return Ok(true);
-    }
-    pool.run(move || hash.verify_slow(&secret))
-        .await
-        .map_err(|_| OAuthError::unavailable("client authentication is busy"))
+    pool.run(move || {
+        let ok = hash.verify_slow(&secret);
+        SecretHash::burn(cost.saturating_sub(hash.iterations()));
+        ok
+    })
+    .await
+    .map_err(|_| OAuthError::unavailable("client authentication is busy"))
 }
 
 impl ClientRegistry {
     pub fn from_settings(settings: &Settings, http: &HttpFetcher) -> Result<Self, String> {
         let mut clients = HashMap::new();
-        let mut slowest = secret_hash::DEFAULT_ITERATIONS;
+        let mut slowest = 0;
         for c in &settings.clients {
             let credential = match (&c.secret_hash, &c.jwks) {
                 (Some(h), _) => {
@@ -185,7 +196,11 @@ impl ClientRegistry {
         }
         Ok(Self {
             clients,
-            decoy: Arc::new(SecretHash::decoy(slowest)),
+            decoy: Arc::new(SecretHash::decoy(if slowest == 0 {
+                secret_hash::DEFAULT_ITERATIONS
+            } else {
+                slowest
+            })),
         })
     }
 
@@ -219,21 +234,43 @@ impl ClientRegistry {
             .collect()
     }
 
-    /// Authenticates one request's credentials, within the failure budgets: a spent budget is
-    /// refused before any check, a failure is counted, a success remembered.
+    /// Authenticates one request's credentials. A secret that already passed PBKDF2 answers at
+    /// once: there is nothing to guess and nothing to charge. Every other attempt is charged to
+    /// the failure budgets first (a spent budget is refused before any check) and refunded if
+    /// it succeeds.
     pub async fn authenticate(
         &self,
         presented: ClientCredentials,
         ctx: &AuthContext<'_>,
     ) -> Result<Caller, OAuthError> {
-        let keys = AttemptKeys::new(presented.claimed_id(), ctx.facts.peer);
-        ctx.throttle.admit(&keys, ctx.limits, ctx.now).await?;
-        let outcome = self.check(presented, ctx).await;
-        let settled = outcome.as_ref().map(|_| ());
-        ctx.throttle
-            .settle(&keys, settled, ctx.limits, ctx.now)
-            .await;
-        outcome
+        if let ClientCredentials::Basic { client_id, secret } = &presented
+            && let Some(client) = self.clients.get(client_id)
+            && let Credential::Secret(hash) = &client.credential
+            && hash.matches_remembered(secret)
+        {
+            return Ok(Caller {
+                id: client.id.clone(),
+                method: AuthMethod::ClientSecretBasic,
+            });
+        }
+        let presented_id = presented.claimed_id().map(str::to_owned);
+        let keys = AttemptKeys::new(presented.charged_id(), ctx.facts.peer);
+        let outcome = match ctx.throttle.admit(&keys, ctx.limits, ctx.now).await {
+            Ok(charge) => {
+                let outcome = self.check(presented, ctx).await;
+                if outcome.is_ok() {
+                    ctx.throttle
+                        .refund(&keys, charge, ctx.limits, ctx.now)
+                        .await;
+                }
+                outcome
+            }
+            Err(refused) => Err(refused),
+        };
+        outcome.inspect_err(|e| {
+            // The id as presented, escaped by `Debug`; never the secret or assertion.
+            tracing::info!(client = ?presented_id, error = %e.code, reason = %e.description, "client authentication failed");
+        })
     }
 
     async fn check(
@@ -249,7 +286,8 @@ impl ClientRegistry {
                     // Unknown, or registered for private_key_jwt: same work, same answer.
                     _ => self.decoy.clone(),
                 };
-                if !check_secret(hash, secret, ctx.secret_checks).await? {
+                let cost = self.decoy.iterations();
+                if !check_secret(hash, secret, cost, ctx.secret_checks).await? {
                     return Err(failed(SECRET_FAILED));
                 }
                 let client = client.ok_or_else(|| failed(SECRET_FAILED))?;

@@ -1,40 +1,43 @@
-//! Failed client authentication is slow for the attacker: failures are counted per presented
-//! `client_id` and per peer address, and a spent budget is answered `429` with `Retry-After`
-//! before any secret or signature is checked.
+//! Failed client authentication is slow for the attacker: attempts that need a check are
+//! charged per presented `client_id` (client secrets only) and per peer address, and a spent
+//! budget is answered `429` with `Retry-After` before any secret or signature is checked.
 //!
-//! A client that authenticated from an address recently is not held back there by its
-//! `client_id`'s spent budget, so a flood of wrong secrets for a client's id from elsewhere does
-//! not lock the real client out; that address's own peer budget still applies. Counters live
-//! behind the [`RateLimiter`] trait (memory now, Redis later). This module never sees a secret
-//! or an assertion: only the presented id, hashed, and the peer address.
+//! A charge is taken before the check, so concurrent attempts cannot all slip under a budget;
+//! it is given back when the attempt succeeds or is refused here. A secret that already passed
+//! PBKDF2 on this process never reaches this module (`auth::authenticate` answers it first), so
+//! a flood of wrong secrets for a real client's id does not lock out that client. When the
+//! store is full, new keys share one overflow budget: the limiter fails closed, not open.
+//! Counters live behind the [`RateLimiter`] trait (memory now, Redis later). This module never
+//! sees a secret or an assertion: only the presented id, hashed, and the peer address.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::clock::UnixTime;
 use crate::config::ClientAuthSettings;
-use crate::error::{ErrorCode, OAuthError};
-use crate::store::{RateLimiter, StoreError, WindowCount};
+use crate::error::OAuthError;
+use crate::store::{RateLimiter, StoreError, WindowCount, window_start};
 
 /// The limiter keys of one attempt.
 #[derive(Debug)]
 pub struct AttemptKeys {
     peer: String,
     client: Option<String>,
-    pair: Option<String>,
 }
 
 impl AttemptKeys {
-    /// Keys for an attempt by `client_id` (as presented, if any) from `peer`. The id is hashed
-    /// so a long or hostile id costs the store a fixed size.
+    /// Keys for an attempt by `client_id` (as presented, if it is charged) from `peer`. The id
+    /// is hashed so a long or hostile id costs the store a fixed size.
     pub fn new(client_id: Option<&str>, peer: Option<IpAddr>) -> Self {
-        let peer = peer_key(peer);
-        let id = client_id.map(|id| crate::secret::digest_b64(id.as_bytes()));
         Self {
-            client: id.as_ref().map(|id| format!("auth-fail:client:{id}")),
-            pair: id.as_ref().map(|id| format!("auth-ok:{id}:{peer}")),
-            peer: format!("auth-fail:peer:{peer}"),
+            client: client_id.map(|id| {
+                format!(
+                    "auth-fail:client:{}",
+                    crate::secret::digest_b64(id.as_bytes())
+                )
+            }),
+            peer: format!("auth-fail:peer:{}", peer_key(peer)),
         }
     }
 }
@@ -52,100 +55,120 @@ fn peer_key(peer: Option<IpAddr>) -> String {
     }
 }
 
+/// What [`FailureThrottle::admit`] charged, to give back exactly that.
+#[derive(Debug, Default, Clone, Copy)]
+#[must_use]
+pub struct Charge {
+    peer: bool,
+    client: bool,
+}
+
 /// The failed-authentication budgets of the service.
 #[derive(Debug)]
 pub struct FailureThrottle {
     limiter: Arc<dyn RateLimiter>,
+    /// When the store is full: (window start, attempts) shared by every key it cannot hold.
+    overflow: Mutex<(UnixTime, u64)>,
     /// When the last "store full" warning was logged (at most one a minute).
     last_full_warning: AtomicI64,
 }
 
 fn rate_limited(retry_after: u64) -> OAuthError {
-    OAuthError::new(
-        ErrorCode::TemporarilyUnavailable,
-        "too many failed client authentication attempts",
-    )
-    .retry_after(retry_after)
+    OAuthError::unavailable("too many failed client authentication attempts")
+        .retry_after(retry_after)
 }
 
 impl FailureThrottle {
     pub fn new(limiter: Arc<dyn RateLimiter>) -> Self {
         Self {
             limiter,
+            overflow: Mutex::new((UnixTime::MIN, 0)),
             last_full_warning: AtomicI64::new(i64::MIN),
         }
     }
 
-    /// Charges the attempt to its peer and its client id before any check, and refuses it with
-    /// `429` when the peer's budget is spent, or the client id's budget is spent and this client
-    /// has not recently authenticated from this address. Charging first means concurrent
-    /// attempts cannot all slip under a budget; [`settle`](Self::settle) gives the charge back
-    /// when the attempt succeeds.
+    /// Charges the attempt to its peer and its client id, and refuses it with `429` when either
+    /// budget is spent (giving that charge back: nothing was checked).
     pub async fn admit(
         &self,
         keys: &AttemptKeys,
         limits: &ClientAuthSettings,
         now: UnixTime,
-    ) -> Result<(), OAuthError> {
-        let window = limits.failure_window.as_secs();
-        let Some(peer) = self.charge(&keys.peer, window, now).await else {
-            return Ok(());
-        };
-        if peer.count > limits.failures_per_peer {
-            return Err(rate_limited(peer.resets_in));
+    ) -> Result<Charge, OAuthError> {
+        let mut charge = Charge::default();
+        let budgets = [
+            (Some(&keys.peer), limits.failures_per_peer),
+            (keys.client.as_ref(), limits.failures_per_client),
+        ];
+        for (i, (key, budget)) in budgets.into_iter().enumerate() {
+            let Some(key) = key else { continue };
+            let spent = match self.limiter.add(key, limits.window(), now).await {
+                Ok(count) => {
+                    if i == 0 {
+                        charge.peer = true;
+                    } else {
+                        charge.client = true;
+                    }
+                    count
+                }
+                Err(StoreError::Full) => self.overflow_charge(limits, now),
+            };
+            if spent.count > budget {
+                self.refund(keys, charge, limits, now).await;
+                return Err(rate_limited(spent.resets_in));
+            }
         }
-        if let (Some(client), Some(pair)) = (&keys.client, &keys.pair)
-            && let Some(spent) = self.charge(client, window, now).await
-            && spent.count > limits.failures_per_client
-            && !self.limiter.is_marked(pair, now).await.unwrap_or(false)
-        {
-            return Err(rate_limited(spent.resets_in));
-        }
-        Ok(())
+        Ok(charge)
     }
 
-    /// After the check: a success gives the charges back and remembers the client at this
-    /// address; `invalid_client` keeps them. Any other outcome (a dependency was unavailable)
-    /// is not the client's fault and gives them back too.
-    pub async fn settle(
+    /// Gives back what `admit` charged: the attempt succeeded.
+    pub async fn refund(
         &self,
         keys: &AttemptKeys,
-        outcome: Result<(), &OAuthError>,
+        charge: Charge,
         limits: &ClientAuthSettings,
         now: UnixTime,
     ) {
-        if outcome.is_err_and(|e| e.code == ErrorCode::InvalidClient) {
-            return;
+        // Best effort: a lost refund only makes a budget stricter.
+        if charge.peer {
+            let _ = self
+                .limiter
+                .take_back(&keys.peer, limits.window(), now)
+                .await;
         }
-        let window = limits.failure_window.as_secs();
-        // Giving back is best effort: a lost refund only makes a budget stricter.
-        let _ = self.limiter.take_back(&keys.peer, window, now).await;
-        if let Some(client) = &keys.client {
-            let _ = self.limiter.take_back(client, window, now).await;
-        }
-        if outcome.is_ok()
-            && let Some(pair) = &keys.pair
+        if charge.client
+            && let Some(client) = &keys.client
         {
-            let until = now.saturating_add(limits.remember_success.as_secs() as i64);
-            if self.limiter.mark(pair, until, now).await.is_err() {
-                self.warn_full(now);
-            }
+            let _ = self.limiter.take_back(client, limits.window(), now).await;
         }
     }
 
-    /// Adds one to `key`; `None` when the store cannot count it (full), which is logged.
-    async fn charge(&self, key: &str, window: u64, now: UnixTime) -> Option<WindowCount> {
-        match self.limiter.add(key, window, now).await {
-            Ok(c) => Some(c),
-            Err(StoreError::Full) => {
-                self.warn_full(now);
-                None
-            }
+    /// A key the full store cannot hold is charged to the one overflow counter, whose budget is
+    /// a single client's: while the store is full, new keys together get that many attempts.
+    fn overflow_charge(&self, limits: &ClientAuthSettings, now: UnixTime) -> WindowCount {
+        self.warn_full(now);
+        let window = limits.window();
+        let start = window_start(now, window);
+        let resets_in = (start.saturating_add(window as i64) - now).max(1) as u64;
+        let Ok(mut overflow) = self.overflow.lock() else {
+            return WindowCount {
+                count: u64::MAX,
+                resets_in,
+            };
+        };
+        if overflow.0 != start {
+            *overflow = (start, 0);
         }
+        overflow.1 = overflow.1.saturating_add(1);
+        // Compared with the client budget whichever budget asked.
+        let count = if overflow.1 > limits.failures_per_client {
+            u64::MAX
+        } else {
+            0
+        };
+        WindowCount { count, resets_in }
     }
 
-    /// A full store cannot count new keys: their attempts go ahead to the secret check, which
-    /// the secret-check pool still bounds. Said once a minute.
     fn warn_full(&self, now: UnixTime) {
         let last = self.last_full_warning.load(Ordering::Relaxed);
         if now.saturating_sub(last) >= 60
@@ -155,7 +178,7 @@ impl FailureThrottle {
                 .is_ok()
         {
             tracing::warn!(
-                "the rate limiter is full: failed client authentications are not all counted"
+                "the rate limiter is full: new addresses and client ids share one overflow budget"
             );
         }
     }
@@ -164,6 +187,8 @@ impl FailureThrottle {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::MemoryRateLimiter;
+    use std::time::Duration;
 
     #[test]
     fn peers_are_keyed_by_address_or_ipv6_64() {
@@ -182,5 +207,48 @@ mod tests {
         let keys = AttemptKeys::new(Some(&long), None);
         assert!(keys.client.as_ref().unwrap().len() < 100);
         assert!(!keys.client.as_ref().unwrap().contains("xxxx"));
+    }
+
+    fn limits(per_client: u64, per_peer: u64) -> ClientAuthSettings {
+        ClientAuthSettings {
+            failures_per_client: per_client,
+            failures_per_peer: per_peer,
+            failure_window: Duration::from_secs(60),
+            ..ClientAuthSettings::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_store_fails_closed_through_the_overflow_budget() {
+        // Room for one key only: every other key goes to the overflow budget of 2.
+        let t = FailureThrottle::new(Arc::new(MemoryRateLimiter::new(1)));
+        let l = limits(2, 100);
+        let peer = |i: u8| AttemptKeys::new(None, Some(IpAddr::from([10, 0, 0, i])));
+        let _ = t.admit(&peer(0), &l, 600).await.unwrap();
+        let _ = t.admit(&peer(1), &l, 600).await.unwrap();
+        let _ = t.admit(&peer(2), &l, 600).await.unwrap();
+        let refused = t.admit(&peer(3), &l, 600).await.unwrap_err();
+        assert_eq!(refused.retry_after, Some(60));
+        // The next window starts a new overflow budget.
+        let _ = t.admit(&peer(4), &l, 660).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_refusal_and_a_success_give_their_charge_back() {
+        let t = FailureThrottle::new(Arc::new(MemoryRateLimiter::new(100)));
+        let l = limits(100, 2);
+        let keys = AttemptKeys::new(Some("c"), Some(IpAddr::from([10, 0, 0, 1])));
+        let _ = t.admit(&keys, &l, 600).await.unwrap(); // a failure: kept
+        let _ = t.admit(&keys, &l, 600).await.unwrap(); // a failure: kept
+        for _ in 0..5 {
+            // Refused ones do not pile up...
+            assert!(t.admit(&keys, &l, 600).await.is_err());
+        }
+        // ...so one window later the budget is whole again, and a success is refunded.
+        let ok = t.admit(&keys, &l, 660).await.unwrap();
+        t.refund(&keys, ok, &l, 660).await;
+        let _ = t.admit(&keys, &l, 660).await.unwrap();
+        let _ = t.admit(&keys, &l, 660).await.unwrap();
+        assert!(t.admit(&keys, &l, 660).await.is_err());
     }
 }

@@ -94,17 +94,13 @@ impl Default for Limits {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClientAuthSettings {
-    /// Failed attempts one `client_id` may have in a window.
+    /// Failed `client_secret_basic` attempts one presented `client_id` may have in a window.
     pub failures_per_client: u64,
     /// Failed attempts one peer address (an IPv6 /64) may have in a window.
     pub failures_per_peer: u64,
     /// The window length.
     #[serde(with = "humantime_serde")]
     pub failure_window: Duration,
-    /// A client that authenticated from an address is not held back by its `client_id`'s spent
-    /// budget on that address for this long (its peer budget still applies).
-    #[serde(with = "humantime_serde")]
-    pub remember_success: Duration,
     /// Threads that run PBKDF2 checks at once.
     pub secret_check_threads: usize,
     /// PBKDF2 checks that may wait for a thread; more are refused with `503`.
@@ -117,7 +113,6 @@ impl Default for ClientAuthSettings {
             failures_per_client: 20,
             failures_per_peer: 50,
             failure_window: Duration::from_secs(300),
-            remember_success: Duration::from_secs(3600),
             secret_check_threads: 2,
             secret_check_queue: 64,
         }
@@ -125,6 +120,11 @@ impl Default for ClientAuthSettings {
 }
 
 impl ClientAuthSettings {
+    /// The window length in seconds.
+    pub fn window(&self) -> u64 {
+        self.failure_window.as_secs()
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         let fail = |m: &str| Err(ConfigError(format!("client_auth.{m}")));
         if self.failures_per_client == 0 {
@@ -135,9 +135,6 @@ impl ClientAuthSettings {
         }
         if !(Duration::from_secs(1)..=Duration::from_secs(86_400)).contains(&self.failure_window) {
             return fail("failure_window: between 1s and 24h");
-        }
-        if self.remember_success > Duration::from_secs(7 * 86_400) {
-            return fail("remember_success: at most 7d");
         }
         if !(1..=64).contains(&self.secret_check_threads) {
             return fail("secret_check_threads: between 1 and 64");

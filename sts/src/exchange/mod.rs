@@ -84,13 +84,7 @@ pub async fn handle(
         throttle: &state.throttle,
         limits: &snap.settings.client_auth,
     };
-    let caller = snap
-        .clients
-        .authenticate(req.credentials, &auth)
-        .await
-        .inspect_err(|e| {
-            tracing::info!(error = %e.code, reason = %e.description, "client authentication failed");
-        })?;
+    let caller = snap.clients.authenticate(req.credentials, &auth).await?;
     match req.grant {
         Grant::TokenExchange(x) => token_exchange(snap, &caller, x, &req.facts, now)
             .await

@@ -1,5 +1,5 @@
-//! In-process stores: a replay guard (key → expiry) and a rate limiter (key → window count or
-//! mark expiry). Both sweep expired entries when they fill and fail closed when still full.
+//! In-process stores: a replay guard (key → expiry) and a rate limiter (key → window count).
+//! Both sweep expired entries when they fill and fail closed when still full.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -46,52 +46,32 @@ impl MemoryReplayGuard {
     }
 }
 
-/// One rate-limiter entry: a counter for the window that ends at `until`, or a mark (count 0)
-/// that lasts until `until`.
+/// One counter: its count in the window that ends at `until`.
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     count: u64,
     until: UnixTime,
 }
 
+#[derive(Debug, Default)]
+struct Counters {
+    entries: HashMap<String, Entry>,
+    /// When expired entries were last swept (at most once a second, however full).
+    last_sweep: UnixTime,
+}
+
 #[derive(Debug)]
 pub struct MemoryRateLimiter {
-    entries: Mutex<HashMap<String, Entry>>,
+    counters: Mutex<Counters>,
     capacity: usize,
 }
 
 impl MemoryRateLimiter {
     pub fn new(capacity: usize) -> Self {
         Self {
-            entries: Mutex::new(HashMap::new()),
+            counters: Mutex::new(Counters::default()),
             capacity,
         }
-    }
-
-    fn live(&self, key: &str, now: UnixTime) -> Result<Option<Entry>, StoreError> {
-        let entries = self.entries.lock().map_err(|_| StoreError::Full)?;
-        Ok(entries.get(key).copied().filter(|e| e.until > now))
-    }
-
-    /// Applies `update` to `key`'s live entry (or to none) and returns the result, making room
-    /// when the map is full.
-    fn upsert(
-        &self,
-        key: &str,
-        now: UnixTime,
-        update: impl FnOnce(Option<Entry>) -> Entry,
-    ) -> Result<Entry, StoreError> {
-        let mut entries = self.entries.lock().map_err(|_| StoreError::Full)?;
-        let current = entries.get(key).copied().filter(|e| e.until > now);
-        if !entries.contains_key(key) && entries.len() >= self.capacity {
-            entries.retain(|_, e| e.until > now);
-            if entries.len() >= self.capacity {
-                return Err(StoreError::Full);
-            }
-        }
-        let next = update(current);
-        entries.insert(key.to_owned(), next);
-        Ok(next)
     }
 }
 
@@ -103,34 +83,53 @@ fn window_end(now: UnixTime, window: u64) -> UnixTime {
 impl RateLimiter for MemoryRateLimiter {
     async fn add(&self, key: &str, window: u64, now: UnixTime) -> Result<WindowCount, StoreError> {
         let end = window_end(now, window);
-        let e = self.upsert(key, now, |current| Entry {
-            count: current.map_or(0, |e| e.count).saturating_add(1),
-            until: end,
-        })?;
+        let resets_in = (end - now).max(1) as u64;
+        let mut c = self.counters.lock().map_err(|_| StoreError::Full)?;
+        if let Some(e) = c.entries.get_mut(key) {
+            if e.until != end {
+                *e = Entry {
+                    count: 0,
+                    until: end,
+                };
+            }
+            e.count = e.count.saturating_add(1);
+            return Ok(WindowCount {
+                count: e.count,
+                resets_in,
+            });
+        }
+        if c.entries.len() >= self.capacity && c.last_sweep != now {
+            c.last_sweep = now;
+            c.entries.retain(|_, e| e.until > now);
+        }
+        if c.entries.len() >= self.capacity {
+            return Err(StoreError::Full);
+        }
+        c.entries.insert(
+            key.to_owned(),
+            Entry {
+                count: 1,
+                until: end,
+            },
+        );
         Ok(WindowCount {
-            count: e.count,
-            resets_in: (end - now).max(1) as u64,
+            count: 1,
+            resets_in,
         })
     }
 
     async fn take_back(&self, key: &str, window: u64, now: UnixTime) -> Result<(), StoreError> {
         let end = window_end(now, window);
-        let mut entries = self.entries.lock().map_err(|_| StoreError::Full)?;
-        if let Some(e) = entries.get_mut(key)
+        let mut c = self.counters.lock().map_err(|_| StoreError::Full)?;
+        if let Some(e) = c.entries.get_mut(key)
             && e.until == end
         {
             e.count = e.count.saturating_sub(1);
+            if e.count == 0 {
+                c.entries.remove(key);
+            }
         }
         Ok(())
-    }
-
-    async fn mark(&self, key: &str, until: UnixTime, now: UnixTime) -> Result<(), StoreError> {
-        self.upsert(key, now, |_| Entry { count: 0, until })
-            .map(|_| ())
-    }
-
-    async fn is_marked(&self, key: &str, now: UnixTime) -> Result<bool, StoreError> {
-        Ok(self.live(key, now)?.is_some())
     }
 }
 
@@ -158,8 +157,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn counts_per_aligned_window_and_marks_expire() {
-        let l = MemoryRateLimiter::new(3);
+    async fn counts_per_aligned_window_and_fails_closed_when_full() {
+        let l = MemoryRateLimiter::new(2);
         // Window [60, 120).
         assert_eq!(l.add("k", 60, 61).await.unwrap().count, 1);
         assert_eq!(
@@ -179,20 +178,14 @@ mod tests {
         for _ in 0..5 {
             l.take_back("k", 60, 121).await.unwrap();
         }
+        // A count back at zero frees its place.
+        assert_eq!(l.counters.lock().unwrap().entries.len(), 0);
         assert_eq!(l.add("k", 60, 121).await.unwrap().count, 1);
-        l.mark("m", 200, 100).await.unwrap();
-        assert!(l.is_marked("m", 199).await.unwrap());
-        assert!(
-            !l.is_marked("m", 200).await.unwrap(),
-            "a mark ends at until"
-        );
-        assert!(!l.is_marked("other", 100).await.unwrap());
-        // Full: k (until 180), m (until 200), n → a fourth key is refused while all live.
+        // Full: k and n live, o is refused; an existing key still counts.
         l.add("n", 60, 150).await.unwrap();
         assert_eq!(l.add("o", 60, 150).await, Err(StoreError::Full));
-        // An existing key still counts when full.
         assert_eq!(l.add("n", 60, 151).await.unwrap().count, 2);
-        // Once k's window is over it is swept to make room.
+        // Once the window is over its keys are swept to make room.
         l.add("o", 60, 181).await.unwrap();
     }
 

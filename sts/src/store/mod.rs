@@ -1,5 +1,5 @@
 //! Shared state that outlives a request: the replay guard (first use of a `jti` or nonce) and
-//! the rate limiter (fixed-window counters and short-lived marks).
+//! the rate limiter (fixed-window counters).
 //!
 //! Only in-memory implementations exist so far; they are per process, so replicas do not share
 //! them. A full store fails closed (`StoreError::Full`) instead of forgetting entries that have
@@ -52,11 +52,10 @@ pub struct WindowCount {
     pub resets_in: u64,
 }
 
-/// Fixed-window counters and expiring marks, keyed by strings the caller builds. The Redis
-/// implementation will map `add` to `INCR` + `EXPIRE`, `take_back` to `DECR`, `mark` to
-/// `SET PX` and `is_marked` to `EXISTS`; every implementation must behave like the in-memory
-/// one. `add` counts and answers in one step, so concurrent callers cannot all slip under a
-/// budget.
+/// Fixed-window counters keyed by strings the caller builds. The Redis implementation will map
+/// `add` to `INCR` + `EXPIRE` and `take_back` to `DECR`; every implementation must behave like
+/// the in-memory one. `add` counts and answers in one step, so concurrent callers cannot all
+/// slip under a budget. A full store answers `StoreError::Full` for a key it cannot hold.
 #[async_trait]
 pub trait RateLimiter: Send + Sync + std::fmt::Debug {
     /// Adds one to `key`'s count in the `window`-second window containing `now`; returns the
@@ -64,10 +63,6 @@ pub trait RateLimiter: Send + Sync + std::fmt::Debug {
     async fn add(&self, key: &str, window: u64, now: UnixTime) -> Result<WindowCount, StoreError>;
     /// Takes back one earlier `add` in the same window (never below zero).
     async fn take_back(&self, key: &str, window: u64, now: UnixTime) -> Result<(), StoreError>;
-    /// Sets a mark on `key` that lasts until `until`.
-    async fn mark(&self, key: &str, until: UnixTime, now: UnixTime) -> Result<(), StoreError>;
-    /// Whether `key` carries a mark that has not expired.
-    async fn is_marked(&self, key: &str, now: UnixTime) -> Result<bool, StoreError>;
 }
 
 /// The start of the `window`-second window containing `now` (windows are aligned to the epoch,
