@@ -128,7 +128,7 @@ impl ClientCredentials {
         }
     }
 
-    /// The `client_id` a failed attempt is charged to: secrets only (they can be guessed; an
+    /// The `client_id` a failure is counted against: secrets only (they can be guessed; an
     /// assertion cannot, and an id named in a form costs an attacker nothing to write).
     pub fn charged_id(&self) -> Option<&str> {
         match self {
@@ -235,9 +235,8 @@ impl ClientRegistry {
     }
 
     /// Authenticates one request's credentials. A secret that already passed PBKDF2 answers at
-    /// once: there is nothing to guess and nothing to charge. Every other attempt is charged to
-    /// the failure budgets first (a spent budget is refused before any check) and refunded if
-    /// it succeeds.
+    /// once: there is nothing to guess. Every other attempt meets the failure budgets first (a
+    /// spent budget is refused before any check), and a failure is counted.
     pub async fn authenticate(
         &self,
         presented: ClientCredentials,
@@ -256,12 +255,10 @@ impl ClientRegistry {
         let presented_id = presented.claimed_id().map(str::to_owned);
         let keys = AttemptKeys::new(presented.charged_id(), ctx.facts.peer);
         let outcome = match ctx.throttle.admit(&keys, ctx.limits, ctx.now).await {
-            Ok(charge) => {
+            Ok(()) => {
                 let outcome = self.check(presented, ctx).await;
-                if outcome.is_ok() {
-                    ctx.throttle
-                        .refund(&keys, charge, ctx.limits, ctx.now)
-                        .await;
+                if let Err(e) = &outcome {
+                    ctx.throttle.failed(&keys, e, ctx.limits, ctx.now).await;
                 }
                 outcome
             }

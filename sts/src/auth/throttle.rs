@@ -1,12 +1,13 @@
-//! Failed client authentication is slow for the attacker: attempts that need a check are
-//! charged per presented `client_id` (client secrets only) and per peer address, and a spent
-//! budget is answered `429` with `Retry-After` before any secret or signature is checked.
+//! Failed client authentication is slow for the attacker: failures are counted per presented
+//! `client_id` (client secrets only) and per peer address, and a spent budget is answered `429`
+//! with `Retry-After` before any secret or signature is checked.
 //!
-//! A charge is taken before the check, so concurrent attempts cannot all slip under a budget;
-//! it is given back when the attempt succeeds or is refused here. A secret that already passed
-//! PBKDF2 on this process never reaches this module (`auth::authenticate` answers it first), so
-//! a flood of wrong secrets for a real client's id does not lock out that client. When the
-//! store is full, new keys share one overflow budget: the limiter fails closed, not open.
+//! Only failures count, after they happen: a burst of a real client's first requests is never
+//! refused for being in flight. Attempts already admitted when a budget runs out still finish;
+//! the secret-check pool bounds how many that can be. A secret that already passed PBKDF2 on
+//! this process never reaches this module (`auth::authenticate` answers it first), so a flood
+//! of wrong secrets for a real client's id does not lock out that client. When the store is
+//! full, new keys share one overflow budget: the limiter fails closed, not open.
 //! Counters live behind the [`RateLimiter`] trait (memory now, Redis later). This module never
 //! sees a secret or an assertion: only the presented id, hashed, and the peer address.
 
@@ -16,8 +17,8 @@ use std::sync::{Arc, Mutex};
 
 use crate::clock::UnixTime;
 use crate::config::ClientAuthSettings;
-use crate::error::OAuthError;
-use crate::store::{RateLimiter, StoreError, WindowCount, window_start};
+use crate::error::{ErrorCode, OAuthError};
+use crate::store::{RateLimiter, window_start};
 
 /// The limiter keys of one attempt.
 #[derive(Debug)]
@@ -55,19 +56,11 @@ fn peer_key(peer: Option<IpAddr>) -> String {
     }
 }
 
-/// What [`FailureThrottle::admit`] charged, to give back exactly that.
-#[derive(Debug, Default, Clone, Copy)]
-#[must_use]
-pub struct Charge {
-    peer: bool,
-    client: bool,
-}
-
 /// The failed-authentication budgets of the service.
 #[derive(Debug)]
 pub struct FailureThrottle {
     limiter: Arc<dyn RateLimiter>,
-    /// When the store is full: (window start, attempts) shared by every key it cannot hold.
+    /// When the store is full: (window start, failures) shared by every key it cannot hold.
     overflow: Mutex<(UnixTime, u64)>,
     /// When the last "store full" warning was logged (at most one a minute).
     last_full_warning: AtomicI64,
@@ -87,86 +80,77 @@ impl FailureThrottle {
         }
     }
 
-    /// Charges the attempt to its peer and its client id, and refuses it with `429` when either
-    /// budget is spent (giving that charge back: nothing was checked).
+    /// Refuses the attempt with `429` when its peer's or its client id's budget is spent, or
+    /// when the store is full, the key is not in it, and the overflow budget is spent too.
     pub async fn admit(
         &self,
         keys: &AttemptKeys,
         limits: &ClientAuthSettings,
         now: UnixTime,
-    ) -> Result<Charge, OAuthError> {
-        let mut charge = Charge::default();
+    ) -> Result<(), OAuthError> {
         let budgets = [
             (Some(&keys.peer), limits.failures_per_peer),
             (keys.client.as_ref(), limits.failures_per_client),
         ];
-        for (i, (key, budget)) in budgets.into_iter().enumerate() {
+        for (key, budget) in budgets {
             let Some(key) = key else { continue };
-            let spent = match self.limiter.add(key, limits.window(), now).await {
-                Ok(count) => {
-                    if i == 0 {
-                        charge.peer = true;
-                    } else {
-                        charge.client = true;
-                    }
-                    count
-                }
-                Err(StoreError::Full) => self.overflow_charge(limits, now),
-            };
-            if spent.count > budget {
-                self.refund(keys, charge, limits, now).await;
+            let spent = self
+                .limiter
+                .count(key, limits.window(), now)
+                .await
+                .map_err(|_| OAuthError::unavailable("rate limiter is unavailable"))?;
+            if spent.count >= budget {
                 return Err(rate_limited(spent.resets_in));
             }
+            if spent.count == 0
+                && let Some(resets_in) = self.overflow_spent(limits, now)
+            {
+                return Err(rate_limited(resets_in));
+            }
         }
-        Ok(charge)
+        Ok(())
     }
 
-    /// Gives back what `admit` charged: the attempt succeeded.
-    pub async fn refund(
+    /// Counts a failure against the attempt's peer and client id. Only `invalid_client`
+    /// counts: a busy pool or an unavailable dependency is not the client's doing.
+    pub async fn failed(
         &self,
         keys: &AttemptKeys,
-        charge: Charge,
+        error: &OAuthError,
         limits: &ClientAuthSettings,
         now: UnixTime,
     ) {
-        // Best effort: a lost refund only makes a budget stricter.
-        if charge.peer {
-            let _ = self
-                .limiter
-                .take_back(&keys.peer, limits.window(), now)
-                .await;
+        if error.code != ErrorCode::InvalidClient {
+            return;
         }
-        if charge.client
-            && let Some(client) = &keys.client
+        for key in [Some(&keys.peer), keys.client.as_ref()]
+            .into_iter()
+            .flatten()
         {
-            let _ = self.limiter.take_back(client, limits.window(), now).await;
+            if self.limiter.add(key, limits.window(), now).await.is_err() {
+                self.overflow_add(limits, now);
+            }
         }
     }
 
-    /// A key the full store cannot hold is charged to the one overflow counter, whose budget is
-    /// a single client's: while the store is full, new keys together get that many attempts.
-    fn overflow_charge(&self, limits: &ClientAuthSettings, now: UnixTime) -> WindowCount {
+    /// `Some(seconds to the window's end)` when the overflow budget of this window is spent.
+    fn overflow_spent(&self, limits: &ClientAuthSettings, now: UnixTime) -> Option<u64> {
+        let start = window_start(now, limits.window());
+        let overflow = self.overflow.lock().ok()?;
+        (overflow.0 == start && overflow.1 >= limits.failures_per_client)
+            .then(|| (start.saturating_add(limits.window() as i64) - now).max(1) as u64)
+    }
+
+    /// A failure the full store could not hold counts against the one overflow budget.
+    fn overflow_add(&self, limits: &ClientAuthSettings, now: UnixTime) {
         self.warn_full(now);
-        let window = limits.window();
-        let start = window_start(now, window);
-        let resets_in = (start.saturating_add(window as i64) - now).max(1) as u64;
-        let Ok(mut overflow) = self.overflow.lock() else {
-            return WindowCount {
-                count: u64::MAX,
-                resets_in,
-            };
-        };
-        if overflow.0 != start {
-            *overflow = (start, 0);
+        let start = window_start(now, limits.window());
+        if let Ok(mut overflow) = self.overflow.lock() {
+            if overflow.0 != start {
+                *overflow = (start, 0);
+            }
+            overflow.1 = overflow.1.saturating_add(1);
         }
-        overflow.1 = overflow.1.saturating_add(1);
-        // Compared with the client budget whichever budget asked.
-        let count = if overflow.1 > limits.failures_per_client {
-            u64::MAX
-        } else {
-            0
-        };
-        WindowCount { count, resets_in }
     }
 
     fn warn_full(&self, now: UnixTime) {
@@ -218,37 +202,62 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_full_store_fails_closed_through_the_overflow_budget() {
-        // Room for one key only: every other key goes to the overflow budget of 2.
-        let t = FailureThrottle::new(Arc::new(MemoryRateLimiter::new(1)));
-        let l = limits(2, 100);
-        let peer = |i: u8| AttemptKeys::new(None, Some(IpAddr::from([10, 0, 0, i])));
-        let _ = t.admit(&peer(0), &l, 600).await.unwrap();
-        let _ = t.admit(&peer(1), &l, 600).await.unwrap();
-        let _ = t.admit(&peer(2), &l, 600).await.unwrap();
-        let refused = t.admit(&peer(3), &l, 600).await.unwrap_err();
-        assert_eq!(refused.retry_after, Some(60));
-        // The next window starts a new overflow budget.
-        let _ = t.admit(&peer(4), &l, 660).await.unwrap();
+    fn failure() -> OAuthError {
+        OAuthError::invalid_client("client authentication failed")
     }
 
     #[tokio::test]
-    async fn a_refusal_and_a_success_give_their_charge_back() {
+    async fn a_full_store_fails_closed_through_the_overflow_budget() {
+        // Room for one key only: failures of other keys go to the overflow budget of 2.
+        let t = FailureThrottle::new(Arc::new(MemoryRateLimiter::new(1)));
+        let l = limits(2, 100);
+        let peer = |i: u8| AttemptKeys::new(None, Some(IpAddr::from([10, 0, 0, i])));
+        for i in 0..3 {
+            t.admit(&peer(i), &l, 600).await.unwrap();
+            t.failed(&peer(i), &failure(), &l, 600).await;
+        }
+        // Peer 0 is in the store (1 failure of 100); any new peer meets the spent overflow.
+        t.admit(&peer(0), &l, 600).await.unwrap();
+        let refused = t.admit(&peer(9), &l, 600).await.unwrap_err();
+        assert_eq!(refused.retry_after, Some(60));
+        // The next window starts a new overflow budget.
+        t.admit(&peer(9), &l, 660).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn only_invalid_client_failures_count() {
         let t = FailureThrottle::new(Arc::new(MemoryRateLimiter::new(100)));
         let l = limits(100, 2);
         let keys = AttemptKeys::new(Some("c"), Some(IpAddr::from([10, 0, 0, 1])));
-        let _ = t.admit(&keys, &l, 600).await.unwrap(); // a failure: kept
-        let _ = t.admit(&keys, &l, 600).await.unwrap(); // a failure: kept
+        let busy = OAuthError::unavailable("client authentication is busy");
         for _ in 0..5 {
-            // Refused ones do not pile up...
-            assert!(t.admit(&keys, &l, 600).await.is_err());
+            t.admit(&keys, &l, 600).await.unwrap();
+            t.failed(&keys, &busy, &l, 600).await;
         }
-        // ...so one window later the budget is whole again, and a success is refunded.
-        let ok = t.admit(&keys, &l, 660).await.unwrap();
-        t.refund(&keys, ok, &l, 660).await;
-        let _ = t.admit(&keys, &l, 660).await.unwrap();
-        let _ = t.admit(&keys, &l, 660).await.unwrap();
-        assert!(t.admit(&keys, &l, 660).await.is_err());
+        t.failed(&keys, &failure(), &l, 600).await;
+        t.admit(&keys, &l, 600).await.unwrap();
+        t.failed(&keys, &failure(), &l, 600).await;
+        let refused = t.admit(&keys, &l, 600).await.unwrap_err();
+        assert_eq!(refused.retry_after, Some(60));
+        // A new window, a whole budget.
+        t.admit(&keys, &l, 660).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_client_budget_is_separate_from_the_peer_budget() {
+        let t = FailureThrottle::new(Arc::new(MemoryRateLimiter::new(100)));
+        let l = limits(2, 100);
+        let from = |id: &str, i: u8| AttemptKeys::new(Some(id), Some(IpAddr::from([10, 0, 1, i])));
+        t.failed(&from("c", 1), &failure(), &l, 600).await;
+        t.failed(&from("c", 2), &failure(), &l, 600).await;
+        assert!(t.admit(&from("c", 3), &l, 600).await.is_err());
+        t.admit(&from("d", 3), &l, 600).await.unwrap();
+        t.admit(
+            &AttemptKeys::new(None, Some(IpAddr::from([10, 0, 1, 3]))),
+            &l,
+            600,
+        )
+        .await
+        .unwrap();
     }
 }

@@ -81,9 +81,27 @@ fn window_end(now: UnixTime, window: u64) -> UnixTime {
 
 #[async_trait]
 impl RateLimiter for MemoryRateLimiter {
-    async fn add(&self, key: &str, window: u64, now: UnixTime) -> Result<WindowCount, StoreError> {
+    async fn count(
+        &self,
+        key: &str,
+        window: u64,
+        now: UnixTime,
+    ) -> Result<WindowCount, StoreError> {
         let end = window_end(now, window);
-        let resets_in = (end - now).max(1) as u64;
+        let c = self.counters.lock().map_err(|_| StoreError::Full)?;
+        let count = c
+            .entries
+            .get(key)
+            .filter(|e| e.until == end)
+            .map_or(0, |e| e.count);
+        Ok(WindowCount {
+            count,
+            resets_in: (end - now).max(1) as u64,
+        })
+    }
+
+    async fn add(&self, key: &str, window: u64, now: UnixTime) -> Result<(), StoreError> {
+        let end = window_end(now, window);
         let mut c = self.counters.lock().map_err(|_| StoreError::Full)?;
         if let Some(e) = c.entries.get_mut(key) {
             if e.until != end {
@@ -93,10 +111,7 @@ impl RateLimiter for MemoryRateLimiter {
                 };
             }
             e.count = e.count.saturating_add(1);
-            return Ok(WindowCount {
-                count: e.count,
-                resets_in,
-            });
+            return Ok(());
         }
         if c.entries.len() >= self.capacity && c.last_sweep != now {
             c.last_sweep = now;
@@ -112,23 +127,6 @@ impl RateLimiter for MemoryRateLimiter {
                 until: end,
             },
         );
-        Ok(WindowCount {
-            count: 1,
-            resets_in,
-        })
-    }
-
-    async fn take_back(&self, key: &str, window: u64, now: UnixTime) -> Result<(), StoreError> {
-        let end = window_end(now, window);
-        let mut c = self.counters.lock().map_err(|_| StoreError::Full)?;
-        if let Some(e) = c.entries.get_mut(key)
-            && e.until == end
-        {
-            e.count = e.count.saturating_sub(1);
-            if e.count == 0 {
-                c.entries.remove(key);
-            }
-        }
         Ok(())
     }
 }
@@ -160,33 +158,28 @@ mod tests {
     async fn counts_per_aligned_window_and_fails_closed_when_full() {
         let l = MemoryRateLimiter::new(2);
         // Window [60, 120).
-        assert_eq!(l.add("k", 60, 61).await.unwrap().count, 1);
+        l.add("k", 60, 61).await.unwrap();
+        l.add("k", 60, 119).await.unwrap();
         assert_eq!(
-            l.add("k", 60, 119).await.unwrap(),
+            l.count("k", 60, 119).await.unwrap(),
             WindowCount {
                 count: 2,
                 resets_in: 1
             }
         );
-        l.take_back("k", 60, 119).await.unwrap();
-        assert_eq!(l.add("k", 60, 119).await.unwrap().count, 2, "taken back");
-        assert_eq!(l.add("k", 60, 120).await.unwrap().count, 1, "new window");
-        assert_eq!(l.add("k", 60, 120).await.unwrap().resets_in, 60);
-        // Taking back in a later window touches nothing; never below zero.
-        l.take_back("k", 60, 200).await.unwrap();
-        assert_eq!(l.add("k", 60, 121).await.unwrap().count, 3);
-        for _ in 0..5 {
-            l.take_back("k", 60, 121).await.unwrap();
-        }
-        // A count back at zero frees its place.
-        assert_eq!(l.counters.lock().unwrap().entries.len(), 0);
-        assert_eq!(l.add("k", 60, 121).await.unwrap().count, 1);
+        assert_eq!(l.count("k", 60, 120).await.unwrap().count, 0, "new window");
+        assert_eq!(l.count("k", 60, 120).await.unwrap().resets_in, 60);
+        l.add("k", 60, 120).await.unwrap();
+        assert_eq!(l.count("k", 60, 121).await.unwrap().count, 1, "restarted");
+        assert_eq!(l.count("other", 60, 121).await.unwrap().count, 0);
         // Full: k and n live, o is refused; an existing key still counts.
         l.add("n", 60, 150).await.unwrap();
         assert_eq!(l.add("o", 60, 150).await, Err(StoreError::Full));
-        assert_eq!(l.add("n", 60, 151).await.unwrap().count, 2);
+        l.add("n", 60, 151).await.unwrap();
+        assert_eq!(l.count("n", 60, 151).await.unwrap().count, 2);
         // Once the window is over its keys are swept to make room.
         l.add("o", 60, 181).await.unwrap();
+        assert_eq!(l.count("o", 60, 181).await.unwrap().count, 1);
     }
 
     #[test]

@@ -53,16 +53,15 @@ pub struct WindowCount {
 }
 
 /// Fixed-window counters keyed by strings the caller builds. The Redis implementation will map
-/// `add` to `INCR` + `EXPIRE` and `take_back` to `DECR`; every implementation must behave like
-/// the in-memory one. `add` counts and answers in one step, so concurrent callers cannot all
-/// slip under a budget. A full store answers `StoreError::Full` for a key it cannot hold.
+/// `add` to `INCR` + `EXPIRE` and `count` to `GET`; every implementation must behave like the
+/// in-memory one. A full store answers `StoreError::Full` for a key it cannot hold.
 #[async_trait]
 pub trait RateLimiter: Send + Sync + std::fmt::Debug {
-    /// Adds one to `key`'s count in the `window`-second window containing `now`; returns the
-    /// count after adding.
-    async fn add(&self, key: &str, window: u64, now: UnixTime) -> Result<WindowCount, StoreError>;
-    /// Takes back one earlier `add` in the same window (never below zero).
-    async fn take_back(&self, key: &str, window: u64, now: UnixTime) -> Result<(), StoreError>;
+    /// `key`'s count in the `window`-second window containing `now`.
+    async fn count(&self, key: &str, window: u64, now: UnixTime)
+    -> Result<WindowCount, StoreError>;
+    /// Adds one to `key`'s count in the current window.
+    async fn add(&self, key: &str, window: u64, now: UnixTime) -> Result<(), StoreError>;
 }
 
 /// The start of the `window`-second window containing `now` (windows are aligned to the epoch,
