@@ -303,3 +303,72 @@ async fn a_form_that_is_not_utf8_is_refused_not_repaired() {
         .await
         .expect_token();
 }
+
+#[actix_web::test]
+async fn every_refusal_logs_one_info_line_with_its_code_and_reason() {
+    let h = Harness::new().await;
+    let app = h.app().await;
+    let ok = Form::exchange(&h.idp.access_token(json!({}))).set("audience", "orders-api");
+    let mut wrong_type = ok.clone();
+    wrong_type.content_type = Some("application/json".into());
+    let mut bad_basic = ok.clone().no_auth();
+    bad_basic
+        .headers
+        .push(("authorization".into(), "Basic %%%".into()));
+    let cases: Vec<(Form, Option<String>, u16, &str)> = vec![
+        (wrong_type, None, 400, "content type"),
+        (
+            ok.clone(),
+            Some(format!("{}&pad={}", ok.body(), "x".repeat(70 * 1024))),
+            413,
+            "too large",
+        ),
+        (
+            ok.clone().set("scope", "a").set("scope", "b"),
+            None,
+            400,
+            "repeated",
+        ),
+        (
+            ok.clone()
+                .without("grant_type")
+                .set("grant_type", "password"),
+            None,
+            400,
+            "grant_type",
+        ),
+        (bad_basic, None, 401, "Basic"),
+        (
+            ok.clone().basic("gateway", "wrong-secret"),
+            None,
+            401,
+            "client authentication failed",
+        ),
+        (
+            ok.clone().set("audience", "nowhere-api"),
+            None,
+            400,
+            "target",
+        ),
+    ];
+    for (form, body, status, reason) in cases {
+        let r = match body {
+            Some(b) => post_raw(&app, &form, b).await,
+            None => post(&app, &form).await,
+        };
+        assert_eq!(r.status, status, "{}", r.body);
+        let code = r.json["error"].as_str().unwrap().to_owned();
+        let lines: Vec<&str> = r
+            .logs
+            .lines()
+            .filter(|l| l.contains(" INFO ") && !l.trim_start().starts_with('{'))
+            .collect();
+        assert_eq!(lines.len(), 1, "one line for `{reason}`: {lines:?}");
+        assert!(lines[0].contains(&format!("error={code}")), "{}", lines[0]);
+        assert!(
+            lines[0].to_lowercase().contains(&reason.to_lowercase()),
+            "{reason}: {}",
+            lines[0]
+        );
+    }
+}

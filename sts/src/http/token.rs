@@ -22,12 +22,33 @@ pub async fn token(
 ) -> Result<HttpResponse, ApiError> {
     let now = state.clock.now();
     let snap = state.snapshot();
-    let request = typed_request(&req, payload, &state, &snap).await?;
+    let request = typed_request(&req, payload, &state, &snap)
+        .await
+        .inspect_err(|e| log_malformed(&req, e))?;
     let response = exchange::handle(&state, &snap, request, now).await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
         .insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")))
         .json(response))
+}
+
+/// One `info` line for a request refused before it became a typed request (content type, size,
+/// form, credentials syntax, grant type): the code, the reason and the client id the Basic
+/// header names, escaped. Never the header or the body.
+fn log_malformed(req: &HttpRequest, e: &ApiError) {
+    let client = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_basic(v).ok())
+        .map(|(id, _)| id);
+    tracing::info!(
+        client = ?client,
+        error = %e.error.code,
+        status = e.status.map_or(0, |s| s.as_u16()),
+        reason = %e.error.description,
+        "token request refused"
+    );
 }
 
 /// The whole request as one typed value, before any logic runs.
