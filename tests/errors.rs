@@ -372,3 +372,32 @@ async fn every_refusal_logs_one_info_line_with_its_code_and_reason() {
         );
     }
 }
+
+#[actix_web::test]
+async fn other_methods_on_the_token_endpoint_get_405_with_allow_post() {
+    let h = Harness::new().await;
+    let app = h.app().await;
+    for method in [
+        actix_web::http::Method::GET,
+        actix_web::http::Method::HEAD,
+        actix_web::http::Method::PUT,
+    ] {
+        let req = actix_web::test::TestRequest::default()
+            .method(method.clone())
+            .uri("/token")
+            .to_request();
+        let resp = actix_web::test::call_service(&app, req).await;
+        assert_eq!(resp.status().as_u16(), 405, "{method}");
+        assert_eq!(resp.headers().get("allow").unwrap(), "POST");
+        assert_eq!(resp.headers().get("cache-control").unwrap(), "no-store");
+        if method != actix_web::http::Method::HEAD {
+            let body = actix_web::test::read_body(resp).await;
+            let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(
+                json,
+                json!({"error": "invalid_request",
+                       "error_description": "the token endpoint takes POST only"})
+            );
+        }
+    }
+}

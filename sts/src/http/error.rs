@@ -52,6 +52,10 @@ impl ResponseError for ApiError {
         let mut resp = HttpResponse::build(self.status_code());
         resp.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
             .insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")));
+        if self.status_code() == StatusCode::METHOD_NOT_ALLOWED {
+            // RFC 9110 §15.5.6: a 405 names the methods the resource takes.
+            resp.insert_header((header::ALLOW, HeaderValue::from_static("POST")));
+        }
         if let Some(seconds) = self.error.retry_after {
             // RFC 6585 §4 / RFC 9110 §10.2.3: delay-seconds.
             resp.insert_header((header::RETRY_AFTER, seconds));

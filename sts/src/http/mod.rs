@@ -20,7 +20,11 @@ use crate::app::AppState;
 pub fn configure(state: Arc<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg: &mut web::ServiceConfig| {
         cfg.app_data(web::Data::from(state))
-            .route("/token", web::post().to(token::token))
+            .service(
+                web::resource("/token")
+                    .route(web::post().to(token::token))
+                    .default_service(web::to(token::wrong_method)),
+            )
             .route(
                 "/.well-known/oauth-authorization-server",
                 web::get().to(meta::metadata),

@@ -32,6 +32,16 @@ pub async fn token(
         .json(response))
 }
 
+/// Any method but POST: `405` with `Allow: POST` (RFC 9110 §15.5.6), as an OAuth error body.
+pub async fn wrong_method(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let e = ApiError {
+        error: OAuthError::invalid_request("the token endpoint takes POST only"),
+        status: Some(StatusCode::METHOD_NOT_ALLOWED),
+    };
+    log_malformed(&req, &e);
+    Err(e)
+}
+
 /// One `info` line for a request refused before it became a typed request (content type, size,
 /// form, credentials syntax, grant type): the code, the reason and the client id the Basic
 /// header names, escaped. Never the header or the body.
