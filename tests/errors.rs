@@ -401,3 +401,115 @@ async fn other_methods_on_the_token_endpoint_get_405_with_allow_post() {
         }
     }
 }
+
+#[actix_web::test]
+async fn a_refused_exchange_names_its_profile_and_the_false_condition() {
+    let h = Harness::new().await;
+    let app = h.app().await;
+    let form = Form::exchange(&h.idp.access_token(json!({"scope": "orders:read"})))
+        .set("audience", "admin-api")
+        .set(
+            "actor_token",
+            &h.mesh.access_token(json!({"sub": "svc-admin"})),
+        )
+        .set("actor_token_type", ACCESS_TOKEN);
+    let r = post(&app, &form).await;
+    r.expect_error(400, "invalid_request");
+    let line = r
+        .logs
+        .lines()
+        .find(|l| l.contains("exchange refused") && !l.trim_start().starts_with('{'))
+        .unwrap_or_else(|| panic!("{}", r.logs));
+    assert!(line.contains("caller=gateway"), "{line}");
+    assert!(line.contains("profile=\"admin\""), "{line}");
+    assert!(
+        line.contains("admin.yaml:") && line.contains("'admin' in subject.scope.split(' ')"),
+        "the condition that returned false, with its place: {line}"
+    );
+    // A refusal before any profile says so.
+    let r = post(
+        &app,
+        &Form::exchange(&h.idp.access_token(json!({}))).set("audience", "nowhere-api"),
+    )
+    .await;
+    let line = r
+        .logs
+        .lines()
+        .find(|l| l.contains("exchange refused"))
+        .unwrap();
+    assert!(
+        line.contains("profile=\"-\"") || line.contains("profile=-"),
+        "{line}"
+    );
+}
+
+/// Every `error_description` the code can send is listed in docs/errors.md: the fixed text of
+/// each constructor call (up to its first `{…}` placeholder) must appear there.
+#[test]
+fn errors_md_lists_every_error_description() {
+    const CALLS: &[&str] = &[
+        "invalid_request(",
+        "invalid_client(",
+        "unauthorized_client(",
+        "invalid_scope(",
+        "invalid_target(",
+        "server_error(",
+        "unavailable(",
+        "failed(",
+        "OAuthError::new(",
+    ];
+    let docs = std::fs::read_to_string(repo_root().join("docs/errors.md")).unwrap();
+    let mut missing = Vec::new();
+    let mut found = 0;
+    let mut stack = vec![repo_root().join("sts/src")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let code = std::fs::read_to_string(&path).unwrap();
+            // Unit tests may construct errors of their own.
+            let code = code.split("#[cfg(test)]").next().unwrap();
+            for call in CALLS {
+                for (at, _) in code.match_indices(call) {
+                    let Some(text) = first_literal(&code[at + call.len()..]) else {
+                        continue;
+                    };
+                    let fixed = text.split('{').next().unwrap().trim_end_matches([' ', ':']);
+                    if fixed.len() < 8 {
+                        continue;
+                    }
+                    found += 1;
+                    if !docs.contains(fixed) {
+                        missing.push(format!("{}: {fixed}", path.display()));
+                    }
+                }
+            }
+        }
+    }
+    assert!(found > 60, "the scan finds the descriptions ({found})");
+    assert!(
+        missing.is_empty(),
+        "not in docs/errors.md:\n{}",
+        missing.join("\n")
+    );
+}
+
+/// The string literal that starts the arguments (after an optional `ErrorCode::X,` and an
+/// optional `format!(`), if the call's first argument is one.
+fn first_literal(args: &str) -> Option<&str> {
+    let mut rest = args.trim_start();
+    if let Some(r) = rest.strip_prefix("ErrorCode::") {
+        rest = r.split_once(',')?.1.trim_start();
+    }
+    if let Some(r) = rest.strip_prefix("format!(") {
+        rest = r.trim_start();
+    }
+    let rest = rest.strip_prefix('"')?;
+    rest.split_once('"').map(|(t, _)| t)
+}

@@ -54,6 +54,8 @@ fn env() -> Arc<Env> {
 pub struct Expr {
     pub source: String,
     pub loc: SourceLoc,
+    /// `file:line:column: source`, for log lines that name the expression.
+    pub described: String,
     program: Program,
 }
 
@@ -73,6 +75,7 @@ impl Expr {
             .map_err(|e| format!("CEL does not compile: {}", first_line(&e.to_string())))?;
         Ok(Self {
             source: source.to_owned(),
+            described: format!("{loc}: {source}"),
             loc,
             program,
         })

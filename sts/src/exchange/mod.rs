@@ -86,21 +86,41 @@ pub async fn handle(
     };
     let caller = snap.clients.authenticate(req.credentials, &auth).await?;
     match req.grant {
-        Grant::TokenExchange(x) => token_exchange(snap, &caller, x, &req.facts, now)
-            .await
-            .inspect_err(|e| {
-                tracing::info!(caller = %caller.id, error = %e.code, reason = %e.description, "exchange refused");
-            }),
+        Grant::TokenExchange(x) => {
+            let mut trace = Trace::default();
+            token_exchange(snap, &caller, x, &req.facts, now, &mut trace)
+                .await
+                .inspect_err(|e| {
+                    tracing::info!(
+                        caller = %caller.id,
+                        profile = trace.profile.unwrap_or("-"),
+                        condition = trace.condition.unwrap_or("-"),
+                        error = %e.code,
+                        reason = %e.description,
+                        "exchange refused"
+                    );
+                })
+        }
     }
 }
 
-/// Runs one RFC 8693 token exchange for an authenticated caller.
-pub async fn token_exchange(
-    snap: &Snapshot,
+/// What a refusal's log line says besides the error: the profile that was considered and, when
+/// its `when` returned false, that condition (`file:line: expression`).
+#[derive(Debug, Default)]
+pub struct Trace<'a> {
+    pub profile: Option<&'a str>,
+    pub condition: Option<&'a str>,
+}
+
+/// Runs one RFC 8693 token exchange for an authenticated caller; `trace` learns the profile
+/// considered and a condition that refused.
+pub async fn token_exchange<'s>(
+    snap: &'s Snapshot,
     caller: &Caller,
     req: ExchangeRequest,
     facts: &RequestFacts,
     now: UnixTime,
+    trace: &mut Trace<'s>,
 ) -> Result<TokenResponse, OAuthError> {
     // Step 2: the one profile for (caller, subject token type, requested type, targets).
     let profile = snap.catalog.select(
@@ -109,6 +129,7 @@ pub async fn token_exchange(
         req.requested_token_type.as_deref(),
         &req.targets,
     )?;
+    trace.profile = Some(&profile.name);
     // The actor rules need no crypto: check them before any signature.
     check_actor_presence(profile, &req)?;
     let ctx = VerifyContext {
@@ -137,7 +158,9 @@ pub async fn token_exchange(
     // Step 7: conditions and mapping over one set of variables.
     let (caller_v, request_v) = (caller_value(caller), request_value(&req));
     let vars = Variables::from_claims(&subject.claims, actor_claims, &caller_v, &request_v, now);
-    check_condition(profile, &vars)?;
+    check_condition(profile, &vars).inspect_err(|_| {
+        trace.condition = profile.when.as_ref().map(|w| w.described.as_str());
+    })?;
     let mapped = match &profile.mapping {
         Some(m) => m.apply(&vars).map_err(|e| mapping_error(profile, e))?,
         None => Claims::new(),
