@@ -108,6 +108,7 @@ fn run_exchange(f: &Fixture, caller: &Caller, body: &str) -> sts::exchange::Toke
         req,
         &facts,
         SystemClock.now(),
+        &mut sts::exchange::Trace::default(),
     ))
     .unwrap()
 }
