@@ -104,3 +104,29 @@ fn client_auth_budgets_are_checked() {
         assert!(e.contains(&format!("client_auth.{key}")), "{yaml}: {e}");
     }
 }
+
+#[test]
+fn booleans_are_true_or_false_only() {
+    for v in ["1", "yes", "on", "\"true\"", "Yes"] {
+        let e = err(&format!("{BASE}dev: {v}\n"));
+        assert!(e.contains("expected true or false"), "dev: {v}: {e}");
+    }
+    let e = err(&format!(
+        "{BASE}clients:\n  - {{id: a, jwks: {{file: x, discovery: yes}}}}\n"
+    ));
+    assert!(e.contains("expected true or false"), "{e}");
+    assert!(sts::config::Settings::from_yaml(&format!("{BASE}dev: false\n")).is_ok());
+}
+
+#[test]
+fn listen_must_be_an_ip_and_max_params_at_least_one() {
+    let e = err(&BASE.replace("127.0.0.1:8080", "localhost:8080"));
+    assert!(
+        e.contains(
+            "listen: `localhost:8080` is not an IP address and port (write e.g. 127.0.0.1:8080"
+        ),
+        "{e}"
+    );
+    let e = err(&format!("{BASE}limits: {{max_params: 0}}\n"));
+    assert_eq!(e, "configuration: limits.max_params: at least 1");
+}

@@ -362,6 +362,22 @@ fn bad_configuration_stops_startup_naming_the_key() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("leeway"));
+    // Lists cannot come from the environment: said plainly, not as a type error.
+    for (var, list) in [("STS__CLIENTS__0__ID", "clients"), ("STS__TRUST", "trust")] {
+        let out = Command::new(BIN)
+            .args(["check", "--config", cfg.to_str().unwrap()])
+            .env(var, "x")
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!(
+                "{list}: entries cannot be set from the environment"
+            )),
+            "{err}"
+        );
+    }
 }
 
 #[test]

@@ -52,7 +52,7 @@ pub struct Settings {
     #[serde(default)]
     pub clients: Vec<ClientSettings>,
     /// Development mode: adds the `dev-idp` trust entry and `dev-client` (loopback only).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict_bool")]
     pub dev: bool,
     /// Directory for development material (dev IdP key, dev client secret).
     #[serde(default = "default_dev_dir")]
@@ -153,7 +153,7 @@ pub struct JwksSettings {
     pub file: Option<PathBuf>,
     pub uri: Option<String>,
     /// Fetch RFC 8414 (then OpenID) metadata under the issuer and use its `jwks_uri`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict_bool")]
     pub discovery: bool,
     /// How often remote keys are refetched.
     #[serde(default = "default_refresh", with = "humantime_serde")]
@@ -187,6 +187,22 @@ pub struct ClientSettings {
     /// Accepted client assertion algorithms (default ES256, EdDSA, RS256, PS256).
     #[serde(default)]
     pub algorithms: Vec<Alg>,
+}
+
+/// `true` or `false` and nothing else: YAML 1.1's `yes`/`on`, `1` or the string `"true"` are
+/// refused (the `config` crate would otherwise convert them).
+fn strict_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    struct Strict;
+    impl serde::de::Visitor<'_> for Strict {
+        type Value = bool;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("true or false")
+        }
+        fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<bool, E> {
+            Ok(v)
+        }
+    }
+    d.deserialize_any(Strict)
 }
 
 fn default_store() -> String {
@@ -258,16 +274,19 @@ impl Settings {
             .prefix_separator("__")
             .separator("__")
             .try_parsing(true);
-        let is_trust = |k: &str| {
-            let k = k.to_ascii_uppercase();
-            k == "STS__TRUST" || k.starts_with("STS__TRUST__")
-        };
-        if std::env::vars().any(|(k, _)| is_trust(&k)) {
-            return Err(ConfigError(
-                "trust: entries cannot be set from the environment (STS__TRUST…); write them in the \
-                 configuration file"
-                    .into(),
-            ));
+        for list in ["TRUST", "CLIENTS"] {
+            let var = format!("STS__{list}");
+            let set = std::env::vars().any(|(k, _)| {
+                let k = k.to_ascii_uppercase();
+                k == var || k.starts_with(&format!("{var}__"))
+            });
+            if set {
+                return Err(ConfigError(format!(
+                    "{}: entries cannot be set from the environment ({var}…); write them in the \
+                     configuration file",
+                    list.to_ascii_lowercase()
+                )));
+            }
         }
         let mut settings: Settings = Config::builder()
             .add_source(File::from_str(&text, FileFormat::Yaml))
@@ -295,9 +314,13 @@ impl Settings {
     }
 
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
-        self.listen
-            .parse()
-            .map_err(|_| ConfigError(format!("listen: `{}` is not an address:port", self.listen)))
+        self.listen.parse().map_err(|_| {
+            ConfigError(format!(
+                "listen: `{}` is not an IP address and port (write e.g. 127.0.0.1:8080 or \
+                     [::1]:8080; host names are not resolved)",
+                self.listen
+            ))
+        })
     }
 
     /// Our token endpoint URL.
@@ -317,6 +340,9 @@ impl Settings {
                 "store: `{}` is not supported (use memory://)",
                 self.store
             ));
+        }
+        if self.limits.max_params == 0 {
+            return err("limits.max_params: at least 1".into());
         }
         if self.limits.max_token_bytes < 512
             || self.limits.max_body_bytes < self.limits.max_token_bytes
