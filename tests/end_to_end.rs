@@ -325,6 +325,10 @@ async fn the_binary_serves_the_examples_and_leaks_nothing() {
         "debug logs were captured"
     );
     assert!(
+        output.contains("ready: every key source has loaded"),
+        "startup says it is ready only once keys have loaded"
+    );
+    assert!(
         output.contains("accept thread stopped"),
         "a graceful stop flushed the log buffer"
     );

@@ -513,3 +513,24 @@ fn first_literal(args: &str) -> Option<&str> {
     let rest = rest.strip_prefix('"')?;
     rest.split_once('"').map(|(t, _)| t)
 }
+
+#[actix_web::test]
+async fn startup_says_which_keys_it_waits_for_instead_of_ready() {
+    use tracing::instrument::WithSubscriber;
+    let h = Harness::new().await;
+    std::fs::remove_file(h.dir.path().join("idp.json")).unwrap();
+    let settings = sts::config::Settings::from_yaml(&harness_config(h.dir.path(), "")).unwrap();
+    let logs = crate::support::leaks::LogCapture::default();
+    sts::app::AppState::build(settings, h.clock.clone())
+        .with_subscriber(logs.subscriber())
+        .await
+        .unwrap();
+    let text = logs.text();
+    assert!(
+        text.contains(
+            "not ready yet (/readyz answers 503): waiting for keys of: trust entry `corp-idp`"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("ready: every key source"), "{text}");
+}

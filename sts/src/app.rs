@@ -8,6 +8,7 @@
 //! tasks hold a weak reference to the state and read the current snapshot on every tick:
 //! nothing else is captured by a task. This module does not know HTTP routes.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -120,6 +121,23 @@ impl Snapshot {
         self.clients.load_keys().await;
     }
 
+    /// The trust entries and clients whose keys have never loaded (for the log, never for
+    /// anonymous callers).
+    pub fn waiting_for_keys(&self) -> Vec<String> {
+        let trust = self
+            .trust_ready()
+            .into_iter()
+            .filter(|(_, ok)| !ok)
+            .map(|(n, _)| format!("trust entry `{n}`"));
+        let clients = self
+            .clients
+            .keys_loaded()
+            .into_iter()
+            .filter(|(_, ok)| !ok)
+            .map(|(n, _)| format!("client `{n}`"));
+        trust.chain(clients).collect()
+    }
+
     /// `(trust entry, keys loaded)` for every trust entry that has keys.
     pub fn trust_ready(&self) -> Vec<(&str, bool)> {
         self.trust
@@ -138,6 +156,8 @@ pub struct AppState {
     pub throttle: FailureThrottle,
     /// Runs PBKDF2 secret checks off the HTTP workers (sized at start).
     pub secret_checks: SecretCheckPool,
+    /// Whether "ready" has been logged.
+    announced_ready: AtomicBool,
     live: ArcSwap<Snapshot>,
 }
 
@@ -168,14 +188,24 @@ impl AppState {
         settings.validate()?;
         let snapshot = Snapshot::build(settings, &kinds)?;
         snapshot.load_keys().await;
-        tracing::info!(
-            issuer = %snapshot.settings.issuer,
-            kid = %snapshot.signer.kid(),
-            alg = %snapshot.signer.alg(),
-            profiles = snapshot.catalog.profiles.len(),
-            trust = snapshot.trust.all().count(),
-            "sts ready to serve"
-        );
+        let waiting = snapshot.waiting_for_keys();
+        if waiting.is_empty() {
+            tracing::info!(
+                issuer = %snapshot.settings.issuer,
+                kid = %snapshot.signer.kid(),
+                alg = %snapshot.signer.alg(),
+                profiles = snapshot.catalog.profiles.len(),
+                trust = snapshot.trust.all().count(),
+                "ready: every key source has loaded"
+            );
+        } else {
+            tracing::info!(
+                issuer = %snapshot.settings.issuer,
+                kid = %snapshot.signer.kid(),
+                "not ready yet (/readyz answers 503): waiting for keys of: {}",
+                waiting.join(", ")
+            );
+        }
         let pool = &snapshot.settings.client_auth;
         let secret_checks =
             SecretCheckPool::new(pool.secret_check_threads, pool.secret_check_queue);
@@ -185,6 +215,7 @@ impl AppState {
             kinds,
             throttle: FailureThrottle::new(Arc::new(MemoryRateLimiter::new(LIMITER_CAPACITY))),
             secret_checks,
+            announced_ready: AtomicBool::new(waiting.is_empty()),
             live: ArcSwap::from_pointee(snapshot),
         }))
     }
@@ -202,11 +233,11 @@ impl AppState {
     /// Starts the background refresh of every key source (trust entries and clients), each on
     /// its own interval, always on the current snapshot.
     pub fn spawn_refresh(self: &Arc<Self>) {
-        let state: Weak<Self> = Arc::downgrade(self);
+        let weak: Weak<Self> = Arc::downgrade(self);
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(REFRESH_TICK).await;
-                let Some(state) = state.upgrade() else {
+                let Some(state) = weak.upgrade() else {
                     return;
                 };
                 let snap = state.snapshot();
@@ -215,6 +246,15 @@ impl AppState {
                     if let Err(e) = keys.load().await {
                         tracing::warn!("key refresh failed, keeping the previous keys: {e}");
                     }
+                }
+                let Some(state) = weak.upgrade() else {
+                    return;
+                };
+                if !state.announced_ready.load(Ordering::Relaxed)
+                    && snap.waiting_for_keys().is_empty()
+                {
+                    state.announced_ready.store(true, Ordering::Relaxed);
+                    tracing::info!("ready: every key source has loaded");
                 }
             }
         });
