@@ -260,4 +260,47 @@ mod tests {
         .await
         .unwrap();
     }
+
+    /// Collects what a subscriber writes.
+    #[derive(Clone, Default)]
+    struct Collect(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Collect {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .map_err(|_| std::io::ErrorKind::Other)?
+                .extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_store_is_said_once_a_minute() {
+        use tracing::instrument::WithSubscriber;
+        let out = Collect::default();
+        let writer = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .finish();
+        async {
+            let t = FailureThrottle::new(Arc::new(MemoryRateLimiter::new(0)));
+            let l = limits(1000, 1000);
+            let keys = AttemptKeys::new(Some("c"), Some(IpAddr::from([10, 0, 0, 1])));
+            for now in [600, 601, 659, 660, 661] {
+                t.failed(&keys, &failure(), &l, now).await;
+            }
+        }
+        .with_subscriber(subscriber)
+        .await;
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            text.matches("the rate limiter is full").count(),
+            2,
+            "{text}"
+        );
+    }
 }
