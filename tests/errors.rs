@@ -534,3 +534,62 @@ async fn startup_says_which_keys_it_waits_for_instead_of_ready() {
     );
     assert!(!text.contains("ready: every key source"), "{text}");
 }
+
+#[actix_web::test]
+async fn scope_rules_say_what_happened() {
+    const GUARDED: &str = "has(subject.scope) ? subject.scope.split(' ').filter(s, s.startsWith('orders:')).join(' ') : null";
+    const UNGUARDED: &str = "subject.scope.split(' ').filter(s, s.startsWith('orders:')).join(' ')";
+    let profile = |name: &str, audience: &str, scope: &str| {
+        format!(
+            "name: {name}\ncallers: [gateway]\nsubject: {{accept: [corp-idp]}}\n\
+             issue: {{kind: access-token, audiences: [{audience}], lifetime: 5m, scope: \"{scope}\"}}\n"
+        )
+    };
+    let guarded = profile("guarded", "guarded-api", GUARDED);
+    let unguarded = profile("unguarded", "unguarded-api", UNGUARDED);
+    let h = Harness::with(
+        &[("guarded.yaml", &guarded), ("unguarded.yaml", &unguarded)],
+        TEST_MAPPINGS,
+        "",
+    )
+    .await;
+    let app = h.app().await;
+    let no_scope = h.idp.access_token(json!({"scope": null}));
+    // The documented example works on a subject without scope: a token without scope.
+    let r = post(
+        &app,
+        &Form::exchange(&no_scope).set("audience", "guarded-api"),
+    )
+    .await;
+    let claims = verify_issued(
+        &r.expect_token(),
+        &get(&app, "/jwks").await.json,
+        "guarded-api",
+    );
+    assert!(claims.get("scope").is_none(), "{claims}");
+    // Without the guard, the missing claim is named like everywhere else.
+    let r = post(
+        &app,
+        &Form::exchange(&no_scope).set("audience", "unguarded-api"),
+    )
+    .await;
+    assert_eq!(
+        r.expect_error(400, "invalid_request"),
+        "subject_token lacks a claim the exchange profile's scope needs"
+    );
+    // An expression that ignores the requested scope: the message says so.
+    let subject = h
+        .idp
+        .access_token(json!({"scope": "orders:read orders:write"}));
+    let r = post(
+        &app,
+        &Form::exchange(&subject)
+            .set("audience", "guarded-api")
+            .set("scope", "orders:read"),
+    )
+    .await;
+    assert_eq!(
+        r.expect_error(400, "invalid_scope"),
+        "the exchange profile's scope includes scope the request did not ask for"
+    );
+}

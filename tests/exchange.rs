@@ -208,7 +208,10 @@ async fn a_profile_scope_that_would_widen_is_refused() {
         &Form::exchange(&h.idp.access_token(json!({}))).set("audience", "x"),
     )
     .await;
-    assert!(r.expect_error(400, "invalid_scope").contains("widen"));
+    assert_eq!(
+        r.expect_error(400, "invalid_scope"),
+        "the exchange profile's scope exceeds the subject_token's scope"
+    );
 }
 
 #[actix_web::test]

@@ -37,6 +37,11 @@ pub fn decide(
         Some(e) => match e.eval(vars) {
             Ok(cel::Value::String(s)) => s.as_str().to_owned(),
             Ok(cel::Value::Null) => String::new(),
+            Err(e) if crate::expr::is_missing_key(&e) => {
+                return Err(OAuthError::invalid_request(
+                    "subject_token lacks a claim the exchange profile's scope needs",
+                ));
+            }
             Ok(_) | Err(_) => {
                 tracing::error!(profile = %profile.name, at = %e.loc, "issue.scope did not yield a string");
                 return Err(OAuthError::invalid_scope(
@@ -47,10 +52,15 @@ pub fn decide(
     };
     let mut granted: Vec<&str> = Vec::new();
     for s in candidate.split(' ').filter(|s| !s.is_empty()) {
-        let within_request = requested.as_ref().is_none_or(|r| r.contains(&s));
-        if !held.contains(&s) || !within_request {
+        // The profile's result must lie within both; say which one it left.
+        if !held.contains(&s) {
             return Err(OAuthError::invalid_scope(
-                "the exchange profile would widen the scope",
+                "the exchange profile's scope exceeds the subject_token's scope",
+            ));
+        }
+        if requested.as_ref().is_some_and(|r| !r.contains(&s)) {
+            return Err(OAuthError::invalid_scope(
+                "the exchange profile's scope includes scope the request did not ask for",
             ));
         }
         if !granted.contains(&s) {
