@@ -390,6 +390,13 @@ fn check_validates_offline_and_fails_on_problems() {
     let port = free_port();
     let ok = cli(dir.path(), port, "check", &["check"]);
     assert!(ok.contains("profile(s)"), "{ok}");
+    // check writes nothing: no development key or secret, no signing key.
+    let written: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy() != "check.err")
+        .collect();
+    assert!(written.is_empty(), "sts check wrote {written:?}");
     let bad = dir.path().join("bad");
     write_files(
         &bad,

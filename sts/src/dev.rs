@@ -47,7 +47,28 @@ pub fn prepare(settings: &mut Settings) -> Result<(), String> {
     let secret =
         fs::read_to_string(&secret_path).map_err(|e| format!("{}: {e}", secret_path.display()))?;
     let secret_hash = SecretHash::create(secret.trim(), 10_000)?;
+    register(settings, &jwks_path, secret_hash);
+    tracing::warn!(
+        trust = DEV_IDP,
+        idp_key = %key_path.display(),
+        client = DEV_CLIENT,
+        client_secret_file = %secret_path.display(),
+        "DEVELOPMENT MODE: a local identity provider and client are trusted; never run this in production"
+    );
+    Ok(())
+}
 
+/// Adds the dev trust entry and client as `prepare` would, but creates and writes nothing:
+/// for `sts check`, which validates the configuration without touching the disk.
+pub fn register_for_check(settings: &mut Settings) -> Result<(), String> {
+    let jwks_path = settings.dev_dir.join("idp-jwks.json");
+    // Any well-formed hash: check looks at the shape of the client, never at its secret.
+    let placeholder = SecretHash::create("sts-check-placeholder", 10_000)?;
+    register(settings, &jwks_path, placeholder);
+    Ok(())
+}
+
+fn register(settings: &mut Settings, jwks_path: &Path, secret_hash: String) {
     if !settings.trust.iter().any(|t| t.name == DEV_IDP) {
         let mut entry = TrustEntry::new(
             DEV_IDP,
@@ -69,14 +90,6 @@ pub fn prepare(settings: &mut Settings) -> Result<(), String> {
             algorithms: vec![],
         });
     }
-    tracing::warn!(
-        trust = DEV_IDP,
-        idp_key = %key_path.display(),
-        client = DEV_CLIENT,
-        client_secret_file = %secret_path.display(),
-        "DEVELOPMENT MODE: a local identity provider and client are trusted; never run this in production"
-    );
-    Ok(())
 }
 
 pub fn read_idp_key(path: &Path) -> Result<SigningKey, String> {
