@@ -255,19 +255,16 @@ impl ClientRegistry {
         let presented_id = presented.claimed_id().map(str::to_owned);
         let keys = AttemptKeys::new(presented.charged_id(), ctx.facts.peer);
         let outcome = match ctx.throttle.admit(&keys, ctx.limits, ctx.now).await {
-            Ok(()) => {
-                let outcome = self.check(presented, ctx).await;
-                if let Err(e) = &outcome {
-                    ctx.throttle.failed(&keys, e, ctx.limits, ctx.now).await;
-                }
-                outcome
-            }
+            Ok(()) => self.check(presented, ctx).await,
             Err(refused) => Err(refused),
         };
-        outcome.inspect_err(|e| {
+        if let Err(e) = &outcome {
+            // Counts only `invalid_client`, so a refusal here is not counted again.
+            ctx.throttle.failed(&keys, e, ctx.limits, ctx.now).await;
             // The id as presented, escaped by `Debug`; never the secret or assertion.
             tracing::info!(client = ?presented_id, error = %e.code, reason = %e.description, "client authentication failed");
-        })
+        }
+        outcome
     }
 
     async fn check(
