@@ -242,17 +242,23 @@ impl ClientRegistry {
         presented: ClientCredentials,
         ctx: &AuthContext<'_>,
     ) -> Result<Caller, OAuthError> {
-        if let ClientCredentials::Basic { client_id, secret } = &presented
-            && let Some(client) = self.clients.get(client_id)
-            && let Credential::Secret(hash) = &client.credential
-            && hash.matches_remembered(secret)
-        {
-            return Ok(Caller {
-                id: client.id.clone(),
-                method: AuthMethod::ClientSecretBasic,
-            });
+        if let ClientCredentials::Basic { client_id, secret } = &presented {
+            let client = self.clients.get(client_id);
+            // The decoy for unknown ids too, so this step costs the same either way.
+            let hash = match client.map(|c| &c.credential) {
+                Some(Credential::Secret(h)) => h,
+                _ => &self.decoy,
+            };
+            if hash.matches_remembered(secret)
+                && let Some(client) = client
+            {
+                return Ok(Caller {
+                    id: client.id.clone(),
+                    method: AuthMethod::ClientSecretBasic,
+                });
+            }
         }
-        let presented_id = presented.claimed_id().map(str::to_owned);
+        let presented_id = presented.claimed_id().map(|id| self.loggable_id(id));
         let keys = AttemptKeys::new(presented.charged_id(), ctx.facts.peer);
         let outcome = match ctx.throttle.admit(&keys, ctx.limits, ctx.now).await {
             Ok(()) => self.check(presented, ctx).await,
@@ -300,6 +306,20 @@ impl ClientRegistry {
                 }
                 assertion::authenticate(self, &assertion, client_id.as_deref(), ctx).await
             }
+        }
+    }
+
+    /// A presented client id as it may appear in a log: a registered id as it is; anything
+    /// else (a typo, a secret sent as the user name, a huge string) as a fingerprint and length.
+    pub fn loggable_id(&self, id: &str) -> String {
+        if self.clients.contains_key(id) {
+            id.to_owned()
+        } else {
+            format!(
+                "unregistered(sha256:{}, {} bytes)",
+                crate::secret::fingerprint(id.as_bytes()),
+                id.len()
+            )
         }
     }
 

@@ -1,13 +1,14 @@
 //! Stored client secrets: `pbkdf2-sha256$<iterations>$<salt>$<hash>` (base64url parts).
 //!
-//! The slow PBKDF2 check runs once per secret; its success is remembered as a SHA-256 digest so
-//! a gateway's next requests cost one hash and a constant-time comparison. Only a secret that
+//! The slow PBKDF2 check runs once per secret; its success is remembered as an HMAC-SHA256 (with
+//! a random per-process key) so a gateway's next requests cost one MAC and a constant-time
+//! comparison. Only a secret that
 //! matched the stored hash is ever remembered.
 
 use std::num::NonZeroU32;
 use std::sync::RwLock;
 
-use aws_lc_rs::{constant_time, digest, pbkdf2, rand};
+use aws_lc_rs::{constant_time, hmac, pbkdf2, rand};
 
 use crate::jose::{b64_decode, b64_encode};
 use crate::secret::ClientSecret;
@@ -21,12 +22,23 @@ pub struct SecretHash {
     salt: Vec<u8>,
     hash: Vec<u8>,
     verified_digest: RwLock<Option<Vec<u8>>>,
+    /// Keys the remembered digest (HMAC-SHA256 with a random key of this process), so a
+    /// memory dump does not hold a fast hash of the secret.
+    remember_key: hmac::Key,
 }
 
 impl std::fmt::Debug for SecretHash {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("SecretHash(redacted)")
     }
+}
+
+/// A fresh random HMAC key. If randomness fails the key is all zeros: the remembered digest is
+/// then an unkeyed-strength hash, still never the secret.
+fn remember_key() -> hmac::Key {
+    let mut k = [0u8; 32];
+    let _ = rand::fill(&mut k);
+    hmac::Key::new(hmac::HMAC_SHA256, &k)
 }
 
 impl SecretHash {
@@ -52,6 +64,7 @@ impl SecretHash {
             salt,
             hash,
             verified_digest: RwLock::new(None),
+            remember_key: remember_key(),
         })
     }
 
@@ -89,6 +102,7 @@ impl SecretHash {
             salt,
             hash,
             verified_digest: RwLock::new(None),
+            remember_key: remember_key(),
         }
     }
 
@@ -97,11 +111,11 @@ impl SecretHash {
     }
 
     /// The cheap check: whether `presented` is the secret that last passed [`verify_slow`]
-    /// (one SHA-256 and a constant-time comparison). `false` says nothing either way.
+    /// (one HMAC-SHA256 and a constant-time comparison). `false` says nothing either way.
     ///
     /// [`verify_slow`]: Self::verify_slow
     pub fn matches_remembered(&self, presented: &ClientSecret) -> bool {
-        let d = digest::digest(&digest::SHA256, presented.expose().as_bytes());
+        let d = hmac::sign(&self.remember_key, presented.expose().as_bytes());
         self.verified_digest.read().is_ok_and(|g| {
             g.as_ref().is_some_and(|known| {
                 constant_time::verify_slices_are_equal(known, d.as_ref()).is_ok()
@@ -121,7 +135,7 @@ impl SecretHash {
         )
         .is_ok();
         if ok && let Ok(mut g) = self.verified_digest.write() {
-            let d = digest::digest(&digest::SHA256, presented.expose().as_bytes());
+            let d = hmac::sign(&self.remember_key, presented.expose().as_bytes());
             *g = Some(d.as_ref().to_vec());
         }
         ok

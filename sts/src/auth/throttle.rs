@@ -7,7 +7,8 @@
 //! the secret-check pool bounds how many that can be. A secret that already passed PBKDF2 on
 //! this process never reaches this module (`auth::authenticate` answers it first), so a flood
 //! of wrong secrets for a real client's id does not lock out that client. When the store is
-//! full, new keys share one overflow budget: the limiter fails closed, not open.
+//! full, failures it cannot hold share one overflow budget, and secret guesses for ids it does
+//! not hold are refused once that is spent: the limiter fails closed for guessing, not open.
 //! Counters live behind the [`RateLimiter`] trait (memory now, Redis later). This module never
 //! sees a secret or an assertion: only the presented id, hashed, and the peer address.
 
@@ -80,8 +81,8 @@ impl FailureThrottle {
         }
     }
 
-    /// Refuses the attempt with `429` when its peer's or its client id's budget is spent, or
-    /// when the store is full, the key is not in it, and the overflow budget is spent too.
+    /// Refuses the attempt with `429` when its peer's or its client id's budget is spent, or,
+    /// for a secret, when the full store could not hold its id and the overflow budget is spent.
     pub async fn admit(
         &self,
         keys: &AttemptKeys,
@@ -102,11 +103,18 @@ impl FailureThrottle {
             if spent.count >= budget {
                 return Err(rate_limited(spent.resets_in));
             }
-            if spent.count == 0
-                && let Some(resets_in) = self.overflow_spent(limits, now)
-            {
-                return Err(rate_limited(resets_in));
-            }
+        }
+        // A secret guess whose id the full store could not count meets the overflow budget.
+        // Only secrets: they can be guessed, and an assertion's failures cost us little.
+        if let Some(client) = &keys.client
+            && let Some(resets_in) = self.overflow_spent(limits, now)
+            && self
+                .limiter
+                .count(client, limits.window(), now)
+                .await
+                .is_ok_and(|c| c.count == 0)
+        {
+            return Err(rate_limited(resets_in));
         }
         Ok(())
     }
@@ -123,13 +131,15 @@ impl FailureThrottle {
         if error.code != ErrorCode::InvalidClient {
             return;
         }
+        let mut lost = false;
         for key in [Some(&keys.peer), keys.client.as_ref()]
             .into_iter()
             .flatten()
         {
-            if self.limiter.add(key, limits.window(), now).await.is_err() {
-                self.overflow_add(limits, now);
-            }
+            lost |= self.limiter.add(key, limits.window(), now).await.is_err();
+        }
+        if lost {
+            self.overflow_add(limits, now);
         }
     }
 
@@ -143,7 +153,7 @@ impl FailureThrottle {
 
     /// A failure the full store could not hold counts against the one overflow budget.
     fn overflow_add(&self, limits: &ClientAuthSettings, now: UnixTime) {
-        self.warn_full(now);
+        let _ = self.warn_full(now);
         let start = window_start(now, limits.window());
         if let Ok(mut overflow) = self.overflow.lock() {
             if overflow.0 != start {
@@ -153,18 +163,20 @@ impl FailureThrottle {
         }
     }
 
-    fn warn_full(&self, now: UnixTime) {
+    /// Logs that the store is full, at most once a minute; says whether it did.
+    fn warn_full(&self, now: UnixTime) -> bool {
         let last = self.last_full_warning.load(Ordering::Relaxed);
-        if now.saturating_sub(last) >= 60
+        let due = now.saturating_sub(last) >= 60
             && self
                 .last_full_warning
                 .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
+                .is_ok();
+        if due {
             tracing::warn!(
                 "the rate limiter is full: new addresses and client ids share one overflow budget"
             );
         }
+        due
     }
 }
 
@@ -208,20 +220,25 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_store_fails_closed_through_the_overflow_budget() {
-        // Room for one key only: failures of other keys go to the overflow budget of 2.
+        // Room for one key only (the first peer): failures of other keys go to the overflow
+        // budget of 2, counted once per attempt.
         let t = FailureThrottle::new(Arc::new(MemoryRateLimiter::new(1)));
         let l = limits(2, 100);
-        let peer = |i: u8| AttemptKeys::new(None, Some(IpAddr::from([10, 0, 0, i])));
-        for i in 0..3 {
-            t.admit(&peer(i), &l, 600).await.unwrap();
-            t.failed(&peer(i), &failure(), &l, 600).await;
+        let peer = IpAddr::from([10, 0, 0, 1]);
+        let guess = |i: u8| AttemptKeys::new(Some(&format!("id-{i}")), Some(peer));
+        for i in 0..2 {
+            t.admit(&guess(i), &l, 600).await.unwrap();
+            t.failed(&guess(i), &failure(), &l, 600).await;
         }
-        // Peer 0 is in the store (1 failure of 100); any new peer meets the spent overflow.
-        t.admit(&peer(0), &l, 600).await.unwrap();
-        let refused = t.admit(&peer(9), &l, 600).await.unwrap_err();
+        // A secret guess for an id the store does not hold meets the spent overflow...
+        let refused = t.admit(&guess(9), &l, 600).await.unwrap_err();
         assert_eq!(refused.retry_after, Some(60));
+        // ...an assertion (no id charged) does not.
+        t.admit(&AttemptKeys::new(None, Some(peer)), &l, 600)
+            .await
+            .unwrap();
         // The next window starts a new overflow budget.
-        t.admit(&peer(9), &l, 660).await.unwrap();
+        t.admit(&guess(9), &l, 660).await.unwrap();
     }
 
     #[tokio::test]
@@ -261,46 +278,13 @@ mod tests {
         .unwrap();
     }
 
-    /// Collects what a subscriber writes.
-    #[derive(Clone, Default)]
-    struct Collect(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Collect {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0
-                .lock()
-                .map_err(|_| std::io::ErrorKind::Other)?
-                .extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     #[tokio::test]
     async fn a_full_store_is_said_once_a_minute() {
-        use tracing::instrument::WithSubscriber;
-        let out = Collect::default();
-        let writer = out.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .finish();
-        async {
-            let t = FailureThrottle::new(Arc::new(MemoryRateLimiter::new(0)));
-            let l = limits(1000, 1000);
-            let keys = AttemptKeys::new(Some("c"), Some(IpAddr::from([10, 0, 0, 1])));
-            for now in [600, 601, 659, 660, 661] {
-                t.failed(&keys, &failure(), &l, now).await;
-            }
-        }
-        .with_subscriber(subscriber)
-        .await;
-        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
-        assert_eq!(
-            text.matches("the rate limiter is full").count(),
-            2,
-            "{text}"
-        );
+        let t = FailureThrottle::new(Arc::new(MemoryRateLimiter::new(0)));
+        let said: Vec<bool> = [600, 601, 659, 660, 661]
+            .into_iter()
+            .map(|now| t.warn_full(now))
+            .collect();
+        assert_eq!(said, [true, false, false, true, false]);
     }
 }

@@ -24,7 +24,7 @@ pub async fn token(
     let snap = state.snapshot();
     let request = typed_request(&req, payload, &state, &snap)
         .await
-        .inspect_err(|e| log_malformed(&req, e))?;
+        .inspect_err(|e| log_malformed(&req, &snap, e))?;
     let response = exchange::handle(&state, &snap, request, now).await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
@@ -33,29 +33,34 @@ pub async fn token(
 }
 
 /// Any method but POST: `405` with `Allow: POST` (RFC 9110 §15.5.6), as an OAuth error body.
-pub async fn wrong_method(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub async fn wrong_method(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let e = ApiError {
         error: OAuthError::invalid_request("the token endpoint takes POST only"),
         status: Some(StatusCode::METHOD_NOT_ALLOWED),
     };
-    log_malformed(&req, &e);
+    log_malformed(&req, &state.snapshot(), &e);
     Err(e)
 }
 
 /// One `info` line for a request refused before it became a typed request (content type, size,
-/// form, credentials syntax, grant type): the code, the reason and the client id the Basic
-/// header names, escaped. Never the header or the body.
-fn log_malformed(req: &HttpRequest, e: &ApiError) {
+/// form, credentials syntax, grant type): the code, the status, the reason and the client id
+/// the Basic header names (registered ids as they are, others as a fingerprint). Never the
+/// header or the body.
+fn log_malformed(req: &HttpRequest, snap: &Snapshot, e: &ApiError) {
+    use actix_web::ResponseError;
     let client = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| parse_basic(v).ok())
-        .map(|(id, _)| id);
+        .map(|(id, _)| snap.clients.loggable_id(&id));
     tracing::info!(
         client = ?client,
         error = %e.error.code,
-        status = e.status.map_or(0, |s| s.as_u16()),
+        status = e.status_code().as_u16(),
         reason = %e.error.description,
         "token request refused"
     );
