@@ -237,9 +237,8 @@ async fn request_size_limits() {
 #[actix_web::test]
 async fn keys_that_never_loaded_fail_closed_with_503() {
     let h = Harness::new().await;
-    // Rebuild with the corp IdP's JWKS file missing: its keys never load.
-    std::fs::remove_file(h.dir.path().join("idp.json")).unwrap();
-    let app = rebuild(harness_config(h.dir.path(), ""), h.clock.clone()).await;
+    // Rebuild with the corp IdP's keys at an address where nothing listens: they never load.
+    let app = rebuild(unreachable_idp_keys(&h), h.clock.clone()).await;
     let r = post(
         &app,
         &Form::exchange(&h.idp.access_token(json!({}))).set("audience", "orders-api"),
@@ -518,8 +517,7 @@ fn first_literal(args: &str) -> Option<&str> {
 async fn startup_says_which_keys_it_waits_for_instead_of_ready() {
     use tracing::instrument::WithSubscriber;
     let h = Harness::new().await;
-    std::fs::remove_file(h.dir.path().join("idp.json")).unwrap();
-    let settings = sts::config::Settings::from_yaml(&harness_config(h.dir.path(), "")).unwrap();
+    let settings = sts::config::Settings::from_yaml(&unreachable_idp_keys(&h)).unwrap();
     let logs = crate::support::leaks::LogCapture::default();
     sts::app::AppState::build(settings, h.clock.clone())
         .with_subscriber(logs.subscriber())
@@ -592,4 +590,13 @@ async fn scope_rules_say_what_happened() {
         r.expect_error(400, "invalid_scope"),
         "the exchange profile's scope includes scope the request did not ask for"
     );
+}
+
+/// The harness configuration with the corp IdP's keys at a loopback port where nothing listens
+/// (a missing local file is a configuration error instead).
+fn unreachable_idp_keys(h: &Harness) -> String {
+    let config = harness_config(h.dir.path(), "");
+    let file = format!("{{file: {}/idp.json}}", h.dir.path().display());
+    assert!(config.contains(&file));
+    config.replace(&file, "{uri: \"http://127.0.0.1:9/idp.json\"}")
 }

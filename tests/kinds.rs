@@ -179,7 +179,10 @@ async fn a_kinds_block_is_its_own_and_unknown_kinds_are_named() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("trust[0].secret_wrd (entry `toys`, kind toy): unknown field `secret_wrd`"),
+        err.contains(
+            "(configuration):8:29: trust[0].secret_wrd (entry `toys`, kind toy): `secret_wrd` is \
+             not a known key here; known keys: secret_word"
+        ),
         "{err}"
     );
     assert!(err.contains("(configuration):"), "no position in: {err}");

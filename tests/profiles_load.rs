@@ -61,7 +61,8 @@ fn all_problems_are_reported_together_with_file_and_line() {
     let errs = load(&profiles, &mappings).unwrap_err();
     let all = errs.join("\n");
     for want in [
-        "a.yaml:4:1: unknown field `bogus`",
+        "a.yaml:4:1: `bogus` is not a known key here; known keys: name, description, callers, \
+         subject, actor, when, issue",
         "b.yaml:4:12: unknown trust entry `nope`",
         "b.yaml:5:7: when: CEL does not compile",
         "b.yaml:6:15: unknown kind `access-tokn`",
@@ -71,7 +72,7 @@ fn all_problems_are_reported_together_with_file_and_line() {
         "c.yaml:5:66: issue.scope must be a string",
         "m.yaml:3:8: claim `iss` is reserved",
         "mapping `m` fails at",
-        "dup.yaml:2:1: duplicate mapping key: name",
+        "dup.yaml:2:1: `name` is written twice in the same mapping",
     ] {
         assert!(all.contains(want), "missing `{want}` in:\n{all}");
     }

@@ -16,7 +16,7 @@ use arc_swap::ArcSwap;
 
 use crate::auth::{ClientRegistry, FailureThrottle, SecretCheckPool};
 use crate::clock::Clock;
-use crate::config::Settings;
+use crate::config::{ConfigError, ConfigProblems, Settings};
 use crate::dev;
 use crate::keys::Signer;
 use crate::profile::{self, Catalog, LoadErrors};
@@ -36,13 +36,21 @@ const REFRESH_TICK: Duration = Duration::from_secs(1);
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("{0}")]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] ConfigProblems),
     #[error("signing keys: {0}")]
     Keys(#[from] crate::keys::KeyError),
     #[error("{0}")]
     Profiles(#[from] LoadErrors),
+    #[error("{0}\n{1}")]
+    ConfigAndProfiles(ConfigProblems, LoadErrors),
     #[error("{0}")]
     Other(String),
+}
+
+impl From<ConfigError> for StartError {
+    fn from(e: ConfigError) -> Self {
+        Self::Config(e.into())
+    }
 }
 
 /// Everything a reload or key rotation replaces, as one value.
@@ -98,6 +106,60 @@ impl Snapshot {
         let clients = ClientRegistry::from_settings(settings, http).map_err(StartError::Other)?;
         let catalog = profile::load(&settings.profiles, &settings.mappings, &trust, kinds)?;
         Ok((trust, clients, catalog))
+    }
+
+    /// Reads the configuration `serve` would use and checks all of it — settings, trust
+    /// entries, clients, local key files, profiles — reporting every problem at once and
+    /// creating or writing nothing.
+    pub async fn check_config(
+        file: Option<&std::path::Path>,
+        kinds: &KindRegistry,
+    ) -> Result<(Settings, Catalog), StartError> {
+        let (settings, mut problems) = Settings::load_all(file);
+        let Some(settings) = settings else {
+            return Err(ConfigProblems(problems).into());
+        };
+        if !problems.is_empty() {
+            // The trust entries' own problems belong in the same report.
+            let http = HttpFetcher::new(OUTBOUND_TIMEOUT).map_err(StartError::Other)?;
+            let env = KindEnv {
+                our_issuer: &settings.issuer,
+                http: &http,
+            };
+            if let Err(more) = TrustRegistry::build(&settings.trust, kinds, &env) {
+                problems.extend(more.0);
+            }
+            return Err(ConfigProblems(problems).into());
+        }
+        let catalog = Self::check(&settings, kinds).await?;
+        Ok((settings, catalog))
+    }
+
+    /// Validates settings, trust entries, clients, local key files and profiles without
+    /// creating or writing anything (`sts check`, and `serve` before it writes keys).
+    /// Development mode's entries are checked for shape only: their files are made later.
+    pub async fn check(settings: &Settings, kinds: &KindRegistry) -> Result<Catalog, StartError> {
+        let mut settings = settings.clone();
+        if settings.dev {
+            dev::register_for_check(&mut settings).map_err(StartError::Other)?;
+        }
+        let http = HttpFetcher::new(OUTBOUND_TIMEOUT).map_err(StartError::Other)?;
+        let env = KindEnv {
+            our_issuer: &settings.issuer,
+            http: &http,
+        };
+        let trust = TrustRegistry::build(&settings.trust, kinds, &env)?;
+        let keys = trust.check_local_keys(&settings.trust, &[dev::DEV_IDP]).await;
+        ClientRegistry::from_settings(&settings, &http).map_err(StartError::Other)?;
+        let catalog = profile::load(&settings.profiles, &settings.mappings, &trust, kinds);
+        match (keys.is_empty(), catalog) {
+            (true, catalog) => Ok(catalog?),
+            (false, Ok(_)) => Err(ConfigProblems(keys).into()),
+            (false, Err(profiles)) => Err(StartError::ConfigAndProfiles(
+                ConfigProblems(keys),
+                profiles,
+            )),
+        }
     }
 
     /// Every key source of this snapshot: trust entries' and `private_key_jwt` clients'.
@@ -182,10 +244,13 @@ impl AppState {
         clock: Arc<dyn Clock>,
         kinds: KindRegistry,
     ) -> Result<Arc<Self>, StartError> {
+        // Everything is validated before anything is generated or written (development
+        // material, our signing key).
+        settings.validate()?;
+        Snapshot::check(&settings, &kinds).await?;
         if settings.dev {
             dev::prepare(&mut settings).map_err(StartError::Other)?;
         }
-        settings.validate()?;
         let snapshot = Snapshot::build(settings, &kinds)?;
         snapshot.load_keys().await;
         let waiting = snapshot.waiting_for_keys();

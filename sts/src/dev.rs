@@ -87,7 +87,7 @@ fn register(settings: &mut Settings, jwks_path: &Path, secret_hash: String) {
             id: DEV_CLIENT.into(),
             secret_hash: Some(secret_hash),
             jwks: None,
-            algorithms: vec![],
+            algorithms: None,
         });
     }
 }

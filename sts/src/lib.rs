@@ -24,6 +24,7 @@ pub mod secret;
 pub mod store;
 pub mod token;
 pub mod trust;
+pub mod yaml;
 
 /// Installs aws-lc-rs as the one crypto provider for rustls and jsonwebtoken (stack.md), so no
 /// transitive feature can switch them. Safe to call more than once.

@@ -117,9 +117,13 @@ fn init_logging() -> sts::logs::FlushOnDrop {
 }
 
 fn serve(config: Option<PathBuf>) -> Result<(), String> {
-    let settings = Settings::load(config.as_deref()).map_err(|e| e.to_string())?;
     actix_web::rt::System::new().block_on(async move {
-        let state = AppState::build(settings, Arc::new(SystemClock))
+        let kinds = sts::token::KindRegistry::builtin();
+        // Every problem at once, before anything is written.
+        let (settings, _) = sts::app::Snapshot::check_config(config.as_deref(), &kinds)
+            .await
+            .map_err(|e| e.to_string())?;
+        let state = AppState::build_with(settings, Arc::new(SystemClock), kinds)
             .await
             .map_err(|e| e.to_string())?;
         sts::http::serve(state)
@@ -129,21 +133,17 @@ fn serve(config: Option<PathBuf>) -> Result<(), String> {
 }
 
 fn check(config: Option<PathBuf>) -> Result<(), String> {
-    let mut settings = Settings::load(config.as_deref()).map_err(|e| e.to_string())?;
-    if settings.dev {
-        // Validates without writing the development key and secret.
-        sts::dev::register_for_check(&mut settings)?;
-    }
-    let http = sts::trust::HttpFetcher::new(std::time::Duration::from_secs(5))?;
     let kinds = sts::token::KindRegistry::builtin();
-    let (_, _, catalog) =
-        sts::app::Snapshot::policy(&settings, &kinds, &http).map_err(|e| e.to_string())?;
+    let (settings, catalog) = actix_web::rt::System::new()
+        .block_on(sts::app::Snapshot::check_config(config.as_deref(), &kinds))
+        .map_err(|e| e.to_string())?;
+    let dev = usize::from(settings.dev);
     println!(
         "ok: {} profile(s), {} mapping(s), {} trust entr(ies), {} client(s)",
         catalog.profiles.len(),
         catalog.mappings.len(),
-        settings.trust.len(),
-        settings.clients.len()
+        settings.trust.len() + dev,
+        settings.clients.len() + dev
     );
     Ok(())
 }

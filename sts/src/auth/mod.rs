@@ -167,11 +167,7 @@ impl ClientRegistry {
                     Credential::Secret(Arc::new(hash))
                 }
                 (None, Some(jwks)) => {
-                    let algorithms = if c.algorithms.is_empty() {
-                        DEFAULT_ALGS.to_vec()
-                    } else {
-                        c.algorithms.clone()
-                    };
+                    let algorithms = c.algorithms.clone().unwrap_or_else(|| DEFAULT_ALGS.to_vec());
                     let name = format!("client `{}`", c.id);
                     let store = KeyStore::new(
                         &name,

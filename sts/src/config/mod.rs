@@ -15,9 +15,10 @@ use serde::Deserialize;
 
 use crate::jose::Alg;
 
+mod load;
 mod trust;
 
-pub use trust::{TrustEntry, locate_trust_entries};
+pub use trust::{Position, TrustEntry};
 
 /// The embedded default configuration (a laptop setup, `dev: true`).
 pub const DEFAULT_YAML: &str = include_str!("default.yaml");
@@ -46,10 +47,16 @@ pub struct Settings {
     /// Failed client authentication: budgets and the secret-check pool.
     #[serde(default)]
     pub client_auth: ClientAuthSettings,
+    /// Trust entries as written; parsed one by one into `trust` so that every entry's problems
+    /// are reported.
+    #[serde(default, rename = "trust")]
+    trust_raw: Vec<serde_json::Value>,
     /// Trust entries: `name` and `kind`, and a block the kind parses (`token/`).
-    #[serde(default, deserialize_with = "trust::deserialize_entries")]
+    #[serde(skip)]
     pub trust: Vec<TrustEntry>,
-    #[serde(default)]
+    #[serde(default, rename = "clients")]
+    clients_raw: Vec<serde_json::Value>,
+    #[serde(skip)]
     pub clients: Vec<ClientSettings>,
     /// Development mode: adds the `dev-idp` trust entry and `dev-client` (loopback only).
     #[serde(default, deserialize_with = "strict_bool")]
@@ -125,24 +132,25 @@ impl ClientAuthSettings {
         self.failure_window.as_secs()
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
-        let fail = |m: &str| Err(ConfigError(format!("client_auth.{m}")));
+    /// Broken rules as (key, message).
+    fn problems(&self) -> Vec<(&'static str, &'static str)> {
+        let mut out = Vec::new();
         if self.failures_per_client == 0 {
-            return fail("failures_per_client: at least 1");
+            out.push(("failures_per_client", "at least 1"));
         }
         if self.failures_per_peer == 0 {
-            return fail("failures_per_peer: at least 1");
+            out.push(("failures_per_peer", "at least 1"));
         }
         if !(Duration::from_secs(1)..=Duration::from_secs(86_400)).contains(&self.failure_window) {
-            return fail("failure_window: between 1s and 24h");
+            out.push(("failure_window", "between 1s and 24h"));
         }
         if !(1..=64).contains(&self.secret_check_threads) {
-            return fail("secret_check_threads: between 1 and 64");
+            out.push(("secret_check_threads", "between 1 and 64"));
         }
         if self.secret_check_queue > 100_000 {
-            return fail("secret_check_queue: at most 100000");
+            out.push(("secret_check_queue", "at most 100000"));
         }
-        Ok(())
+        out
     }
 }
 
@@ -184,9 +192,9 @@ pub struct ClientSettings {
     pub secret_hash: Option<String>,
     /// `private_key_jwt`: the client's public keys.
     pub jwks: Option<JwksSettings>,
-    /// Accepted client assertion algorithms (default ES256, EdDSA, RS256, PS256).
+    /// Accepted client assertion algorithms (absent: ES256, EdDSA, RS256, PS256).
     #[serde(default)]
-    pub algorithms: Vec<Alg>,
+    pub algorithms: Option<Vec<Alg>>,
 }
 
 /// `true` or `false` and nothing else: YAML 1.1's `yes`/`on`, `1` or the string `"true"` are
@@ -242,75 +250,180 @@ fn check_yaml(source: &str, text: &str) -> Result<(), ConfigError> {
     serde_saphyr::from_str::<serde::de::IgnoredAny>(text)
         .map(|_| ())
         .map_err(|e| {
-            let text = e.to_string();
-            let first = text.lines().next().unwrap_or("").trim();
-            ConfigError(format!(
-                "{source}: {}",
-                first.strip_prefix("error: ").unwrap_or(first)
-            ))
+            let (at, message) = crate::yaml::describe_error(&e);
+            match at {
+                Some((line, column)) => ConfigError(format!("{source}:{line}:{column}: {message}")),
+                None => ConfigError(format!("{source}: {message}")),
+            }
         })
 }
 
-/// A configuration problem, naming the key it is about.
+/// A configuration problem, naming the key it is about (and where it was written, when known).
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {0}")]
 pub struct ConfigError(pub String);
 
+/// Every problem found in the settings at once.
+#[derive(Debug)]
+pub struct ConfigProblems(pub Vec<ConfigError>);
+
+impl std::fmt::Display for ConfigProblems {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.as_slice() {
+            [one] => write!(f, "{one}"),
+            many => {
+                write!(f, "configuration: {} problems:", many.len())?;
+                for p in many {
+                    write!(f, "\n  {}", p.0)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigProblems {}
+
+impl From<ConfigError> for ConfigProblems {
+    fn from(e: ConfigError) -> Self {
+        Self(vec![e])
+    }
+}
+
+/// Where the keys of one configuration text were written, and whether the environment
+/// overrides them: turns a key path into `file:line:col: key: message`.
+pub struct Locator {
+    source: String,
+    positions: std::collections::HashMap<String, (u64, u64)>,
+    from_env: bool,
+}
+
+impl Locator {
+    pub fn new(source: &str, text: &str, from_env: bool) -> Self {
+        Self {
+            source: source.to_owned(),
+            positions: crate::yaml::key_positions(text),
+            from_env,
+        }
+    }
+
+    /// Where `key` (or, failing that, its nearest parent) was written.
+    pub fn position(&self, key: &str) -> Option<trust::Position> {
+        let mut k = key;
+        loop {
+            if let Some((line, column)) = self.positions.get(k) {
+                return Some(trust::Position {
+                    file: self.source.clone(),
+                    line: *line,
+                    column: *column,
+                });
+            }
+            k = &k[..k.rfind(['.', '['])?];
+        }
+    }
+
+    /// Positions of the keys under `prefix` (`trust[0]`), keyed by the rest of their path.
+    pub fn positions_under<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = (&'a str, trust::Position)> + 'a {
+        self.positions.iter().filter_map(move |(k, (line, column))| {
+            let rest = k.strip_prefix(prefix)?.strip_prefix('.')?;
+            Some((
+                rest,
+                trust::Position {
+                    file: self.source.clone(),
+                    line: *line,
+                    column: *column,
+                },
+            ))
+        })
+    }
+
+    /// A problem about `key`: the environment variable that set it, else its position in the
+    /// file, else the file.
+    pub fn problem(&self, key: &str, message: impl std::fmt::Display) -> ConfigError {
+        let var = format!("STS__{}", key.replace('.', "__").to_ascii_uppercase());
+        let at = if self.from_env && !key.contains('[') && std::env::var_os(&var).is_some() {
+            format!("environment {var}")
+        } else if let Some(p) = self.position(key) {
+            p.to_string()
+        } else {
+            self.source.clone()
+        };
+        if key.is_empty() {
+            ConfigError(format!("{at}: {message}"))
+        } else {
+            ConfigError(format!("{at}: {key}: {message}"))
+        }
+    }
+}
+
 impl Settings {
     /// Reads `file` (or the embedded default) plus `STS__*` environment overrides, then
-    /// validates.
-    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+    /// validates; every problem is reported, each with where it was written.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigProblems> {
+        match Self::load_all(file) {
+            (Some(s), problems) if problems.is_empty() => Ok(s),
+            (_, problems) => Err(ConfigProblems(problems)),
+        }
+    }
+
+    /// Like [`load`](Self::load), but also returns the settings read despite problems (bad
+    /// values replaced by defaults) so that later checks can add theirs to the same report.
+    pub fn load_all(file: Option<&Path>) -> (Option<Self>, Vec<ConfigError>) {
         use config::{Config, Environment, File, FileFormat};
         let (source, text) = match file {
-            Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|e| ConfigError(format!("{}: {e}", p.display())))?;
-                (p.display().to_string(), text)
-            }
+            Some(p) => match std::fs::read_to_string(p) {
+                Ok(text) => (p.display().to_string(), text),
+                Err(e) => return (None, vec![ConfigError(format!("{}: {e}", p.display()))]),
+            },
             None => ("(embedded default)".to_owned(), DEFAULT_YAML.to_owned()),
         };
-        check_yaml(&source, &text)?;
+        if let Err(e) = check_yaml(&source, &text).and_then(|()| refuse_env_lists()) {
+            return (None, vec![e]);
+        }
         let env = Environment::with_prefix("STS")
             .prefix_separator("__")
             .separator("__")
             .try_parsing(true);
-        for list in ["TRUST", "CLIENTS"] {
-            let var = format!("STS__{list}");
-            let set = std::env::vars().any(|(k, _)| {
-                let k = k.to_ascii_uppercase();
-                k == var || k.starts_with(&format!("{var}__"))
-            });
-            if set {
-                return Err(ConfigError(format!(
-                    "{}: entries cannot be set from the environment ({var}…); write them in the \
-                     configuration file",
-                    list.to_ascii_lowercase()
-                )));
-            }
-        }
-        let mut settings: Settings = Config::builder()
+        let merged = Config::builder()
             .add_source(File::from_str(&text, FileFormat::Yaml))
             .add_source(env)
             .build()
-            .and_then(Config::try_deserialize)
-            .map_err(|e| ConfigError(e.to_string()))?;
-        locate_trust_entries(&mut settings.trust, &source, &text);
-        settings.validate()?;
-        Ok(settings)
+            .and_then(Config::try_deserialize::<serde_json::Value>);
+        match merged {
+            Ok(v) => Self::from_value(v, &Locator::new(&source, &text, true)),
+            Err(e) => (None, vec![ConfigError(format!("{source}: {e}"))]),
+        }
     }
 
     /// Parses settings from YAML text (no environment), then validates. For tests and tools.
-    pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
+    pub fn from_yaml(text: &str) -> Result<Self, ConfigProblems> {
         use config::{Config, File, FileFormat};
-        check_yaml("(configuration)", text)?;
-        let mut settings: Settings = Config::builder()
+        let source = "(configuration)";
+        check_yaml(source, text)?;
+        let merged: serde_json::Value = Config::builder()
             .add_source(File::from_str(text, FileFormat::Yaml))
             .build()
             .and_then(Config::try_deserialize)
-            .map_err(|e| ConfigError(e.to_string()))?;
-        locate_trust_entries(&mut settings.trust, "(configuration)", text);
-        settings.validate()?;
-        Ok(settings)
+            .map_err(|e| ConfigError(format!("{source}: {e}")))?;
+        match Self::from_value(merged, &Locator::new(source, text, false)) {
+            (Some(s), problems) if problems.is_empty() => Ok(s),
+            (_, problems) => Err(ConfigProblems(problems)),
+        }
+    }
+
+    /// Deserializes and validates the merged settings, collecting every problem.
+    fn from_value(value: serde_json::Value, at: &Locator) -> (Option<Self>, Vec<ConfigError>) {
+        let mut problems = Vec::new();
+        let settings = load::deserialize_all(value, at, &mut problems).map(|mut s| {
+            s.trust = load::trust_entries(&s.trust_raw, at, &mut problems);
+            s.clients = load::clients(&s.clients_raw, at, &mut problems);
+            s.check(at, &mut problems);
+            s
+        });
+        (settings, problems)
     }
 
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
@@ -328,70 +441,143 @@ impl Settings {
         format!("{}/token", self.issuer.trim_end_matches('/'))
     }
 
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let err = |m: String| Err(ConfigError(m));
-        check_url("issuer", &self.issuer)?;
-        let addr = self.listen_addr()?;
+    /// Checks the values again (settings changed in code, e.g. by development mode).
+    pub fn validate(&self) -> Result<(), ConfigProblems> {
+        let mut problems = Vec::new();
+        self.check(&Locator::new("(configuration)", "", false), &mut problems);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigProblems(problems))
+        }
+    }
+
+    /// Every value rule, each broken one a problem with its position.
+    fn check(&self, at: &Locator, problems: &mut Vec<ConfigError>) {
+        let mut bad = |key: &str, m: String| problems.push(at.problem(key, m));
+        if let Err(e) = check_url("", &self.issuer) {
+            bad("issuer", e.0);
+        }
+        let addr = self.listen.parse::<SocketAddr>().ok();
+        if addr.is_none() {
+            bad(
+                "listen",
+                format!(
+                    "`{}` is not an IP address and port (write e.g. 127.0.0.1:8080 or \
+                     [::1]:8080; host names are not resolved)",
+                    self.listen
+                ),
+            );
+        }
         if self.leeway > Duration::from_secs(300) {
-            return err("leeway: at most 5m".into());
+            bad("leeway", "at most 5m".into());
         }
         if self.store != "memory://" {
-            return err(format!(
-                "store: `{}` is not supported (use memory://)",
-                self.store
-            ));
+            bad(
+                "store",
+                format!("`{}` is not supported (use memory://)", self.store),
+            );
         }
         if self.limits.max_params == 0 {
-            return err("limits.max_params: at least 1".into());
+            bad("limits.max_params", "at least 1".into());
         }
-        if self.limits.max_token_bytes < 512
-            || self.limits.max_body_bytes < self.limits.max_token_bytes
-        {
-            return err("limits: max_token_bytes must be ≥ 512 and ≤ max_body_bytes".into());
+        if self.limits.max_token_bytes < 512 {
+            bad("limits.max_token_bytes", "at least 512".into());
         }
-        self.client_auth.validate()?;
-        if self.dev && !addr.ip().is_loopback() {
-            return err("dev: development mode only listens on a loopback address".into());
+        if self.limits.max_body_bytes < self.limits.max_token_bytes {
+            bad(
+                "limits.max_body_bytes",
+                format!(
+                    "must be at least max_token_bytes ({})",
+                    self.limits.max_token_bytes
+                ),
+            );
+        }
+        for (key, m) in self.client_auth.problems() {
+            bad(&format!("client_auth.{key}"), m.into());
+        }
+        if self.dev && addr.is_some_and(|a| !a.ip().is_loopback()) {
+            bad(
+                "dev",
+                "development mode only listens on a loopback address".into(),
+            );
         }
         let mut names = std::collections::HashSet::new();
-        for (i, t) in self.trust.iter().enumerate() {
+        for t in &self.trust {
             if !names.insert(t.name.as_str()) {
-                return err(format!(
-                    "{}trust[{i}].name: `{}` is defined twice",
-                    t.position(),
-                    t.name
-                ));
+                problems.push(t.error("name", format!("`{}` is defined twice", t.name)));
             }
         }
         let mut ids = std::collections::HashSet::new();
         for (i, c) in self.clients.iter().enumerate() {
+            let key = format!("clients[{i}]");
             if !ids.insert(c.id.as_str()) {
-                return err(format!("clients[{i}].id: `{}` is defined twice", c.id));
+                problems.push(at.problem(&format!("{key}.id"), format!("`{}` is defined twice", c.id)));
             }
-            match (&c.secret_hash, &c.jwks) {
-                (Some(h), None) => {
-                    crate::auth::SecretHash::parse(h)
-                        .map_err(|m| ConfigError(format!("clients[{i}].secret_hash: {m}")))?;
-                }
-                (None, Some(j)) => {
-                    if j.discovery {
-                        return err(format!(
-                            "clients[{i}].jwks: discovery is not available for clients"
-                        ));
-                    }
-                    j.validate(&format!("clients[{i}].jwks"))?;
-                }
-                _ => {
-                    return err(format!(
-                        "clients[{i}]: set exactly one of secret_hash (client_secret_basic) or jwks \
-                         (private_key_jwt)"
-                    ));
-                }
+            for (k, m) in c.problems() {
+                let k = if k.is_empty() { key.clone() } else { format!("{key}.{k}") };
+                problems.push(at.problem(&k, m));
             }
         }
-        Ok(())
     }
 }
+
+/// `STS__TRUST…` and `STS__CLIENTS…` would replace lists the environment cannot express.
+fn refuse_env_lists() -> Result<(), ConfigError> {
+    for list in ["TRUST", "CLIENTS"] {
+        let var = format!("STS__{list}");
+        let set = std::env::vars().any(|(k, _)| {
+            let k = k.to_ascii_uppercase();
+            k == var || k.starts_with(&format!("{var}__"))
+        });
+        if set {
+            return Err(ConfigError(format!(
+                "{}: entries cannot be set from the environment ({var}…); write them in the \
+                 configuration file",
+                list.to_ascii_lowercase()
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl ClientSettings {
+    /// What is wrong with this client, as (key under the client, message).
+    fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if self.id.is_empty() {
+            out.push(("id", "must not be empty".to_owned()));
+        }
+        match (&self.secret_hash, &self.jwks) {
+            (Some(h), None) => {
+                if let Err(m) = crate::auth::SecretHash::parse(h) {
+                    out.push(("secret_hash", m));
+                }
+            }
+            (None, Some(j)) => {
+                if j.discovery {
+                    out.push(("jwks", "discovery is not available for clients".to_owned()));
+                } else if let Err(e) = j.validate("") {
+                    out.push(("jwks", e.0));
+                }
+            }
+            _ => out.push((
+                "",
+                "set exactly one of secret_hash (client_secret_basic) or jwks (private_key_jwt)"
+                    .to_owned(),
+            )),
+        }
+        if self.algorithms.as_ref().is_some_and(Vec::is_empty) {
+            out.push(("algorithms", EMPTY_ALGORITHMS.to_owned()));
+        }
+        out
+    }
+}
+
+/// The message for `algorithms: []`: an empty allowlist would accept nothing.
+pub const EMPTY_ALGORITHMS: &str =
+    "the list is empty, so no token could ever verify; list algorithms or remove the key for the \
+     default (ES256, EdDSA, RS256, PS256)";
 
 impl JwksSettings {
     /// Exactly one source, and a URL that passes [`check_url`].

@@ -7,10 +7,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::de::{DeserializeOwned, IgnoredAny};
-use serde::{Deserialize, Deserializer};
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
-use serde_saphyr::Spanned;
 
 use super::ConfigError;
 
@@ -38,6 +36,7 @@ pub struct TrustEntry {
     /// Which `trust[i]` this is.
     pub index: usize,
     at: Option<Position>,
+    /// Where each key path under the entry (`jwks.file`) was written.
     key_at: BTreeMap<String, Position>,
 }
 
@@ -57,6 +56,16 @@ impl TrustEntry {
         }
     }
 
+    /// Records where the entry and its keys were written (from the file's key positions).
+    pub fn locate(&mut self, at: &super::Locator) {
+        let prefix = format!("trust[{}]", self.index);
+        self.at = at.position(&prefix);
+        self.key_at = at
+            .positions_under(&prefix)
+            .map(|(k, p)| (k.to_owned(), p))
+            .collect();
+    }
+
     /// `file:line:col: ` of the entry, or nothing when unknown.
     pub fn position(&self) -> String {
         self.at
@@ -65,16 +74,20 @@ impl TrustEntry {
             .unwrap_or_default()
     }
 
-    /// A configuration error about `key` of this entry (`key` may be a dotted path; its first
-    /// segment picks the position).
+    /// A configuration error about `key` of this entry (a dotted path; its nearest written
+    /// parent gives the position).
     pub fn error(&self, key: &str, message: impl fmt::Display) -> ConfigError {
-        let first = key.split(['.', '[']).next().unwrap_or(key);
-        let at = self
-            .key_at
-            .get(first)
-            .or(self.at.as_ref())
-            .map(|p| format!("{p}: "))
-            .unwrap_or_default();
+        let mut k = key;
+        let found = loop {
+            if let Some(p) = self.key_at.get(k) {
+                break Some(p);
+            }
+            match k.rfind(['.', '[']) {
+                Some(i) => k = &k[..i],
+                None => break self.at.as_ref(),
+            }
+        };
+        let at = found.map(|p| format!("{p}: ")).unwrap_or_default();
         let path = if key.is_empty() {
             String::new()
         } else {
@@ -87,86 +100,26 @@ impl TrustEntry {
     }
 
     /// Deserializes the kind's block into `T` (which should deny unknown fields); a failure
-    /// names the key and where it was written.
+    /// names the key, says what was found and what is allowed, and where it was written.
     pub fn parse_block<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
         let value = Value::Object(self.block.clone());
         serde_path_to_error::deserialize(value).map_err(|e| {
-            let path = e.path().to_string();
-            let path = if path == "." { String::new() } else { path };
-            let inner = e.into_inner().to_string();
-            // serde names an unknown key in its message but not always in the path.
-            let key = match unknown_field(&inner) {
-                Some(field) if path.is_empty() => field,
-                Some(field) if !path.ends_with(&field) => format!("{path}.{field}"),
+            let path = super::load::path_string(e.path());
+            let (message, field) = crate::yaml::humanize_serde(&e.inner().to_string());
+            let key = match field {
+                Some(f) if !path.ends_with(&f) => super::load::join(&path, &f),
                 _ => path,
             };
-            self.error(&key, inner)
+            self.error(&key, message)
         })
-    }
-}
-
-fn unknown_field(message: &str) -> Option<String> {
-    let rest = message.strip_prefix("unknown field `")?;
-    Some(rest.split('`').next()?.to_owned())
-}
-
-/// Reads the `trust:` list (through the `config` crate): each entry a map with a string `name`
-/// and `kind`.
-pub fn deserialize_entries<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<TrustEntry>, D::Error> {
-    let raw: Vec<Map<String, Value>> = Vec::deserialize(d)?;
-    raw.into_iter()
-        .enumerate()
-        .map(|(index, mut block)| {
-            let mut take = |key: &str| match block.remove(key) {
-                Some(Value::String(s)) if !s.is_empty() => Ok(s),
-                _ => Err(serde::de::Error::custom(format!(
-                    "trust[{index}].{key}: a non-empty string is required"
-                ))),
-            };
-            let name = take("name")?;
-            let kind = take("kind")?;
-            Ok(TrustEntry {
-                name,
-                kind,
-                block,
-                index,
-                at: None,
-                key_at: BTreeMap::new(),
-            })
-        })
-        .collect()
-}
-
-#[derive(Deserialize)]
-struct PositionsDoc {
-    #[serde(default)]
-    trust: Vec<Spanned<BTreeMap<String, Spanned<IgnoredAny>>>>,
-}
-
-/// Fills in where each entry and each of its keys was written in `text` (best effort: a text
-/// that does not parse here already failed, or will fail, with its own message).
-pub fn locate_trust_entries(entries: &mut [TrustEntry], file: &str, text: &str) {
-    let Ok(doc) = serde_saphyr::from_str::<PositionsDoc>(text) else {
-        return;
-    };
-    let pos = |line: u64, column: u64| Position {
-        file: file.to_owned(),
-        line,
-        column,
-    };
-    for (entry, spanned) in entries.iter_mut().zip(doc.trust) {
-        entry.at = Some(pos(spanned.referenced.line(), spanned.referenced.column()));
-        entry.key_at = spanned
-            .value
-            .iter()
-            .map(|(k, v)| (k.clone(), pos(v.referenced.line(), v.referenced.column())))
-            .collect();
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::Locator;
     use super::*;
+    use serde::Deserialize;
 
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -175,54 +128,57 @@ mod tests {
         issuer: String,
         #[serde(default)]
         strict: bool,
+        jwks: Option<Inner>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        uri: Option<String>,
+    }
+
+    fn entry(block: Value, file: &str, text: &str) -> TrustEntry {
+        let mut e = TrustEntry::new("a", "k", block);
+        e.locate(&Locator::new(file, text, false));
+        e
     }
 
     #[test]
     fn a_kinds_complaint_points_at_the_key() {
         let text = "issuer: x\ntrust:\n  - name: a\n    kind: k\n    issuer: https://a\n    isuser: typo\n";
-        let mut e = vec![TrustEntry::new(
-            "a",
-            "k",
+        let e = entry(
             serde_json::json!({"issuer": "https://a", "isuser": "typo"}),
-        )];
-        locate_trust_entries(&mut e, "sts.yaml", text);
-        let err = e[0].parse_block::<Block>().unwrap_err().to_string();
-        assert!(
-            err.starts_with("configuration: sts.yaml:6:13: trust[0].isuser "),
-            "{err}"
+            "sts.yaml",
+            text,
         );
-        assert!(err.contains("unknown field `isuser`"), "{err}");
-        let mut e = vec![TrustEntry::new(
-            "a",
-            "k",
+        let err = e.parse_block::<Block>().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "configuration: sts.yaml:6:5: trust[0].isuser (entry `a`, kind k): `isuser` is not \
+             a known key here; known keys: issuer, strict, jwks"
+        );
+        let e = entry(
             serde_json::json!({"issuer": "https://a", "strict": "yes"}),
-        )];
-        locate_trust_entries(&mut e, "f", "trust:\n  - {name: a, kind: k, strict: yes}\n");
-        let err = e[0].parse_block::<Block>().unwrap_err().to_string();
-        assert!(err.contains("trust[0].strict"), "{err}");
-        #[derive(Debug, Deserialize)]
-        #[serde(deny_unknown_fields)]
-        #[allow(dead_code)]
-        struct Outer {
-            jwks: Inner,
-        }
-        #[derive(Debug, Deserialize)]
-        #[serde(deny_unknown_fields)]
-        #[allow(dead_code)]
-        struct Inner {
-            uri: Option<String>,
-        }
-        let mut e = vec![TrustEntry::new(
-            "a",
-            "k",
-            serde_json::json!({"jwks": {"urii": "x"}}),
-        )];
-        locate_trust_entries(
-            &mut e,
             "f",
-            "trust:\n  - name: a\n    kind: k\n    jwks: {urii: x}\n",
+            "trust:\n  - {name: a, kind: k, issuer: x, strict: yes}\n",
         );
-        let err = e[0].parse_block::<Outer>().unwrap_err().to_string();
-        assert!(err.contains("f:4:11: trust[0].jwks.urii "), "{err}");
+        let err = e.parse_block::<Block>().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "configuration: f:2:35: trust[0].strict (entry `a`, kind k): found the text \"yes\", \
+             expected true or false"
+        );
+        let e = entry(
+            serde_json::json!({"issuer": "x", "jwks": {"urii": "x"}}),
+            "f",
+            "trust:\n  - name: a\n    kind: k\n    issuer: x\n    jwks: {urii: x}\n",
+        );
+        let err = e.parse_block::<Block>().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "configuration: f:5:12: trust[0].jwks.urii (entry `a`, kind k): `urii` is not a \
+             known key here; known keys: uri"
+        );
     }
 }

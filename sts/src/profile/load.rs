@@ -245,18 +245,9 @@ fn read_dir_yaml(dir: &Path, problems: &mut Problems) -> Vec<(PathBuf, String)> 
 }
 
 fn yaml_problem(file: &Path, e: &serde_saphyr::Error, problems: &mut Problems) {
-    let text = e.to_string();
-    let first = text.lines().next().unwrap_or("").trim();
-    // "error: line L column C: message" → "message"
-    let message = first
-        .strip_prefix("error: ")
-        .map(|rest| rest.split_once(": ").map(|x| x.1).unwrap_or(rest))
-        .unwrap_or(first);
-    let (line, col) = e
-        .location()
-        .map(|l| (l.line(), l.column()))
-        .unwrap_or((0, 0));
-    problems.add(file, line, col, message.to_owned());
+    let (at, message) = crate::yaml::describe_error(e);
+    let (line, col) = at.unwrap_or((0, 0));
+    problems.add(file, line, col, message);
 }
 
 fn load_mappings(
@@ -265,6 +256,7 @@ fn load_mappings(
     problems: &mut Problems,
 ) -> HashMap<String, Arc<Mapping>> {
     let mut out = HashMap::new();
+    let mut first_at: HashMap<String, SourceLoc> = HashMap::new();
     for (file, text) in files {
         let (file, text) = (file.as_path(), text.as_str());
         let mf = match serde_saphyr::from_str::<MappingFile>(text) {
@@ -290,14 +282,15 @@ fn load_mappings(
             claims,
         };
         check_mapping_sample(file, &mapping, kinds, problems);
-        if out.contains_key(&mf.name.value) {
+        if let Some(first) = first_at.get(&mf.name.value) {
             problems.at(
                 file,
                 &mf.name,
-                format!("mapping `{}` is defined twice", mf.name.value),
+                format!("mapping `{}` is also defined at {first}", mf.name.value),
             );
             continue;
         }
+        first_at.insert(mf.name.value.clone(), loc_of(file, &mf.name));
         out.insert(mf.name.value, Arc::new(mapping));
     }
     out
@@ -507,6 +500,7 @@ fn compile_profile(
         }
     }
     let profile = Profile {
+        at: loc_of(file, &pf.name),
         name: pf.name.value.clone(),
         description: pf.description,
         file: file.to_owned(),
@@ -672,18 +666,14 @@ fn check_shapes(p: &Profile, sample: &Sample, shapes: &[bool], problems: &mut Pr
 }
 
 fn check_unique_names(profiles: &[Arc<Profile>], problems: &mut Problems) {
-    let mut seen: HashMap<&str, &Path> = HashMap::new();
+    let mut seen: HashMap<&str, &SourceLoc> = HashMap::new();
     for p in profiles {
-        if let Some(first) = seen.insert(&p.name, &p.file) {
+        if let Some(first) = seen.insert(&p.name, &p.at) {
             problems.add(
                 &p.file,
-                0,
-                0,
-                format!(
-                    "profile `{}` is also defined in {}",
-                    p.name,
-                    first.display()
-                ),
+                p.at.line,
+                p.at.column,
+                format!("profile `{}` is also defined at {first}", p.name),
             );
         }
     }
@@ -693,6 +683,10 @@ fn check_unique_names(profiles: &[Arc<Profile>], problems: &mut Problems) {
 fn check_overlaps(profiles: &[Arc<Profile>], problems: &mut Problems) {
     for (i, a) in profiles.iter().enumerate() {
         for b in &profiles[i + 1..] {
+            // A second definition of one name is reported as such, never as an overlap.
+            if a.name == b.name {
+                continue;
+            }
             // Different output kinds, or subject token types neither accepts in common, never
             // compete for one request.
             if a.kind.name() != b.kind.name()
@@ -706,9 +700,9 @@ fn check_overlaps(profiles: &[Arc<Profile>], problems: &mut Problems) {
                 .find(|x| b.callers.iter().any(|y| x.overlaps(y)));
             let target = a.audiences.iter().find(|t| b.audiences.contains(t));
             if let (Some(c), Some(t)) = (caller, target) {
-                problems.add(&b.file, 0, 0, format!(
-                    "profile `{}` overlaps profile `{}` ({}): both match caller `{c}` asking for `{t}`",
-                    b.name, a.name, a.file.display()
+                problems.add(&b.file, b.at.line, b.at.column, format!(
+                    "profile `{}` overlaps profile `{}` (at {}): both match caller `{c}` asking for `{t}`",
+                    b.name, a.name, a.at
                 ));
             }
         }

@@ -33,6 +33,8 @@ pub enum ActorMode {
 /// A compiled profile.
 pub struct Profile {
     pub name: String,
+    /// Where its `name` is written.
+    pub at: crate::expr::SourceLoc,
     pub description: String,
     pub file: PathBuf,
     pub callers: Vec<CallerPattern>,

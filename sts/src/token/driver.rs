@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use super::{ClaimsExt, KindEnv, Presented, Rejection, VerifyContext};
-use crate::config::{ConfigError, DEFAULT_ALGS, JwksSettings, TrustEntry, check_url};
+use crate::config::{ConfigError, DEFAULT_ALGS, EMPTY_ALGORITHMS, JwksSettings, TrustEntry, check_url};
 use crate::jose::{Alg, Claims, JoseHeader, UnverifiedJws, media_type_eq};
 use crate::trust::{KeyFetch, KeyLookupError, KeyStore, key_fetch};
 
@@ -95,16 +95,18 @@ impl JwsEntry {
         entry: &TrustEntry,
         env: &KindEnv<'_>,
         issuer: String,
-        algorithms: Vec<Alg>,
+        algorithms: Option<Vec<Alg>>,
         jwks: &JwksSettings,
         fetch: Option<Box<dyn KeyFetch>>,
     ) -> Result<Self, ConfigError> {
         check_url("", &issuer).map_err(|e| entry.error("issuer", e.0))?;
         jwks.validate("").map_err(|e| entry.error("jwks", e.0))?;
-        let algorithms = if algorithms.is_empty() {
-            DEFAULT_ALGS.to_vec()
-        } else {
-            algorithms
+        let algorithms = match algorithms {
+            None => DEFAULT_ALGS.to_vec(),
+            Some(list) if list.is_empty() => {
+                return Err(entry.error("algorithms", EMPTY_ALGORITHMS));
+            }
+            Some(list) => list,
         };
         let fetch = fetch.unwrap_or_else(|| key_fetch(&entry.name, &issuer, jwks, env.http));
         let keys = KeyStore::new(&format!("trust `{}`", entry.name), fetch, &algorithms, jwks);

@@ -34,7 +34,7 @@ struct Block {
     audience: Vec<String>,
     /// Accepted `alg` values; defaults to ES256, EdDSA, RS256, PS256.
     #[serde(default)]
-    algorithms: Vec<Alg>,
+    algorithms: Option<Vec<Alg>>,
     /// Accept `typ: JWT` (or no `typ`) from a legacy IdP instead of requiring `at+jwt`.
     #[serde(default)]
     allow_untyped: bool,

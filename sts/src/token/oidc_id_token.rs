@@ -49,7 +49,7 @@ struct Block {
     /// Accepted `alg` values (default ES256, EdDSA, RS256, PS256), further limited by what
     /// the provider advertises when it is discovered.
     #[serde(default)]
-    algorithms: Vec<Alg>,
+    algorithms: Option<Vec<Alg>>,
     /// Default: `{discovery: true}` through OpenID Connect Discovery.
     #[serde(default = "discovery")]
     jwks: JwksSettings,

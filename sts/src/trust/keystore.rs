@@ -27,6 +27,10 @@ pub struct KeyDocument {
 #[async_trait::async_trait]
 pub trait KeyFetch: Send + Sync + std::fmt::Debug {
     async fn fetch(&self) -> Result<KeyDocument, String>;
+    /// The file the keys come from, when they are local (checked at start and by `sts check`).
+    fn local_file(&self) -> Option<&std::path::Path> {
+        None
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -82,6 +86,13 @@ impl KeyFetch for BuiltinFetch {
             algorithms: None,
         })
     }
+
+    fn local_file(&self) -> Option<&std::path::Path> {
+        match &self.location {
+            Location::File(p) => Some(p),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -120,6 +131,16 @@ impl KeyStore {
             last_load: Mutex::new(None),
             fetches: AtomicU64::new(0),
         }
+    }
+
+    /// The file the keys come from, when they are local.
+    pub fn local_file(&self) -> Option<&std::path::Path> {
+        self.fetch.local_file()
+    }
+
+    /// The name used in logs (`trust `x``, `client `y``).
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// How many times keys were (re)loaded: for tests and metrics.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 pub use fetch::{HttpFetcher, OutboundError, discovery_urls};
 pub use keystore::{KeyDocument, KeyFetch, KeyLookupError, KeyStore, key_fetch};
 
-use crate::config::{ConfigError, TrustEntry};
+use crate::config::{ConfigError, ConfigProblems, TrustEntry};
 use crate::token::{InputKind, KindEnv, KindRegistry, Verifier};
 
 /// One configured trust entry, ready to verify tokens.
@@ -49,55 +49,106 @@ pub struct TrustRegistry {
 }
 
 impl TrustRegistry {
-    /// Builds every entry through its kind; an unknown kind or a block the kind refuses is an
-    /// error naming the entry and where it was written.
+    /// Builds every entry through its kind; an unknown kind or a block the kind refuses is a
+    /// problem naming the entry and where it was written. Every entry's problems are reported.
     pub fn build(
         entries: &[TrustEntry],
         kinds: &KindRegistry,
         env: &KindEnv<'_>,
-    ) -> Result<Self, ConfigError> {
+    ) -> Result<Self, ConfigProblems> {
         let mut out = Self::default();
+        let mut problems = Vec::new();
         for entry in entries {
-            let Some(kind) = kinds.input(&entry.kind) else {
-                return Err(entry.error(
-                    "kind",
-                    format!(
-                        "unknown kind `{}` (kind must be one of: {})",
-                        entry.kind,
-                        kinds.input_names().join(", ")
-                    ),
-                ));
-            };
-            let verifier = kind.configure(entry, env)?;
-            // RFC 8725 §3.12: kinds without explicit typing are told apart by their issuers.
-            if verifier.accepts_untyped()
-                && let Some(other) = out.sources.iter().find(|s| {
-                    s.kind.name() != kind.name()
-                        && s.verifier.accepts_untyped()
-                        && s.verifier.issuer() == verifier.issuer()
-                })
-            {
-                return Err(entry.error(
-                    "",
-                    format!(
-                        "entry `{}` ({}) also accepts untyped tokens from issuer `{}`: one kind's \
-                         tokens would pass as the other's; require explicit typing (e.g. \
-                         allow_untyped: false)",
-                        other.name,
-                        other.kind.name(),
-                        verifier.issuer()
-                    ),
-                ));
+            match Self::source(&out, entry, kinds, env) {
+                Ok(source) => {
+                    out.by_name.insert(source.name.clone(), out.sources.len());
+                    out.sources.push(Arc::new(source));
+                }
+                Err(e) => problems.push(e),
             }
-            let name: Arc<str> = Arc::from(entry.name.as_str());
-            out.by_name.insert(name.clone(), out.sources.len());
-            out.sources.push(Arc::new(TrustSource {
-                name,
-                kind: kind.clone(),
-                verifier,
-            }));
         }
-        Ok(out)
+        if problems.is_empty() {
+            Ok(out)
+        } else {
+            Err(ConfigProblems(problems))
+        }
+    }
+
+    fn source(
+        &self,
+        entry: &TrustEntry,
+        kinds: &KindRegistry,
+        env: &KindEnv<'_>,
+    ) -> Result<TrustSource, ConfigError> {
+        let Some(kind) = kinds.input(&entry.kind) else {
+            return Err(entry.error(
+                "kind",
+                format!(
+                    "unknown kind `{}` (kind must be one of: {})",
+                    entry.kind,
+                    kinds.input_names().join(", ")
+                ),
+            ));
+        };
+        let verifier = kind.configure(entry, env)?;
+        // RFC 8725 §3.12: kinds without explicit typing are told apart by their issuers.
+        if verifier.accepts_untyped()
+            && let Some(other) = self.sources.iter().find(|s| {
+                s.kind.name() != kind.name()
+                    && s.verifier.accepts_untyped()
+                    && s.verifier.issuer() == verifier.issuer()
+            })
+        {
+            return Err(entry.error(
+                "",
+                format!(
+                    "entry `{}` ({}) also accepts untyped tokens from issuer `{}`: one kind's \
+                     tokens would pass as the other's; require explicit typing (e.g. \
+                     allow_untyped: false)",
+                    other.name,
+                    other.kind.name(),
+                    verifier.issuer()
+                ),
+            ));
+        }
+        Ok(TrustSource {
+            name: Arc::from(entry.name.as_str()),
+            kind: kind.clone(),
+            verifier,
+        })
+    }
+
+    /// Loads the key sources that are local files now and reports each that cannot be read or
+    /// has no usable key (`skip` names entries whose file is made later, e.g. development
+    /// mode's). Remote sources are not fetched here.
+    pub async fn check_local_keys(
+        &self,
+        entries: &[TrustEntry],
+        skip: &[&str],
+    ) -> Vec<ConfigError> {
+        let mut problems = Vec::new();
+        for source in &self.sources {
+            let Some(keys) = source.verifier.keys() else {
+                continue;
+            };
+            if keys.local_file().is_none() || skip.contains(&&*source.name) {
+                continue;
+            }
+            if let Err(e) = keys.load().await {
+                let message = e
+                    .strip_prefix(&format!("{}: ", keys.name()))
+                    .unwrap_or(&e)
+                    .to_owned();
+                match entries.iter().find(|t| *t.name == *source.name) {
+                    Some(t) => problems.push(t.error("jwks.file", message)),
+                    None => problems.push(ConfigError(format!(
+                        "trust entry `{}`: jwks.file: {message}",
+                        source.name
+                    ))),
+                }
+            }
+        }
+        problems
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<TrustSource>> {
