@@ -143,3 +143,109 @@ fn listen_must_be_an_ip_and_max_params_at_least_one() {
         "configuration: (configuration):6:10: limits.max_params: at least 1"
     );
 }
+
+#[test]
+fn every_settings_problem_is_reported_together_with_its_position() {
+    let yaml = "issuer: https://sts.test\nlisten: localhost:8080\nkeys: {dir: k, alg: HS256}\n\
+                mappings: m\nlimits: {max_params: x, bogus: 1, max_token_bytes: 100}\n\
+                client_auth: {failures_per_client: 0}\ndev: yes\nleeway: 10m\n\
+                clients:\n  - {id: a}\n  - {id: b, jwks: {file: f}, algorithms: []}\n";
+    let e = err(yaml);
+    assert_eq!(
+        e,
+        "configuration: 11 problems:
+  (configuration):7:1: dev: found the text \"yes\", expected true or false
+  (configuration):3:16: keys.alg: unsupported algorithm `HS256` (expected one of ES256, ES384, EdDSA, RS256, RS384, RS512, PS256, PS384, PS512)
+  (configuration):5:25: limits.bogus: `bogus` is not a known key here; known keys: max_body_bytes, max_token_bytes, max_params
+  (configuration):5:10: limits.max_params: found the text \"x\", expected a whole number (0 or more)
+  (configuration): profiles: `profiles` is required
+  (configuration):2:1: listen: `localhost:8080` is not an IP address and port (write e.g. 127.0.0.1:8080 or [::1]:8080; host names are not resolved)
+  (configuration):8:1: leeway: at most 5m
+  (configuration):5:35: limits.max_token_bytes: at least 512
+  (configuration):6:15: client_auth.failures_per_client: at least 1
+  (configuration):10:5: clients[0]: set exactly one of secret_hash (client_secret_basic) or jwks (private_key_jwt)
+  (configuration):11:30: clients[1].algorithms: the list is empty, so no token could ever verify; list algorithms or remove the key for the default (ES256, EdDSA, RS256, PS256)"
+    );
+    // A structure where a mapping belongs, and a list entry that is not a mapping.
+    let e = err(&format!("{BASE}limits: 5\ntrust: [oops]\n"));
+    assert_eq!(
+        e,
+        "configuration: 2 problems:
+  (configuration):6:1: limits: found the number 5, expected a mapping (key: value pairs)
+  (configuration):7:9: trust[0]: each trust entry must be a mapping of keys"
+    );
+    let e = err(&format!("{BASE}trust:\n  - {{kind: oauth-jwt}}\n"));
+    assert_eq!(
+        e,
+        "configuration: (configuration):7:5: trust[0].name: a non-empty text is required"
+    );
+}
+
+#[actix_web::test]
+async fn key_files_are_checked_before_start() {
+    let h = Harness::new().await;
+    let d = h.dir.path().display().to_string();
+    std::fs::remove_file(h.dir.path().join("legacy.json")).unwrap();
+    std::fs::write(
+        h.dir.path().join("mesh.json"),
+        r#"{"keys":[{"kty":"oct","k":"AAAA"}]}"#,
+    )
+    .unwrap();
+    let settings = sts::config::Settings::from_yaml(&harness_config(h.dir.path(), "")).unwrap();
+    let kinds = sts::token::KindRegistry::builtin();
+    let e = sts::app::Snapshot::check(&settings, &kinds)
+        .await
+        .unwrap_err()
+        .to_string()
+        .replace(&d, "{d}");
+    assert_eq!(
+        e,
+        "configuration: 2 problems:
+  (configuration):9:121: trust[1].jwks.file (entry `legacy-idp`, kind oauth-jwt): {d}/legacy.json: No such file or directory (os error 2)
+  (configuration):10:75: trust[2].jwks.file (entry `mesh-idp`, kind oauth-jwt): JWK Set has no key usable with the allowed algorithms (key #0: unsupported key type oct/-)"
+    );
+    // The service refuses to start on the same problems.
+    let e = sts::app::AppState::build(settings, h.clock.clone())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("trust[1].jwks.file"), "{e}");
+}
+
+#[actix_web::test]
+async fn nothing_is_written_until_everything_is_valid() {
+    let h = Harness::new().await;
+    let fresh = tempfile::tempdir().unwrap();
+    let f = fresh.path().display();
+    std::fs::create_dir(fresh.path().join("profiles")).unwrap();
+    std::fs::write(
+        fresh.path().join("profiles/broken.yaml"),
+        "name: broken\ncallers: [gateway]\nsubject: {accept: [nowhere]}\nissue: {kind: access-token, audiences: [x], lifetime: 1m}\n",
+    )
+    .unwrap();
+    let d = h.dir.path().display().to_string();
+    let config = harness_config(h.dir.path(), &format!("dev: true\ndev_dir: {f}/dev\n"))
+        .replace(&format!("dir: {d}/keys"), &format!("dir: {f}/keys"))
+        .replace(
+            &format!("profiles: {d}/profiles"),
+            &format!("profiles: {f}/profiles"),
+        );
+    let settings = sts::config::Settings::from_yaml(&config).unwrap();
+    let e = sts::app::AppState::build(settings, h.clock.clone())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e.replace(&f.to_string(), "{f}"),
+        "1 problem(s) in profiles and mappings:\n  {f}/profiles/broken.yaml:3:20: unknown trust \
+         entry `nowhere` (configured: corp-idp, legacy-idp, mesh-idp, corp-oidc, dev-idp)\n"
+    );
+    assert!(
+        !fresh.path().join("keys").exists(),
+        "no signing key written"
+    );
+    assert!(
+        !fresh.path().join("dev").exists(),
+        "no development material written"
+    );
+}

@@ -104,10 +104,36 @@ fn reserved_claims_per_kind_and_overlaps() {
             "name: other\ncallers: [\"spiffe://example.com/*\", gateway]\nsubject: {accept: [corp-idp]}\nissue: {kind: access-token, audiences: [w, x], lifetime: 1m}\n",
         ),
     ];
-    let all = load(&overlap, &[]).unwrap_err().join("\n");
+    let all = load(&overlap, &[]).unwrap_err();
+    assert_eq!(all.len(), 1, "{all:?}");
     assert!(
-        all.contains("profile `other` overlaps profile `good`"),
-        "{all}"
+        all[0].ends_with(
+            "/p/2.yaml:1:7: profile `other` overlaps profile `good` (at {dir}/p/1.yaml:1:7): \
+             both match caller `gateway` asking for `x`"
+                .replace("{dir}", all[0].split("/p/2.yaml").next().unwrap())
+                .as_str()
+        ),
+        "{all:?}"
+    );
+    // The same name twice: one duplicate, at both positions, and no overlap with itself.
+    let twice = [("1.yaml", GOOD), ("2.yaml", &format!("# again\n{GOOD}"))];
+    let all = load(&twice, &[]).unwrap_err();
+    assert_eq!(all.len(), 1, "{all:?}");
+    let dir = all[0].split("/p/2.yaml").next().unwrap();
+    assert_eq!(
+        all[0],
+        format!("{dir}/p/2.yaml:2:7: profile `good` is also defined at {dir}/p/1.yaml:1:7")
+    );
+    let m = "name: m\nclaims:\n  team: \"'x'\"\n";
+    let all = load(&[("1.yaml", GOOD)], &[("a.yaml", m), ("b.yaml", m)]).unwrap_err();
+    assert_eq!(
+        all,
+        vec![format!(
+            "{dir}/m/b.yaml:1:7: mapping `m` is also defined at {dir}/m/a.yaml:1:7"
+        )]
+        .into_iter()
+        .map(|s| s.replace(dir, all[0].split("/m/b.yaml").next().unwrap()))
+        .collect::<Vec<_>>()
     );
     let disjoint = [
         ("1.yaml", GOOD),

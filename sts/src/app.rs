@@ -149,7 +149,9 @@ impl Snapshot {
             http: &http,
         };
         let trust = TrustRegistry::build(&settings.trust, kinds, &env)?;
-        let keys = trust.check_local_keys(&settings.trust, &[dev::DEV_IDP]).await;
+        let keys = trust
+            .check_local_keys(&settings.trust, &[dev::DEV_IDP])
+            .await;
         ClientRegistry::from_settings(&settings, &http).map_err(StartError::Other)?;
         let catalog = profile::load(&settings.profiles, &settings.mappings, &trust, kinds);
         match (keys.is_empty(), catalog) {

@@ -33,7 +33,10 @@ pub fn key_positions(text: &str) -> HashMap<String, (u64, u64)> {
         let at = (span.start.line() as u64, span.start.col() as u64 + 1);
         let is_node = matches!(
             event,
-            Event::Scalar(..) | Event::MappingStart(..) | Event::SequenceStart(..) | Event::Alias(_)
+            Event::Scalar(..)
+                | Event::MappingStart(..)
+                | Event::SequenceStart(..)
+                | Event::Alias(_)
         );
         if matches!(event, Event::MappingEnd | Event::SequenceEnd) {
             stack.pop();
@@ -115,7 +118,10 @@ pub fn describe_error(e: &serde_saphyr::Error) -> (Option<(u64, u64)>, String) {
         E::SerdeMissingField { field, .. } => format!("`{field}` is required"),
         E::SerdeUnknownVariant {
             variant, expected, ..
-        } => format!("`{variant}` is not allowed here; use one of: {}", expected.join(", ")),
+        } => format!(
+            "`{variant}` is not allowed here; use one of: {}",
+            expected.join(", ")
+        ),
         E::SerdeInvalidType {
             unexpected,
             expected,

@@ -167,7 +167,10 @@ impl ClientRegistry {
                     Credential::Secret(Arc::new(hash))
                 }
                 (None, Some(jwks)) => {
-                    let algorithms = c.algorithms.clone().unwrap_or_else(|| DEFAULT_ALGS.to_vec());
+                    let algorithms = c
+                        .algorithms
+                        .clone()
+                        .unwrap_or_else(|| DEFAULT_ALGS.to_vec());
                     let name = format!("client `{}`", c.id);
                     let store = KeyStore::new(
                         &name,

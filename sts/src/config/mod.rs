@@ -327,17 +327,19 @@ impl Locator {
         &'a self,
         prefix: &'a str,
     ) -> impl Iterator<Item = (&'a str, trust::Position)> + 'a {
-        self.positions.iter().filter_map(move |(k, (line, column))| {
-            let rest = k.strip_prefix(prefix)?.strip_prefix('.')?;
-            Some((
-                rest,
-                trust::Position {
-                    file: self.source.clone(),
-                    line: *line,
-                    column: *column,
-                },
-            ))
-        })
+        self.positions
+            .iter()
+            .filter_map(move |(k, (line, column))| {
+                let rest = k.strip_prefix(prefix)?.strip_prefix('.')?;
+                Some((
+                    rest,
+                    trust::Position {
+                        file: self.source.clone(),
+                        line: *line,
+                        column: *column,
+                    },
+                ))
+            })
     }
 
     /// A problem about `key`: the environment variable that set it, else its position in the
@@ -512,10 +514,15 @@ impl Settings {
         for (i, c) in self.clients.iter().enumerate() {
             let key = format!("clients[{i}]");
             if !ids.insert(c.id.as_str()) {
-                problems.push(at.problem(&format!("{key}.id"), format!("`{}` is defined twice", c.id)));
+                problems
+                    .push(at.problem(&format!("{key}.id"), format!("`{}` is defined twice", c.id)));
             }
             for (k, m) in c.problems() {
-                let k = if k.is_empty() { key.clone() } else { format!("{key}.{k}") };
+                let k = if k.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{key}.{k}")
+                };
                 problems.push(at.problem(&k, m));
             }
         }
@@ -575,8 +582,7 @@ impl ClientSettings {
 }
 
 /// The message for `algorithms: []`: an empty allowlist would accept nothing.
-pub const EMPTY_ALGORITHMS: &str =
-    "the list is empty, so no token could ever verify; list algorithms or remove the key for the \
+pub const EMPTY_ALGORITHMS: &str = "the list is empty, so no token could ever verify; list algorithms or remove the key for the \
      default (ES256, EdDSA, RS256, PS256)";
 
 impl JwksSettings {

@@ -8,7 +8,9 @@
 use std::sync::Arc;
 
 use super::{ClaimsExt, KindEnv, Presented, Rejection, VerifyContext};
-use crate::config::{ConfigError, DEFAULT_ALGS, EMPTY_ALGORITHMS, JwksSettings, TrustEntry, check_url};
+use crate::config::{
+    ConfigError, DEFAULT_ALGS, EMPTY_ALGORITHMS, JwksSettings, TrustEntry, check_url,
+};
 use crate::jose::{Alg, Claims, JoseHeader, UnverifiedJws, media_type_eq};
 use crate::trust::{KeyFetch, KeyLookupError, KeyStore, key_fetch};
 
