@@ -11,6 +11,7 @@ mod end_to_end;
 
 mod errors;
 mod exchange;
+mod explain;
 mod fuzz_seeds;
 mod key_sources;
 mod kinds;

@@ -108,6 +108,29 @@ impl Snapshot {
         Ok((trust, clients, catalog))
     }
 
+    /// A snapshot for a dry run (`sts explain`): everything `check` validates, with an
+    /// in-memory signing key that is never used or written. Development mode's entries point
+    /// at the files `serve` made, and nothing is created.
+    pub fn for_dry_run(settings: &Settings, kinds: &KindRegistry) -> Result<Self, StartError> {
+        let mut settings = settings.clone();
+        if settings.dev {
+            dev::register_for_check(&mut settings).map_err(StartError::Other)?;
+        }
+        let http = HttpFetcher::new(OUTBOUND_TIMEOUT).map_err(StartError::Other)?;
+        let (trust, clients, catalog) = Self::policy(&settings, kinds, &http)?;
+        let der = crate::keys::SigningKey::generate_pkcs8(settings.keys.alg)?;
+        let key = crate::keys::SigningKey::from_pkcs8(&der)
+            .ok_or_else(|| StartError::Other("in-memory key".into()))?;
+        Ok(Self {
+            endpoint: Arc::from(settings.token_endpoint()),
+            signer: Signer::new(key, &[]),
+            settings,
+            trust,
+            clients,
+            catalog,
+        })
+    }
+
     /// Reads the configuration `serve` would use and checks all of it — settings, trust
     /// entries, clients, local key files, profiles — reporting every problem at once and
     /// creating or writing nothing.

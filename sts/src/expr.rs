@@ -86,6 +86,38 @@ impl Expr {
     }
 }
 
+/// The top-level `&&` parts of an expression (one part when there is no top-level `&&`):
+/// quotes, parentheses, brackets and braces are respected. For showing which part of a
+/// condition failed; the whole expression stays what decides.
+pub fn conjuncts(source: &str) -> Vec<&str> {
+    let bytes = source.as_bytes();
+    let (mut depth, mut quote, mut start) = (0i32, None::<u8>, 0usize);
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match quote {
+            Some(_) if b == b'\\' => i += 1,
+            Some(q) if b == q => quote = None,
+            Some(_) => {}
+            None => match b {
+                b'\'' | b'"' => quote = Some(b),
+                b'(' | b'[' | b'{' => depth += 1,
+                b')' | b']' | b'}' => depth -= 1,
+                b'&' if depth == 0 && bytes.get(i + 1) == Some(&b'&') => {
+                    parts.push(source[start..i].trim());
+                    i += 1;
+                    start = i + 1;
+                }
+                _ => {}
+            },
+        }
+        i += 1;
+    }
+    parts.push(source[start..].trim());
+    parts
+}
+
 fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or(s).trim().to_owned()
 }
@@ -283,6 +315,20 @@ mod tests {
             let got = got.map(|v| cel_to_json(&v).unwrap());
             assert_eq!(got, Ok(want), "{expr}");
         }
+    }
+
+    #[test]
+    fn conjuncts_split_only_at_top_level() {
+        assert_eq!(conjuncts("a && b"), vec!["a", "b"]);
+        assert_eq!(conjuncts("a"), vec!["a"]);
+        assert_eq!(
+            conjuncts("(a && b) && 'x && y' == c && f([p && q])"),
+            vec!["(a && b)", "'x && y' == c", "f([p && q])"]
+        );
+        assert_eq!(
+            conjuncts(r#""it\"s && " && d"#),
+            vec![r#""it\"s && ""#, "d"]
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod config;
 pub mod dev;
 pub mod error;
 pub mod exchange;
+pub mod explain;
 pub mod expr;
 pub mod fuzzing;
 pub mod http;

@@ -42,6 +42,9 @@ enum Command {
         #[arg(long, env = "STS_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Dry-run one token request: which profile, why, each condition's value, and the claims
+    /// that would be issued or the refusal. Verifies given tokens; never signs.
+    Explain(ExplainArgs),
     /// Make a stored client secret (secret_hash) for client_secret_basic.
     HashSecret {
         /// Read the secret from standard input instead of generating one.
@@ -53,6 +56,43 @@ enum Command {
         #[command(subcommand)]
         helper: TokenHelper,
     },
+}
+
+#[derive(clap::Args)]
+struct ExplainArgs {
+    #[arg(long, env = "STS_CONFIG")]
+    config: Option<PathBuf>,
+    /// The calling client's id (its authentication is assumed to succeed).
+    #[arg(long)]
+    client_id: String,
+    /// A form field, `name=value` (repeatable): subject_token_type, actor_token_type,
+    /// audience, resource, scope, requested_token_type. subject_token_type defaults to the
+    /// access_token type.
+    #[arg(long = "param", short = 'p', value_name = "NAME=VALUE")]
+    params: Vec<String>,
+    /// The subject token (verified with the configured keys); `@FILE` reads a file, `-`
+    /// standard input.
+    #[arg(
+        long,
+        conflicts_with = "subject_claims",
+        required_unless_present = "subject_claims"
+    )]
+    subject_token: Option<String>,
+    /// Instead of a token: its claims as a JSON object (or `@FILE`), taken as given.
+    #[arg(long)]
+    subject_claims: Option<String>,
+    /// The actor token (verified); `@FILE` or `-` as for the subject.
+    #[arg(long, conflicts_with = "actor_claims")]
+    actor_token: Option<String>,
+    /// Instead of an actor token: its claims as JSON (or `@FILE`), taken as given.
+    #[arg(long)]
+    actor_claims: Option<String>,
+    /// Evaluate at this time: Unix seconds or RFC 3339 (default: now).
+    #[arg(long)]
+    at: Option<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -83,6 +123,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { config } => serve(config),
         Command::Check { config } => check(config),
+        Command::Explain(args) => return explain(args),
         Command::HashSecret { stdin } => hash_secret(stdin),
         Command::Token { helper } => token_helper(helper),
     };
@@ -146,6 +187,107 @@ fn check(config: Option<PathBuf>) -> Result<(), String> {
         settings.clients.len() + dev
     );
     Ok(())
+}
+
+/// Prints the explanation; exits 0 when the request would be granted, 1 when refused, 2 when
+/// the explanation itself could not run.
+fn explain(args: ExplainArgs) -> ExitCode {
+    match run_explain(args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("sts: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_explain(args: ExplainArgs) -> Result<bool, String> {
+    use sts::explain::{Input, Outcome, Request};
+    let settings = Settings::load(args.config.as_deref()).map_err(|e| e.to_string())?;
+    let now = match &args.at {
+        None => SystemClock.now(),
+        Some(t) => parse_time(t)?,
+    };
+    let mut params = Vec::new();
+    for p in &args.params {
+        let (k, v) = p
+            .split_once('=')
+            .ok_or_else(|| format!("--param `{p}`: write name=value"))?;
+        params.push((k.to_owned(), v.to_owned()));
+    }
+    let mut default_type = |name: &str| {
+        if !params.iter().any(|(k, _)| k == name) {
+            params.push((name.to_owned(), sts::token::types::ACCESS_TOKEN.to_owned()));
+        }
+    };
+    default_type("subject_token_type");
+    let actor = match (&args.actor_token, &args.actor_claims) {
+        (Some(t), _) => Some(Input::Token(sts::secret::Token::new(read_arg(t)?))),
+        (None, Some(c)) => Some(Input::Claims(read_claims(c)?)),
+        (None, None) => None,
+    };
+    if actor.is_some() {
+        default_type("actor_token_type");
+    }
+    let subject = match (&args.subject_token, &args.subject_claims) {
+        (Some(t), _) => Input::Token(sts::secret::Token::new(read_arg(t)?)),
+        (None, Some(c)) => Input::Claims(read_claims(c)?),
+        (None, None) => return Err("give --subject-token or --subject-claims".into()),
+    };
+    let request = Request {
+        client_id: args.client_id,
+        params,
+        subject,
+        actor,
+        now,
+    };
+    let kinds = sts::token::KindRegistry::builtin();
+    let report = actix_web::rt::System::new().block_on(async {
+        let snap = sts::app::Snapshot::for_dry_run(&settings, &kinds).map_err(|e| e.to_string())?;
+        snap.load_keys().await;
+        Ok::<_, String>(sts::explain::explain(&snap, request).await)
+    })?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+        );
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(matches!(report.outcome, Outcome::Issued { .. }))
+}
+
+/// `@FILE` → the file's text, `-` → standard input, else the argument itself (trimmed).
+fn read_arg(arg: &str) -> Result<String, String> {
+    let text = if arg == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| e.to_string())?;
+        s
+    } else if let Some(path) = arg.strip_prefix('@') {
+        std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?
+    } else {
+        arg.to_owned()
+    };
+    Ok(text.trim().to_owned())
+}
+
+fn read_claims(arg: &str) -> Result<sts::jose::Claims, String> {
+    serde_json::from_str(&read_arg(arg)?).map_err(|e| format!("claims must be a JSON object: {e}"))
+}
+
+fn parse_time(t: &str) -> Result<sts::clock::UnixTime, String> {
+    if let Ok(n) = t.parse::<i64>() {
+        return Ok(n);
+    }
+    let st = humantime::parse_rfc3339_weak(t)
+        .map_err(|e| format!("--at `{t}`: not Unix seconds or an RFC 3339 time ({e})"))?;
+    st.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .map_err(|_| format!("--at `{t}`: before 1970"))
 }
 
 fn hash_secret(stdin: bool) -> Result<(), String> {

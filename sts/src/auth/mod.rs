@@ -215,6 +215,14 @@ impl ClientRegistry {
     }
 
     /// Every `private_key_jwt` client's key source (for the periodic refresh).
+    /// How the client registered as `id` authenticates, if there is one.
+    pub fn method_of(&self, id: &str) -> Option<AuthMethod> {
+        self.clients.get(id).map(|c| match c.credential {
+            Credential::Secret(_) => AuthMethod::ClientSecretBasic,
+            Credential::Keys { .. } => AuthMethod::PrivateKeyJwt,
+        })
+    }
+
     pub fn key_stores(&self) -> impl Iterator<Item = &KeyStore> {
         self.clients.values().filter_map(|c| match &c.credential {
             Credential::Keys { store, .. } => Some(&**store),

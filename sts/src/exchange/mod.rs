@@ -27,7 +27,7 @@ use crate::jose::{Claims, b64_encode};
 use crate::mapping::MappingError;
 use crate::profile::{ActorMode, Profile};
 use crate::token::{
-    ClaimsExt, CommonClaims, MintRequest, Presented, Rejection, RequestFacts, Verified,
+    ClaimsExt, CommonClaims, Draft, MintRequest, Presented, Rejection, RequestFacts, Verified,
     VerifyContext,
 };
 use crate::trust::TrustSource;
@@ -94,7 +94,7 @@ pub async fn handle(
                     tracing::info!(
                         caller = %caller.id,
                         profile = trace.profile.unwrap_or("-"),
-                        condition = trace.condition.unwrap_or("-"),
+                        condition = trace.condition.as_deref().unwrap_or("-"),
                         error = %e.code,
                         reason = %e.description,
                         "exchange refused"
@@ -109,7 +109,7 @@ pub async fn handle(
 #[derive(Debug, Default)]
 pub struct Trace<'a> {
     pub profile: Option<&'a str>,
-    pub condition: Option<&'a str>,
+    pub condition: Option<String>,
 }
 
 /// Runs one RFC 8693 token exchange for an authenticated caller; `trace` learns the profile
@@ -122,23 +122,9 @@ pub async fn token_exchange<'s>(
     now: UnixTime,
     trace: &mut Trace<'s>,
 ) -> Result<TokenResponse, OAuthError> {
-    // Step 2: the one profile for (caller, subject token type, requested type, targets).
-    let profile = snap.catalog.select(
-        &caller.id,
-        &req.subject.token_type,
-        req.requested_token_type.as_deref(),
-        &req.targets,
-    )?;
-    trace.profile = Some(&profile.name);
-    // The actor rules need no crypto: check them before any signature.
-    check_actor_presence(profile, &req)?;
-    let ctx = VerifyContext {
-        now,
-        leeway: snap.settings.leeway.as_secs() as i64,
-        max_token_bytes: snap.settings.limits.max_token_bytes,
-        facts,
-    };
+    let profile = choose(snap, caller, &req, trace)?;
     // Step 4: subject and actor, each against the trust sources the profile names for it.
+    let ctx = verify_context(snap, facts, now);
     let subject = verify_input(
         "subject_token",
         &req.subject,
@@ -150,22 +136,105 @@ pub async fn token_exchange<'s>(
         Some(a) => Some(verify_input("actor_token", a, &profile.actor_sources, &ctx).await?),
         None => None,
     };
-    let actor_claims = actor.as_ref().map(|a| &a.claims);
+    let Decision { draft, common } = decide(
+        snap,
+        profile,
+        caller,
+        &req,
+        &subject,
+        actor.as_ref(),
+        now,
+        trace,
+    )
+    .await?;
+    let minted = profile.kind.seal(draft, &snap.signer)?;
+    log_exchange(
+        profile,
+        caller,
+        &subject,
+        actor.as_ref().map(|a| &a.claims),
+        &common,
+    );
+    Ok(TokenResponse {
+        access_token: minted.token.into_exposed(),
+        issued_token_type: minted.issued_token_type,
+        token_type: minted.token_type,
+        expires_in: common.expires_at - now,
+        scope: minted.scope,
+    })
+}
+
+/// Step 2: the one profile for (caller, subject token type, requested type, targets), and the
+/// actor rules that need no crypto.
+pub fn choose<'s>(
+    snap: &'s Snapshot,
+    caller: &Caller,
+    req: &ExchangeRequest,
+    trace: &mut Trace<'s>,
+) -> Result<&'s Profile, OAuthError> {
+    let profile = snap.catalog.select(
+        &caller.id,
+        &req.subject.token_type,
+        req.requested_token_type.as_deref(),
+        &req.targets,
+    )?;
+    trace.profile = Some(&profile.name);
+    check_actor_presence(profile, req)?;
+    Ok(profile)
+}
+
+/// What verifiers need besides the token.
+pub fn verify_context<'a>(
+    snap: &Snapshot,
+    facts: &'a RequestFacts,
+    now: UnixTime,
+) -> VerifyContext<'a> {
+    VerifyContext {
+        now,
+        leeway: snap.settings.leeway.as_secs() as i64,
+        max_token_bytes: snap.settings.limits.max_token_bytes,
+        facts,
+    }
+}
+
+/// What the engine decided for verified inputs: the claims to issue (unsigned) and the
+/// engine's own claims.
+#[derive(Debug)]
+pub struct Decision {
+    pub draft: Draft,
+    pub common: CommonClaims,
+}
+
+/// Steps 6–8 for verified inputs: delegation, the profile's condition and mapping, the
+/// lifetime, and the output kind's claims. Signs nothing.
+#[allow(clippy::too_many_arguments)]
+pub async fn decide(
+    snap: &Snapshot,
+    profile: &Profile,
+    caller: &Caller,
+    req: &ExchangeRequest,
+    subject: &Verified,
+    actor: Option<&Verified>,
+    now: UnixTime,
+    trace: &mut Trace<'_>,
+) -> Result<Decision, OAuthError> {
+    let actor_claims = actor.map(|a| &a.claims);
     // Step 6: delegation, enforced by the engine.
     delegation::check_actor_chain(actor_claims, profile.chained_actors)?;
     delegation::check_may_act(&subject.claims, actor_claims)?;
     let act = delegation::act_claim(&subject.claims, actor_claims);
     // Step 7: conditions and mapping over one set of variables.
-    let (caller_v, request_v) = (caller_value(caller), request_value(&req));
+    let (caller_v, request_v) = (caller_value(caller), request_value(req));
     let vars = Variables::from_claims(&subject.claims, actor_claims, &caller_v, &request_v, now);
-    check_condition(profile, &vars).inspect_err(|_| {
-        trace.condition = profile.when.as_ref().map(|w| w.described.as_str());
-    })?;
+    if let Err(e) = check_condition(profile, &vars) {
+        trace.condition = profile.when.as_ref().map(|w| w.described.clone());
+        return Err(e);
+    }
     let mapped = match &profile.mapping {
         Some(m) => m.apply(&vars).map_err(|e| mapping_error(profile, e))?,
         None => Claims::new(),
     };
-    // Step 8: the engine's claims, then the output kind mints.
+    // Step 8: the engine's claims, then the output kind's.
     let expires_at = expiry(profile, &subject.claims, actor_claims, now)?;
     let common = CommonClaims {
         issuer: snap.settings.issuer.clone(),
@@ -180,28 +249,20 @@ pub async fn token_exchange<'s>(
         jti: new_jti()?,
         act,
     };
-    let minted = profile
+    let draft = profile
         .kind
-        .mint(MintRequest {
+        .prepare(MintRequest {
             claims: mapped,
             common: &common,
-            subject: &subject,
-            actor: actor.as_ref(),
+            subject,
+            actor,
             caller,
-            request: &req,
+            request: req,
             profile,
             vars: &vars,
-            signer: &snap.signer,
         })
         .await?;
-    log_exchange(profile, caller, &subject, actor_claims, &common);
-    Ok(TokenResponse {
-        access_token: minted.token.into_exposed(),
-        issued_token_type: minted.issued_token_type,
-        token_type: minted.token_type,
-        expires_in: expires_at - now,
-        scope: minted.scope,
-    })
+    Ok(Decision { draft, common })
 }
 
 /// RFC 8693 §2.1 leaves actors to policy: the profile says whether one is refused, allowed or
@@ -243,7 +304,7 @@ fn log_exchange(
 /// Verifies a subject or actor token with the first of the profile's accepted trust entries
 /// (in the profile's order) whose kind takes its declared type and that recognizes it.
 /// Validation rules come from the declared type and the profile, never from the token.
-async fn verify_input(
+pub async fn verify_input(
     which: &'static str,
     presented: &TypedToken,
     accepted: &[std::sync::Arc<TrustSource>],
@@ -284,12 +345,12 @@ async fn verify_input(
 }
 
 /// `caller` as CEL sees it.
-fn caller_value(caller: &Caller) -> serde_json::Value {
+pub fn caller_value(caller: &Caller) -> serde_json::Value {
     json!({"id": caller.id, "method": caller.method.as_str()})
 }
 
 /// `request` as CEL sees it (absent strings are "").
-fn request_value(req: &ExchangeRequest) -> serde_json::Value {
+pub fn request_value(req: &ExchangeRequest) -> serde_json::Value {
     json!({
         "audience": req.audience,
         "resource": req.resource,

@@ -113,9 +113,53 @@ pub struct Catalog {
     pub mappings: Vec<Arc<Mapping>>,
 }
 
+/// The first selection stage a profile fails for a request (design §3 step 2), in the order
+/// the stages are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Miss {
+    /// `callers` does not admit the client.
+    Caller,
+    /// It issues another token type than `requested_token_type`.
+    RequestedType,
+    /// None of its subject trust entries takes the `subject_token_type`.
+    SubjectType,
+    /// It does not issue for every requested `audience`/`resource`.
+    Target,
+}
+
+/// What a request asks of selection.
+#[derive(Debug, Clone, Copy)]
+pub struct Query<'a> {
+    pub caller_id: &'a str,
+    pub subject_type: &'a str,
+    pub requested_type: Option<&'a str>,
+    pub targets: &'a [String],
+}
+
+impl Profile {
+    /// The first stage at which this profile does not serve `q`, or `None` when it matches.
+    pub fn miss(&self, q: &Query<'_>) -> Option<Miss> {
+        if !self.admits_caller(q.caller_id) {
+            Some(Miss::Caller)
+        } else if q
+            .requested_type
+            .is_some_and(|t| t != self.kind.issued_token_type())
+        {
+            Some(Miss::RequestedType)
+        } else if !self.accepts_subject_type(q.subject_type) {
+            Some(Miss::SubjectType)
+        } else if !self.serves(q.targets) {
+            Some(Miss::Target)
+        } else {
+            None
+        }
+    }
+}
+
 impl Catalog {
     /// The one profile for (caller, subject token type, requested token type, targets) —
-    /// design §3 step 2.
+    /// design §3 step 2. When none matches, the error names the furthest stage any profile
+    /// reached.
     pub fn select(
         &self,
         caller_id: &str,
@@ -123,42 +167,39 @@ impl Catalog {
         requested_type: Option<&str>,
         targets: &[String],
     ) -> Result<&Arc<Profile>, OAuthError> {
-        let mut for_caller = self
-            .profiles
-            .iter()
-            .filter(|p| p.admits_caller(caller_id))
-            .peekable();
-        if for_caller.peek().is_none() {
-            return Err(OAuthError::unauthorized_client(
-                "no exchange profile allows this client",
-            ));
+        let q = Query {
+            caller_id,
+            subject_type,
+            requested_type,
+            targets,
+        };
+        let mut furthest = None;
+        let mut found: Option<&Arc<Profile>> = None;
+        for p in &self.profiles {
+            match p.miss(&q) {
+                None if found.is_some() => {
+                    return Err(OAuthError::invalid_target(
+                        "several targets are possible: name one with audience or resource",
+                    ));
+                }
+                None => found = Some(p),
+                Some(m) => furthest = furthest.max(Some(m)),
+            }
         }
-        let mut typed = for_caller
-            .filter(|p| requested_type.is_none_or(|t| t == p.kind.issued_token_type()))
-            .peekable();
-        if typed.peek().is_none() {
-            return Err(OAuthError::invalid_request(
-                "requested_token_type is not issued to this client",
-            ));
-        }
-        let mut typed = typed
-            .filter(|p| p.accepts_subject_type(subject_type))
-            .peekable();
-        if typed.peek().is_none() {
-            return Err(OAuthError::invalid_request(
+        found.ok_or_else(|| match furthest {
+            None | Some(Miss::Caller) => {
+                OAuthError::unauthorized_client("no exchange profile allows this client")
+            }
+            Some(Miss::RequestedType) => {
+                OAuthError::invalid_request("requested_token_type is not issued to this client")
+            }
+            Some(Miss::SubjectType) => OAuthError::invalid_request(
                 "subject_token_type is not accepted by this exchange profile",
-            ));
-        }
-        let mut serving = typed.filter(|p| p.serves(targets));
-        match (serving.next(), serving.next()) {
-            (Some(p), None) => Ok(p),
-            (None, _) => Err(OAuthError::invalid_target(
+            ),
+            Some(Miss::Target) => OAuthError::invalid_target(
                 "no profile issues tokens for the requested audience or resource",
-            )),
-            (Some(_), Some(_)) => Err(OAuthError::invalid_target(
-                "several targets are possible: name one with audience or resource",
-            )),
-        }
+            ),
+        })
     }
 
     pub fn by_name(&self, name: &str) -> Option<&Arc<Profile>> {

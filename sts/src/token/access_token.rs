@@ -1,16 +1,15 @@
 //! Output kind `access-token`: the RFC 9068 JWT access tokens we issue for one audience or
 //! resource. It owns the claims only access tokens carry (`scope`, `client_id`), decides the
 //! scope (it only narrows, see `scope`), writes the reserved claims last and self-checks the
-//! result before signing.
+//! result; the engine's default `seal` signs it with our key as `at+jwt`.
 
 use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{MintRequest, Minted, Minter, scope, types};
+use super::{Draft, MintRequest, Minter, scope, types};
 use crate::error::OAuthError;
 use crate::jose::Claims;
-use crate::secret::Token;
 
 const TYP: &str = "at+jwt";
 
@@ -39,7 +38,7 @@ impl Minter for AccessTokenMinter {
         Duration::from_secs(24 * 3600)
     }
 
-    async fn mint(&self, req: MintRequest<'_>) -> Result<Minted, OAuthError> {
+    async fn prepare(&self, req: MintRequest<'_>) -> Result<Draft, OAuthError> {
         let scope = scope::decide(req.profile, &req.subject.claims, req.request, req.vars)?;
         let r = req.common;
         let mut claims = req.claims;
@@ -65,12 +64,8 @@ impl Minter for AccessTokenMinter {
             None => claims.remove("act"),
         };
         self_check(&claims)?;
-        let jws = req
-            .signer
-            .sign_jws(TYP, &claims)
-            .map_err(|_| OAuthError::server_error("token signing failed"))?;
-        Ok(Minted {
-            token: Token::new(jws),
+        Ok(Draft {
+            claims,
             issued_token_type: types::ACCESS_TOKEN,
             token_type: "Bearer",
             scope,

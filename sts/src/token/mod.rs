@@ -305,7 +305,8 @@ pub struct CommonClaims {
 }
 
 /// Everything a minter may read: the mapped claims, the engine's decisions, the verified
-/// inputs, the caller, the request, the profile and its CEL variables, and our keys.
+/// inputs, the caller, the request, the profile and its CEL variables. Not our keys: preparing
+/// a token never signs.
 pub struct MintRequest<'a> {
     pub claims: Claims,
     pub common: &'a CommonClaims,
@@ -315,7 +316,17 @@ pub struct MintRequest<'a> {
     pub request: &'a ExchangeRequest,
     pub profile: &'a Profile,
     pub vars: &'a Variables<'a>,
-    pub signer: &'a Signer,
+}
+
+/// The claims an output kind would issue, before signing: what `sts explain` shows and what
+/// [`Minter::seal`] signs.
+#[derive(Debug, Clone)]
+pub struct Draft {
+    pub claims: Claims,
+    pub issued_token_type: &'static str,
+    pub token_type: &'static str,
+    /// The response's `scope`, when the kind has one.
+    pub scope: Option<String>,
 }
 
 /// A signed token and how to describe it in the RFC 8693 §2.2.1 response.
@@ -350,8 +361,24 @@ pub trait Minter: Send + Sync + 'static {
     fn may_write(&self, claim: &str) -> bool {
         !ALWAYS_RESERVED.contains(&claim) && !self.reserved_claims().contains(&claim)
     }
-    /// Sets the reserved claims last, signs, and self-checks the result.
-    async fn mint(&self, req: MintRequest<'_>) -> Result<Minted, OAuthError>;
+    /// Decides the claims: the mapped ones, then the kind's and the engine's reserved claims
+    /// last; self-checks the result. Signs nothing and calls nothing that changes state
+    /// (`sts explain` runs it as a dry run).
+    async fn prepare(&self, req: MintRequest<'_>) -> Result<Draft, OAuthError>;
+
+    /// Signs a prepared token. The default signs a JWS with our active key and this kind's
+    /// `typ`; a kind that issues differently overrides it.
+    fn seal(&self, draft: Draft, signer: &Signer) -> Result<Minted, OAuthError> {
+        let jws = signer
+            .sign_jws(self.typ(), &draft.claims)
+            .map_err(|_| OAuthError::server_error("token signing failed"))?;
+        Ok(Minted {
+            token: Token::new(jws),
+            issued_token_type: draft.issued_token_type,
+            token_type: draft.token_type,
+            scope: draft.scope,
+        })
+    }
 }
 
 /// The registered input and output kinds. Built once; the request path only reads it.
