@@ -17,12 +17,13 @@ use crate::app::Snapshot;
 use crate::auth::{AuthMethod, Caller};
 use crate::clock::UnixTime;
 use crate::error::OAuthError;
-use crate::exchange::{self, Decision, ExchangeRequest, FormParams, Trace};
+use crate::exchange::{self, Decision, ExchangeRequest, FormParams, Trace, TypedToken};
 use crate::expr::{Expr, Variables, cel_to_json};
 use crate::jose::Claims;
 use crate::profile::{Miss, Profile, Query};
 use crate::secret::Token;
 use crate::token::{RequestFacts, Verified};
+use crate::trust::TrustSource;
 
 /// A subject or actor token as given to `explain`.
 pub enum Input {
@@ -273,29 +274,21 @@ async fn run(
     let mut trace = Trace::default();
     let profile = exchange::choose(snap, caller, request, &mut trace)?;
     let facts = RequestFacts::post(&snap.endpoint);
+    let presented = (&request.subject, &profile.subject_sources);
     let subject = input(
         snap,
-        profile,
         "subject_token",
         &req.subject,
-        request,
+        presented,
         &facts,
         req.now,
-    );
-    let subject = subject.await?;
+    )
+    .await?;
     ex.subject = Some(report(&subject.0, subject.1));
     let actor = match (&req.actor, &request.actor) {
-        (Some(given), Some(_)) => {
-            let a = input(
-                snap,
-                profile,
-                "actor_token",
-                given,
-                request,
-                &facts,
-                req.now,
-            )
-            .await?;
+        (Some(given), Some(typed)) => {
+            let presented = (typed, &profile.actor_sources);
+            let a = input(snap, "actor_token", given, presented, &facts, req.now).await?;
             ex.actor = Some(report(&a.0, a.1));
             Some(a.0)
         }
@@ -326,21 +319,12 @@ async fn run(
 /// first trust entry of the profile that takes this token type).
 async fn input(
     snap: &Snapshot,
-    profile: &Profile,
     which: &'static str,
     given: &Input,
-    request: &ExchangeRequest,
+    (typed, sources): (&TypedToken, &Vec<Arc<TrustSource>>),
     facts: &RequestFacts,
     now: UnixTime,
 ) -> Result<(Verified, bool), OAuthError> {
-    let (typed, sources) = if which == "subject_token" {
-        (&request.subject, &profile.subject_sources)
-    } else {
-        match &request.actor {
-            Some(a) => (a, &profile.actor_sources),
-            None => return Err(OAuthError::invalid_request("actor_token is missing")),
-        }
-    };
     match given {
         Input::Token(_) => {
             let ctx = exchange::verify_context(snap, facts, now);

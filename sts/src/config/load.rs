@@ -156,9 +156,7 @@ pub fn deserialize_all(
             if !set_aside.contains(&path) {
                 problems.push(at.problem(&key, message));
             }
-            let Some(filler) = get(&fallback, &path).cloned() else {
-                return None;
-            };
+            let filler = get(&fallback, &path).cloned()?;
             if !set(&mut value, &path, filler) {
                 return None;
             }
