@@ -294,3 +294,53 @@ async fn removed_keys_stop_working_within_one_refresh() {
         .expect_error(400, "invalid_request");
     assert!(d.contains("key is unknown"), "{d}");
 }
+
+/// Startup says it is waiting while a remote key set has no usable key, then logs "ready" once
+/// the background refresh loads one — and `/readyz` follows.
+#[actix_web::test]
+async fn ready_is_logged_once_remote_keys_load() {
+    let h = Harness::new().await;
+    let srv = start_idp_server(None, RFC8414);
+    let k1 = Idp::new(&srv.base, "k1", "ES256");
+    let entry = format!(
+        "{{name: remote-idp, kind: oauth-jwt, issuer: \"{}\", jwks: {{uri: \"{}/keys\", refresh: 1s}}}}",
+        srv.base, srv.base
+    );
+    let profile = (
+        "remote.yaml",
+        "name: remote\ncallers: [gateway]\nsubject: {accept: [remote-idp]}\nissue: {kind: access-token, audiences: [remote-api], lifetime: 1m}\n",
+    );
+    let config = config_with_entry(&h, &entry, profile);
+    let settings = sts::config::Settings::from_yaml(&config).unwrap();
+    let logs = crate::support::leaks::LogCapture::default();
+    let _guard = tracing::subscriber::set_default(logs.subscriber());
+    let state = sts::app::AppState::build(settings, h.clock.clone())
+        .await
+        .unwrap();
+    assert!(
+        logs.text().contains(
+            "not ready yet (/readyz answers 503): waiting for keys of: trust entry `remote-idp`"
+        ),
+        "{}",
+        logs.text()
+    );
+    let app = app_of(state.clone()).await;
+    assert_eq!(get(&app, "/readyz").await.status, 503);
+    *srv.jwks.write().unwrap() = json!({"keys": [k1.jwk()]});
+    state.spawn_refresh();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !logs.text().contains("ready: every key source has loaded") {
+        assert!(std::time::Instant::now() < deadline, "{}", logs.text());
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(get(&app, "/readyz").await.status, 200);
+    let text_lines = logs
+        .text()
+        .lines()
+        .filter(|l| !l.starts_with('{') && l.contains("ready: every key source has loaded"))
+        .count();
+    assert_eq!(
+        text_lines, 1,
+        "said once (the capture also holds JSON lines)"
+    );
+}
