@@ -216,3 +216,21 @@ fn profiles_for_different_input_kinds_do_not_overlap() {
         "{errs:?}"
     );
 }
+
+#[test]
+fn shape_problems_name_the_key_in_plain_words() {
+    let a = "name: x\ncallers: [gateway]\nsubject: {accept: [corp-idp]}\nactor: {mode: sometimes}\nissue: {kind: access-token, audiences: [a], lifetime: 1m}\n";
+    let b = "- name: y\n";
+    let c = "name: z\ncallers: gateway\nsubject: {accept: [corp-idp]}\nissue: {kind: access-token, audiences: [a], lifetime: 1m}\n";
+    let errs = load(&[("a.yaml", a), ("b.yaml", b), ("c.yaml", c)], &[]).unwrap_err();
+    let dir = errs[0].split("/p/a.yaml").next().unwrap().to_owned();
+    let errs: Vec<String> = errs.iter().map(|e| e.replace(&dir, "")).collect();
+    assert_eq!(
+        errs,
+        vec![
+            "/p/a.yaml:4:15: actor.mode: `sometimes` is not allowed here; use one of: forbidden, optional, required",
+            "/p/b.yaml:1:1: expected a mapping (key: value pairs) here",
+            "/p/c.yaml:2:10: callers: expected a list here",
+        ]
+    );
+}

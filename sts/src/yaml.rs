@@ -83,6 +83,16 @@ pub fn key_positions(text: &str) -> HashMap<String, (u64, u64)> {
     out
 }
 
+/// The key path whose key is written last before (line, column) on that same line: what a
+/// complaint at that position is about (`actor.mode` for `mode: sometimes`).
+pub fn path_at(text: &str, line: u64, column: u64) -> Option<String> {
+    key_positions(text)
+        .into_iter()
+        .filter(|(p, (l, c))| *l == line && *c <= column && !p.ends_with(']'))
+        .max_by_key(|(p, (_, c))| (*c, p.len()))
+        .map(|(p, _)| p)
+}
+
 fn join(parent: &str, key: &str) -> String {
     if parent.is_empty() {
         key.to_owned()
@@ -116,6 +126,14 @@ pub fn describe_error(e: &serde_saphyr::Error) -> (Option<(u64, u64)>, String) {
             field, expected, ..
         } => unknown_key(field, expected),
         E::SerdeMissingField { field, .. } => format!("`{field}` is required"),
+        E::Unexpected { expected, .. } => {
+            let what = match expected.trim_end_matches(" start") {
+                "mapping" => "a mapping (key: value pairs)",
+                "sequence" => "a list",
+                other => other,
+            };
+            format!("expected {what} here")
+        }
         E::SerdeUnknownVariant {
             variant, expected, ..
         } => format!(
@@ -262,6 +280,15 @@ mod tests {
         assert_eq!(p["trust[0].jwks.file"], (6, 7));
         assert_eq!(p["trust[1].name"], (7, 6));
         assert!(!p.contains_key("trust[2]"));
+    }
+
+    #[test]
+    fn the_key_a_position_is_about() {
+        let text = "name: x\nactor: {mode: sometimes}\nissue:\n  lifetime: forever\n";
+        assert_eq!(path_at(text, 2, 15).as_deref(), Some("actor.mode"));
+        assert_eq!(path_at(text, 4, 13).as_deref(), Some("issue.lifetime"));
+        assert_eq!(path_at(text, 3, 1).as_deref(), Some("issue"));
+        assert_eq!(path_at(text, 9, 1), None);
     }
 
     #[test]

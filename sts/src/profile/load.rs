@@ -190,7 +190,7 @@ fn load_texts(
                     profiles.push(Arc::new(p));
                 }
             }
-            Err(e) => yaml_problem(file, &e, &mut problems),
+            Err(e) => yaml_problem(file, text, &e, &mut problems),
         }
     }
     check_unique_names(&profiles, &mut problems);
@@ -244,9 +244,15 @@ fn read_dir_yaml(dir: &Path, problems: &mut Problems) -> Vec<(PathBuf, String)> 
         .collect()
 }
 
-fn yaml_problem(file: &Path, e: &serde_saphyr::Error, problems: &mut Problems) {
+/// A parse or shape problem of one file, with the key path it is about when one is written at
+/// that position.
+fn yaml_problem(file: &Path, text: &str, e: &serde_saphyr::Error, problems: &mut Problems) {
     let (at, message) = crate::yaml::describe_error(e);
     let (line, col) = at.unwrap_or((0, 0));
+    let message = match crate::yaml::path_at(text, line, col) {
+        Some(path) if !message.starts_with(&format!("`{path}`")) => format!("{path}: {message}"),
+        _ => message,
+    };
     problems.add(file, line, col, message);
 }
 
@@ -262,7 +268,7 @@ fn load_mappings(
         let mf = match serde_saphyr::from_str::<MappingFile>(text) {
             Ok(m) => m,
             Err(e) => {
-                yaml_problem(file, &e, problems);
+                yaml_problem(file, text, &e, problems);
                 continue;
             }
         };
