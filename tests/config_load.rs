@@ -204,6 +204,18 @@ async fn key_files_are_checked_before_start() {
   (configuration):9:121: trust[1].jwks.file (entry `legacy-idp`, kind oauth-jwt): {d}/legacy.json: No such file or directory (os error 2)
   (configuration):10:75: trust[2].jwks.file (entry `mesh-idp`, kind oauth-jwt): JWK Set has no key usable with the allowed algorithms (key #0: unsupported key type oct/-)"
     );
+    // A directory (or FIFO, device) where a key file belongs is refused, not read.
+    std::fs::remove_file(h.dir.path().join("legacy.json")).unwrap_or(());
+    std::fs::create_dir(h.dir.path().join("legacy.json")).unwrap();
+    let e = sts::app::Snapshot::check(&settings, &kinds)
+        .await
+        .unwrap_err()
+        .to_string()
+        .replace(&d, "{d}");
+    assert!(
+        e.contains("trust[1].jwks.file (entry `legacy-idp`, kind oauth-jwt): {d}/legacy.json: not a regular file"),
+        "{e}"
+    );
     // The service refuses to start on the same problems.
     let e = sts::app::AppState::build(settings, h.clock.clone())
         .await

@@ -138,24 +138,33 @@ impl Snapshot {
         file: Option<&std::path::Path>,
         kinds: &KindRegistry,
     ) -> Result<(Settings, Catalog), StartError> {
+        let settings = Self::load_config(file, kinds)?;
+        let catalog = Self::check(&settings, kinds).await?;
+        Ok((settings, catalog))
+    }
+
+    /// Reads the settings; when they have problems, the trust entries' own problems are added
+    /// to the same report.
+    pub fn load_config(
+        file: Option<&std::path::Path>,
+        kinds: &KindRegistry,
+    ) -> Result<Settings, StartError> {
         let (settings, mut problems) = Settings::load_all(file);
         let Some(settings) = settings else {
             return Err(ConfigProblems(problems).into());
         };
-        if !problems.is_empty() {
-            // The trust entries' own problems belong in the same report.
-            let http = HttpFetcher::new(OUTBOUND_TIMEOUT).map_err(StartError::Other)?;
-            let env = KindEnv {
-                our_issuer: &settings.issuer,
-                http: &http,
-            };
-            if let Err(more) = TrustRegistry::build(&settings.trust, kinds, &env) {
-                problems.extend(more.0);
-            }
-            return Err(ConfigProblems(problems).into());
+        if problems.is_empty() {
+            return Ok(settings);
         }
-        let catalog = Self::check(&settings, kinds).await?;
-        Ok((settings, catalog))
+        let http = HttpFetcher::new(OUTBOUND_TIMEOUT).map_err(StartError::Other)?;
+        let env = KindEnv {
+            our_issuer: &settings.issuer,
+            http: &http,
+        };
+        if let Err(more) = TrustRegistry::build(&settings.trust, kinds, &env) {
+            problems.extend(more.0);
+        }
+        Err(ConfigProblems(problems).into())
     }
 
     /// Validates settings, trust entries, clients, local key files and profiles without
@@ -172,9 +181,9 @@ impl Snapshot {
             http: &http,
         };
         let trust = TrustRegistry::build(&settings.trust, kinds, &env)?;
-        let keys = trust
-            .check_local_keys(&settings.trust, &[dev::DEV_IDP])
-            .await;
+        // Development mode's key file is made by `serve`; nothing else is skipped.
+        let dev_made: &[&str] = if settings.dev { &[dev::DEV_IDP] } else { &[] };
+        let keys = trust.check_local_keys(&settings.trust, dev_made).await;
         ClientRegistry::from_settings(&settings, &http).map_err(StartError::Other)?;
         let catalog = profile::load(&settings.profiles, &settings.mappings, &trust, kinds);
         match (keys.is_empty(), catalog) {

@@ -150,11 +150,16 @@ pub async fn explain(snap: &Snapshot, req: Request) -> Explanation {
     if method.is_none() {
         ex.outcome = Outcome::refused(&OAuthError::invalid_client("client authentication failed"));
     }
-    let parsed = form_of(&req).and_then(|f| ExchangeRequest::from_params(f, usize::MAX));
+    let limits = &snap.settings.limits;
+    let parsed = form_of(&req, limits.max_params)
+        .and_then(|f| ExchangeRequest::from_params(f, limits.max_token_bytes));
     let request = match parsed {
         Ok(r) => r,
         Err(e) => {
-            ex.outcome = Outcome::refused(&e);
+            // An unknown client is refused before its form is read.
+            if method.is_some() {
+                ex.outcome = Outcome::refused(&e);
+            }
             return ex;
         }
     };
@@ -179,7 +184,7 @@ pub async fn explain(snap: &Snapshot, req: Request) -> Explanation {
 
 /// The request's form as the service would parse it; the tokens are placeholders when claims
 /// are given instead.
-fn form_of(req: &Request) -> Result<FormParams, OAuthError> {
+fn form_of(req: &Request, max_params: usize) -> Result<FormParams, OAuthError> {
     let placeholder = |i: &Input| match i {
         Input::Token(t) => t.expose().to_owned(),
         Input::Claims(_) => "(claims given as JSON)".to_owned(),
@@ -197,7 +202,7 @@ fn form_of(req: &Request) -> Result<FormParams, OAuthError> {
         .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
         .collect::<Vec<_>>()
         .join("&");
-    FormParams::parse(body.as_bytes(), usize::MAX)
+    FormParams::parse(body.as_bytes(), max_params)
 }
 
 fn encode(s: &str) -> String {
@@ -332,9 +337,14 @@ async fn input(
             Ok((v, true))
         }
         Input::Claims(claims) => {
-            let source = sources
-                .iter()
-                .find(|s| s.accepts_type(&typed.token_type))
+            // As the service chooses: an entry of this type whose issuer the claims name, else
+            // a catch-all (introspection) entry, else the first of this type.
+            let iss = claims.get("iss").and_then(Value::as_str);
+            let typed_sources = || sources.iter().filter(|s| s.accepts_type(&typed.token_type));
+            let source = typed_sources()
+                .find(|s| !s.verifier.is_fallback() && Some(s.verifier.issuer()) == iss)
+                .or_else(|| typed_sources().find(|s| s.verifier.is_fallback()))
+                .or_else(|| typed_sources().next())
                 .ok_or_else(|| {
                     OAuthError::invalid_request(format!(
                         "{which}_type is not accepted by this exchange profile"

@@ -71,7 +71,7 @@ struct ExplainArgs {
     #[arg(long = "param", short = 'p', value_name = "NAME=VALUE")]
     params: Vec<String>,
     /// The subject token (verified with the configured keys); `@FILE` reads a file, `-`
-    /// standard input.
+    /// standard input (prefer these: a token in the arguments shows in `ps` and shell history).
     #[arg(
         long,
         conflicts_with = "subject_claims",
@@ -160,9 +160,8 @@ fn init_logging() -> sts::logs::FlushOnDrop {
 fn serve(config: Option<PathBuf>) -> Result<(), String> {
     actix_web::rt::System::new().block_on(async move {
         let kinds = sts::token::KindRegistry::builtin();
-        // Every problem at once, before anything is written.
-        let (settings, _) = sts::app::Snapshot::check_config(config.as_deref(), &kinds)
-            .await
+        // Every settings problem at once; `build_with` checks the rest before writing anything.
+        let settings = sts::app::Snapshot::load_config(config.as_deref(), &kinds)
             .map_err(|e| e.to_string())?;
         let state = AppState::build_with(settings, Arc::new(SystemClock), kinds)
             .await
@@ -210,11 +209,15 @@ fn run_explain(args: ExplainArgs) -> Result<bool, String> {
         Some(t) => parse_time(t)?,
     };
     let mut params = Vec::new();
-    for p in &args.params {
+    for (i, p) in args.params.iter().enumerate() {
+        // The value is not echoed: it may be a token.
         let (k, v) = p
             .split_once('=')
-            .ok_or_else(|| format!("--param `{p}`: write name=value"))?;
+            .ok_or_else(|| format!("--param #{}: write name=value", i + 1))?;
         params.push((k.to_owned(), v.to_owned()));
+    }
+    if args.subject_token.as_deref() == Some("-") && args.actor_token.as_deref() == Some("-") {
+        return Err("only one of --subject-token and --actor-token can read standard input".into());
     }
     let mut default_type = |name: &str| {
         if !params.iter().any(|(k, _)| k == name) {

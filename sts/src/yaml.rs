@@ -5,15 +5,22 @@
 //! Used by the process settings (`config`) and by profiles and mappings (`profile`). This module
 //! reads text it is given; it opens no file and decides nothing about what is valid.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use serde_saphyr::granit_parser::{Event, Parser};
+
+/// Most key paths recorded for one document: a configuration with more is not one an admin
+/// wrote by hand, and positions past it are simply unknown.
+const MAX_PATHS: usize = 20_000;
+/// Longest key path recorded (bytes); deeper or longer paths are not addressed. Together with
+/// `MAX_PATHS` this bounds the memory a hostile file can make this use.
+const MAX_PATH_BYTES: usize = 512;
 
 /// Line and column (both 1-based) of every key path in a YAML document: `limits.max_params`,
 /// `trust[0]`, `trust[0].jwks.file`. Keys map to where the key was written, list items to where
 /// the item starts. Best effort: text that does not parse yields what was read before the
-/// error.
-pub fn key_positions(text: &str) -> HashMap<String, (u64, u64)> {
+/// error; at most `MAX_PATHS` paths of at most `MAX_PATH_BYTES` bytes are recorded.
+pub fn key_positions(text: &str) -> BTreeMap<String, (u64, u64)> {
     enum Frame {
         Map {
             path: String,
@@ -26,7 +33,7 @@ pub fn key_positions(text: &str) -> HashMap<String, (u64, u64)> {
         /// A complex (non-scalar) key: nothing inside it is addressed.
         Opaque,
     }
-    let mut out = HashMap::new();
+    let mut out = BTreeMap::new();
     let mut stack: Vec<Frame> = Vec::new();
     let mut parser = Parser::new_from_str(text);
     while let Some(Ok((event, span))) = parser.next_event() {
@@ -46,19 +53,23 @@ pub fn key_positions(text: &str) -> HashMap<String, (u64, u64)> {
             continue;
         }
         // The path of this node, or `None` when it is a key (or inside something unaddressed).
+        let full = out.len() >= MAX_PATHS;
         let path: Option<String> = match stack.last_mut() {
             None => Some(String::new()),
             Some(Frame::Opaque) => None,
             Some(Frame::Map { path, key }) => match key.take() {
+                Some(k) if k.is_empty() => None,
                 Some(k) => Some(join(path, &k)),
                 None => {
-                    if let Event::Scalar(k, ..) = &event {
-                        let full = join(path, k);
-                        out.insert(full, at);
+                    if let Event::Scalar(k, ..) = &event
+                        && path.len() + k.len() < MAX_PATH_BYTES
+                        && !full
+                    {
+                        out.insert(join(path, k), at);
                         *key = Some(k.to_string());
                     } else {
-                        // A complex key: its value is not addressed either.
-                        *key = Some(String::from("\u{0}"));
+                        // A complex or overlong key: its value is not addressed either.
+                        *key = Some(String::new());
                     }
                     if matches!(event, Event::Scalar(..) | Event::Alias(_)) {
                         continue;
@@ -69,8 +80,12 @@ pub fn key_positions(text: &str) -> HashMap<String, (u64, u64)> {
             Some(Frame::Seq { path, next }) => {
                 let p = format!("{path}[{next}]");
                 *next += 1;
-                out.insert(p.clone(), at);
-                Some(p)
+                if p.len() < MAX_PATH_BYTES && !full {
+                    out.insert(p.clone(), at);
+                    Some(p)
+                } else {
+                    None
+                }
             }
         };
         match (event, path) {
@@ -280,6 +295,16 @@ mod tests {
         assert_eq!(p["trust[0].jwks.file"], (6, 7));
         assert_eq!(p["trust[1].name"], (7, 6));
         assert!(!p.contains_key("trust[2]"));
+    }
+
+    #[test]
+    fn hostile_documents_are_addressed_only_within_bounds() {
+        let many: String = (0..MAX_PATHS + 500).map(|i| format!("k{i}: 1\n")).collect();
+        assert_eq!(key_positions(&many).len(), MAX_PATHS);
+        let long_key = "x".repeat(MAX_PATH_BYTES);
+        let text = format!("{long_key}:\n  inner: [1, 2]\nafter: 1\n");
+        let p = key_positions(&text);
+        assert_eq!(p.keys().collect::<Vec<_>>(), vec!["after"]);
     }
 
     #[test]

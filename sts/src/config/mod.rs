@@ -294,7 +294,7 @@ impl From<ConfigError> for ConfigProblems {
 /// overrides them: turns a key path into `file:line:col: key: message`.
 pub struct Locator {
     source: String,
-    positions: std::collections::HashMap<String, (u64, u64)>,
+    positions: std::collections::BTreeMap<String, (u64, u64)>,
     from_env: bool,
 }
 
@@ -346,7 +346,11 @@ impl Locator {
     /// file, else the file.
     pub fn problem(&self, key: &str, message: impl std::fmt::Display) -> ConfigError {
         let var = format!("STS__{}", key.replace('.', "__").to_ascii_uppercase());
-        let at = if self.from_env && !key.contains('[') && std::env::var_os(&var).is_some() {
+        // The `config` crate matches variable names case-insensitively.
+        let set_by_env = self.from_env
+            && !key.contains('[')
+            && std::env::vars_os().any(|(k, _)| k.eq_ignore_ascii_case(&var));
+        let at = if set_by_env {
             format!("environment {var}")
         } else if let Some(p) = self.position(key) {
             p.to_string()

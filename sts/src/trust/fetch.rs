@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 /// Largest JWKS or metadata document we read.
-const MAX_DOCUMENT_BYTES: usize = 512 * 1024;
+pub const MAX_DOCUMENT_BYTES: usize = 512 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct HttpFetcher {

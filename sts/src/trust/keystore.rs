@@ -72,9 +72,7 @@ pub fn key_fetch(
 impl KeyFetch for BuiltinFetch {
     async fn fetch(&self) -> Result<KeyDocument, String> {
         let jwks = match &self.location {
-            Location::File(p) => tokio::fs::read(p)
-                .await
-                .map_err(|e| format!("{}: {e}", p.display()))?,
+            Location::File(p) => read_key_file(p).await?,
             Location::Uri(u) => self.http.get(u).await?,
             Location::Discovery { issuer } => {
                 let jwks_uri = self.discover(issuer).await?;
@@ -93,6 +91,23 @@ impl KeyFetch for BuiltinFetch {
             _ => None,
         }
     }
+}
+
+/// A local JWK Set: a regular file (not a FIFO or device that could block or never end) of at
+/// most the size a remote document may have.
+async fn read_key_file(p: &std::path::Path) -> Result<Vec<u8>, String> {
+    let shown = |e: &dyn std::fmt::Display| format!("{}: {e}", p.display());
+    let meta = tokio::fs::metadata(p).await.map_err(|e| shown(&e))?;
+    if !meta.is_file() {
+        return Err(shown(&"not a regular file"));
+    }
+    if meta.len() > super::fetch::MAX_DOCUMENT_BYTES as u64 {
+        return Err(shown(&format!(
+            "larger than {} bytes",
+            super::fetch::MAX_DOCUMENT_BYTES
+        )));
+    }
+    tokio::fs::read(p).await.map_err(|e| shown(&e))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
