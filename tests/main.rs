@@ -19,3 +19,4 @@ mod leaks;
 mod negative_suite;
 mod profiles_load;
 mod properties;
+mod replay;

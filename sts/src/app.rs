@@ -20,7 +20,7 @@ use crate::config::{ConfigError, ConfigProblems, Settings};
 use crate::dev;
 use crate::keys::Signer;
 use crate::profile::{self, Catalog, LoadErrors};
-use crate::store::{MemoryRateLimiter, ReplayGuard};
+use crate::store::{MemoryRateLimiter, RedisTimeouts, ReplayGuard};
 use crate::token::{KindEnv, KindRegistry};
 use crate::trust::{HttpFetcher, KeyStore, TrustRegistry};
 
@@ -246,7 +246,7 @@ impl Snapshot {
 /// The service: the live snapshot and what outlives it.
 pub struct AppState {
     pub clock: Arc<dyn Clock>,
-    pub replay: ReplayGuard,
+    pub replay: Arc<dyn ReplayGuard>,
     pub kinds: KindRegistry,
     /// Failed client authentication budgets.
     pub throttle: FailureThrottle,
@@ -305,12 +305,19 @@ impl AppState {
                 waiting.join(", ")
             );
         }
+        let s = &snapshot.settings;
+        let timeouts = RedisTimeouts {
+            connect: s.store_connect_timeout,
+            response: s.store_response_timeout,
+        };
+        let replay = crate::store::replay_guard(&s.store_url(), timeouts, REPLAY_CAPACITY)
+            .map_err(StartError::Other)?;
         let pool = &snapshot.settings.client_auth;
         let secret_checks =
             SecretCheckPool::new(pool.secret_check_threads, pool.secret_check_queue);
         Ok(Arc::new(Self {
             clock,
-            replay: ReplayGuard::memory(REPLAY_CAPACITY),
+            replay,
             kinds,
             throttle: FailureThrottle::new(Arc::new(MemoryRateLimiter::new(LIMITER_CAPACITY))),
             secret_checks,

@@ -104,7 +104,7 @@ pub struct AuthContext<'a> {
     pub now: UnixTime,
     pub leeway: i64,
     pub max_token_bytes: usize,
-    pub replay: &'a ReplayGuard,
+    pub replay: &'a dyn ReplayGuard,
     pub facts: &'a RequestFacts,
     pub secret_checks: &'a SecretCheckPool,
     pub throttle: &'a FailureThrottle,

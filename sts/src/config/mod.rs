@@ -34,9 +34,16 @@ pub struct Settings {
     #[serde(default)]
     pub workers: usize,
     pub keys: KeySettings,
-    /// `memory://` (the only store so far).
+    /// Where replay state lives: `memory://` (per process) or `redis://…` / `rediss://…`
+    /// (shared by every replica).
     #[serde(default = "default_store")]
     pub store: String,
+    /// How long connecting to a Redis store may take.
+    #[serde(default = "default_store_connect", with = "humantime_serde")]
+    pub store_connect_timeout: Duration,
+    /// How long one Redis command may take.
+    #[serde(default = "default_store_response", with = "humantime_serde")]
+    pub store_response_timeout: Duration,
     pub profiles: PathBuf,
     pub mappings: PathBuf,
     /// Clock skew tolerated on `exp`, `nbf` and `iat` of incoming tokens (max 5m).
@@ -215,6 +222,12 @@ fn strict_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error>
 
 fn default_store() -> String {
     "memory://".into()
+}
+fn default_store_connect() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_store_response() -> Duration {
+    Duration::from_millis(500)
 }
 fn default_leeway() -> Duration {
     Duration::from_secs(60)
@@ -442,6 +455,11 @@ impl Settings {
         })
     }
 
+    /// The replay store the settings name (validated at load).
+    pub fn store_url(&self) -> crate::store::StoreUrl {
+        crate::store::StoreUrl::parse(&self.store).unwrap_or(crate::store::StoreUrl::Memory)
+    }
+
     /// Our token endpoint URL.
     pub fn token_endpoint(&self) -> String {
         format!("{}/token", self.issuer.trim_end_matches('/'))
@@ -478,11 +496,17 @@ impl Settings {
         if self.leeway > Duration::from_secs(300) {
             bad("leeway", "at most 5m".into());
         }
-        if self.store != "memory://" {
-            bad(
-                "store",
-                format!("`{}` is not supported (use memory://)", self.store),
-            );
+        if let Err(why) = crate::store::StoreUrl::parse(&self.store) {
+            // The URL may hold a password: never quote it.
+            bad("store", why);
+        }
+        for (key, d) in [
+            ("store_connect_timeout", self.store_connect_timeout),
+            ("store_response_timeout", self.store_response_timeout),
+        ] {
+            if !(Duration::from_millis(10)..=Duration::from_secs(30)).contains(&d) {
+                bad(key, "between 10ms and 30s".into());
+            }
         }
         if self.limits.max_params == 0 {
             bad("limits.max_params", "at least 1".into());

@@ -78,7 +78,7 @@ pub async fn handle(
         now,
         leeway: snap.settings.leeway.as_secs() as i64,
         max_token_bytes: limits.max_token_bytes,
-        replay: &state.replay,
+        replay: state.replay.as_ref(),
         facts: &req.facts,
         secret_checks: &state.secret_checks,
         throttle: &state.throttle,

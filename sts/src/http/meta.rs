@@ -53,13 +53,15 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let waiting = |loaded: Vec<(&str, bool)>| loaded.iter().filter(|(_, ok)| !ok).count();
     let trust_waiting = waiting(snap.trust_ready());
     let clients_waiting = waiting(snap.clients.keys_loaded());
-    let ready = trust_waiting == 0 && clients_waiting == 0;
+    let store_reachable = state.replay.reachable().await;
+    let ready = trust_waiting == 0 && clients_waiting == 0 && store_reachable;
     let body = json!({
         "status": if ready { "ready" } else { "waiting" },
         "signing_kid": snap.signer.kid(),
         "profiles": snap.catalog.profiles.len(),
         "trust_not_loaded": trust_waiting,
         "clients_not_loaded": clients_waiting,
+        "store_reachable": store_reachable,
     });
     if ready {
         HttpResponse::Ok().json(body)

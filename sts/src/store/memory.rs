@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::{RateLimiter, StoreError, WindowCount, window_start};
+use super::{RateLimiter, ReplayGuard, StoreError, WindowCount, window_start};
 use crate::clock::UnixTime;
 
 #[derive(Debug)]
@@ -22,8 +22,11 @@ impl MemoryReplayGuard {
             capacity,
         }
     }
+}
 
-    pub fn first_use(
+#[async_trait]
+impl ReplayGuard for MemoryReplayGuard {
+    async fn first_use(
         &self,
         key: &str,
         expires_at: UnixTime,
@@ -135,20 +138,20 @@ impl RateLimiter for MemoryRateLimiter {
 mod tests {
     use super::*;
 
-    #[test]
-    fn remembers_until_expiry_and_fails_closed_when_full() {
+    #[tokio::test]
+    async fn remembers_until_expiry_and_fails_closed_when_full() {
         let g = MemoryReplayGuard::new(2);
-        assert_eq!(g.first_use("a", 100, 10), Ok(true));
-        assert_eq!(g.first_use("a", 100, 50), Ok(false));
-        assert_eq!(g.first_use("b", 100, 50), Ok(true));
-        assert_eq!(g.first_use("c", 100, 50), Err(StoreError::Full));
+        assert_eq!(g.first_use("a", 100, 10).await, Ok(true));
+        assert_eq!(g.first_use("a", 100, 50).await, Ok(false));
+        assert_eq!(g.first_use("b", 100, 50).await, Ok(true));
+        assert_eq!(g.first_use("c", 100, 50).await, Err(StoreError::Full));
         assert_eq!(
-            g.first_use("c", 200, 150),
+            g.first_use("c", 200, 150).await,
             Ok(true),
             "expired entries are swept"
         );
         assert_eq!(
-            g.first_use("a", 300, 150),
+            g.first_use("a", 300, 150).await,
             Ok(true),
             "an expired key may be used again"
         );

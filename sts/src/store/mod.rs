@@ -1,16 +1,20 @@
 //! Shared state that outlives a request: the replay guard (first use of a `jti` or nonce) and
 //! the rate limiter (fixed-window counters).
 //!
-//! Only in-memory implementations exist so far; they are per process, so replicas do not share
-//! them. A full store fails closed (`StoreError::Full`) instead of forgetting entries that have
-//! not expired. This module knows nothing about tokens, clients or policy; callers build the
+//! The in-memory implementations are per process; the Redis replay guard is shared by every
+//! replica that names the same server. A full or unreachable store fails closed
+//! (`StoreError::Full`, `StoreError::Unavailable`) instead of forgetting or guessing. This module knows nothing about tokens, clients or policy; callers build the
 //! keys and decide what a count means.
 
 mod memory;
+mod redis;
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
 pub use memory::{MemoryRateLimiter, MemoryReplayGuard};
+pub use redis::{RedisReplayGuard, RedisTimeouts};
 
 use crate::clock::UnixTime;
 
@@ -18,30 +22,67 @@ use crate::clock::UnixTime;
 pub enum StoreError {
     #[error("store is full")]
     Full,
+    /// A shared store (Redis) did not answer in time or refused: nothing was decided.
+    #[error("store is unreachable")]
+    Unavailable,
 }
 
-/// Remembers single-use identifiers until they expire.
-#[derive(Debug)]
-pub enum ReplayGuard {
-    Memory(MemoryReplayGuard),
-}
-
-impl ReplayGuard {
-    pub fn memory(capacity: usize) -> Self {
-        Self::Memory(MemoryReplayGuard::new(capacity))
-    }
-
-    /// `Ok(true)` the first time `key` is seen before `expires_at`; `Ok(false)` on a replay.
-    pub async fn first_use(
+/// Remembers single-use identifiers (a client assertion's or proof's `jti`) until they expire.
+/// Every implementation behaves like the in-memory one; `tests/replay.rs` runs one suite
+/// against each.
+#[async_trait]
+pub trait ReplayGuard: Send + Sync + std::fmt::Debug {
+    /// `Ok(true)` the first time `key` is seen before `expires_at` (and it is then remembered
+    /// until `expires_at`); `Ok(false)` on a replay. An error decides nothing: callers fail
+    /// closed.
+    async fn first_use(
         &self,
         key: &str,
         expires_at: UnixTime,
         now: UnixTime,
-    ) -> Result<bool, StoreError> {
-        match self {
-            Self::Memory(m) => m.first_use(key, expires_at, now),
+    ) -> Result<bool, StoreError>;
+
+    /// Whether the store answers now (readiness). In-process stores always do.
+    async fn reachable(&self) -> bool {
+        true
+    }
+}
+
+/// Which store the settings name: the in-memory one (per process) or Redis (shared by every
+/// replica).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    Memory,
+    Redis(String),
+}
+
+impl StoreUrl {
+    /// `memory://`, `redis://…` or `rediss://…` (TLS).
+    pub fn parse(url: &str) -> Result<Self, String> {
+        if url == "memory://" {
+            return Ok(Self::Memory);
+        }
+        let parsed = url::Url::parse(url)
+            .map_err(|_| "is not memory://, redis://host:port/db or rediss://…".to_owned())?;
+        match parsed.scheme() {
+            "redis" | "rediss" if parsed.host().is_some() => Ok(Self::Redis(url.to_owned())),
+            "redis" | "rediss" => Err("names no host".into()),
+            _ => Err("must be memory://, redis://… or rediss://…".into()),
         }
     }
+}
+
+/// The replay guard the settings ask for. Redis connects lazily: an unreachable server makes
+/// requests that need a replay check fail closed until it answers again.
+pub fn replay_guard(
+    url: &StoreUrl,
+    timeouts: RedisTimeouts,
+    memory_capacity: usize,
+) -> Result<Arc<dyn ReplayGuard>, String> {
+    Ok(match url {
+        StoreUrl::Memory => Arc::new(MemoryReplayGuard::new(memory_capacity)),
+        StoreUrl::Redis(u) => Arc::new(RedisReplayGuard::new(u, timeouts)?),
+    })
 }
 
 /// A counter's state in the fixed window that contains `now`.
