@@ -20,3 +20,4 @@ mod negative_suite;
 mod profiles_load;
 mod properties;
 mod replay;
+mod wimse;

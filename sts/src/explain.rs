@@ -22,7 +22,8 @@ use crate::expr::{Expr, Variables, cel_to_json};
 use crate::jose::Claims;
 use crate::profile::{Miss, Profile, Query};
 use crate::secret::Token;
-use crate::token::{RequestFacts, Verified};
+use crate::store::MemoryReplayGuard;
+use crate::token::{RequestFacts, Verified, VerifyContext};
 use crate::trust::TrustSource;
 
 /// A subject or actor token as given to `explain`.
@@ -282,6 +283,7 @@ async fn run(
     let presented = (&request.subject, &profile.subject_sources);
     let subject = input(
         snap,
+        request,
         "subject_token",
         &req.subject,
         presented,
@@ -293,7 +295,16 @@ async fn run(
     let actor = match (&req.actor, &request.actor) {
         (Some(given), Some(typed)) => {
             let presented = (typed, &profile.actor_sources);
-            let a = input(snap, "actor_token", given, presented, &facts, req.now).await?;
+            let a = input(
+                snap,
+                request,
+                "actor_token",
+                given,
+                presented,
+                &facts,
+                req.now,
+            )
+            .await?;
             ex.actor = Some(report(&a.0, a.1));
             Some(a.0)
         }
@@ -322,8 +333,10 @@ async fn run(
 
 /// Verifies a given token as the service would, or takes given claims as they are (naming the
 /// first trust entry of the profile that takes this token type).
+#[allow(clippy::too_many_arguments)]
 async fn input(
     snap: &Snapshot,
+    request: &ExchangeRequest,
     which: &'static str,
     given: &Input,
     (typed, sources): (&TypedToken, &Vec<Arc<TrustSource>>),
@@ -332,7 +345,12 @@ async fn input(
 ) -> Result<(Verified, bool), OAuthError> {
     match given {
         Input::Token(_) => {
-            let ctx = exchange::verify_context(snap, facts, now);
+            // A scratch replay guard: a dry run never uses up a proof's jti.
+            let scratch = MemoryReplayGuard::new(64);
+            let ctx = VerifyContext {
+                exchange: Some(request),
+                ..exchange::verify_context(snap, facts, &scratch, now)
+            };
             let v = exchange::verify_input(which, typed, sources, &ctx).await?;
             Ok((v, true))
         }

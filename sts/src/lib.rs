@@ -25,6 +25,7 @@ pub mod secret;
 pub mod store;
 pub mod token;
 pub mod trust;
+pub mod workload_id;
 pub mod yaml;
 
 /// Installs aws-lc-rs as the one crypto provider for rustls and jsonwebtoken (stack.md), so no

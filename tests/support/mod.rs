@@ -513,7 +513,7 @@ where
             .unwrap_or("application/x-www-form-urlencoded".into()),
     ));
     for (name, value) in &form.headers {
-        req = req.insert_header((name.as_str(), value.as_str()));
+        req = req.append_header((name.as_str(), value.as_str()));
     }
     if let Some(peer) = form.peer {
         req = req.peer_addr(peer);

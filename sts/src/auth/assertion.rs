@@ -54,6 +54,8 @@ pub(super) async fn authenticate(
         leeway: ctx.leeway,
         max_token_bytes: ctx.max_token_bytes,
         facts: ctx.facts,
+        replay: ctx.replay,
+        exchange: ctx.exchange,
     };
     let CheckedJws { claims, exp } = verify_jws(jws, rules, &vctx).await.map_err(|r| match r {
         Rejection::KeysUnavailable => OAuthError::unavailable("client keys are unavailable"),

@@ -12,6 +12,7 @@ mod assertion;
 pub mod secret_hash;
 pub mod secret_pool;
 pub mod throttle;
+mod workload;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,11 +24,12 @@ pub use throttle::{AttemptKeys, FailureThrottle};
 use crate::clock::UnixTime;
 use crate::config::{ClientAuthSettings, DEFAULT_ALGS, Settings};
 use crate::error::{ErrorCode, OAuthError};
+use crate::exchange::ExchangeRequest;
 use crate::jose::Alg;
 use crate::secret::{ClientSecret, Token};
 use crate::store::ReplayGuard;
 use crate::token::RequestFacts;
-use crate::trust::{HttpFetcher, KeyStore, key_fetch};
+use crate::trust::{HttpFetcher, KeyStore, TrustRegistry, key_fetch};
 
 /// `client_assertion_type` for RFC 7523 JWT client authentication.
 pub const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -37,6 +39,9 @@ pub const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-t
 pub enum AuthMethod {
     PrivateKeyJwt,
     ClientSecretBasic,
+    /// A credential a trust entry's kind reads from the request headers, named by the kind
+    /// (`wimse_wit_wpt`).
+    Workload(&'static str),
 }
 
 impl AuthMethod {
@@ -44,6 +49,7 @@ impl AuthMethod {
         match self {
             Self::PrivateKeyJwt => "private_key_jwt",
             Self::ClientSecretBasic => "client_secret_basic",
+            Self::Workload(name) => name,
         }
     }
 }
@@ -67,6 +73,9 @@ pub enum ClientCredentials {
         assertion: Token,
         client_id: Option<String>,
     },
+    /// Nothing in the form or `Authorization`: a trust entry may find a credential in the
+    /// headers its kind declares (a WIT and its WPT).
+    Headers,
 }
 
 enum Credential {
@@ -109,6 +118,10 @@ pub struct AuthContext<'a> {
     pub secret_checks: &'a SecretCheckPool,
     pub throttle: &'a FailureThrottle,
     pub limits: &'a ClientAuthSettings,
+    /// Trust entries that may authenticate clients (a WIT with its proof).
+    pub trust: &'a TrustRegistry,
+    /// The token-exchange parameters a proof may bind.
+    pub exchange: Option<&'a ExchangeRequest>,
 }
 
 fn failed(d: &'static str) -> OAuthError {
@@ -125,6 +138,7 @@ impl ClientCredentials {
         match self {
             Self::Basic { client_id, .. } => Some(client_id),
             Self::Assertion { client_id, .. } => client_id.as_deref(),
+            Self::Headers => None,
         }
     }
 
@@ -133,7 +147,7 @@ impl ClientCredentials {
     pub fn charged_id(&self) -> Option<&str> {
         match self {
             Self::Basic { client_id, .. } => Some(client_id),
-            Self::Assertion { .. } => None,
+            Self::Assertion { .. } | Self::Headers => None,
         }
     }
 }
@@ -313,6 +327,7 @@ impl ClientRegistry {
                 }
                 assertion::authenticate(self, &assertion, client_id.as_deref(), ctx).await
             }
+            ClientCredentials::Headers => workload::authenticate(ctx).await,
         }
     }
 

@@ -26,6 +26,7 @@ use crate::expr::{Variables, is_missing_key};
 use crate::jose::{Claims, b64_encode};
 use crate::mapping::MappingError;
 use crate::profile::{ActorMode, Profile};
+use crate::store::ReplayGuard;
 use crate::token::{
     ClaimsExt, CommonClaims, Draft, MintRequest, Presented, Rejection, RequestFacts, Verified,
     VerifyContext,
@@ -73,6 +74,8 @@ pub async fn handle(
     now: UnixTime,
 ) -> Result<TokenResponse, OAuthError> {
     let limits = &snap.settings.limits;
+    // What a proof may bind: the grant's tokens.
+    let Grant::TokenExchange(exchange) = &req.grant;
     let auth = AuthContext {
         issuer: &snap.settings.issuer,
         now,
@@ -83,12 +86,15 @@ pub async fn handle(
         secret_checks: &state.secret_checks,
         throttle: &state.throttle,
         limits: &snap.settings.client_auth,
+        trust: &snap.trust,
+        exchange: Some(exchange),
     };
     let caller = snap.clients.authenticate(req.credentials, &auth).await?;
-    match req.grant {
+    match &req.grant {
         Grant::TokenExchange(x) => {
             let mut trace = Trace::default();
-            token_exchange(snap, &caller, x, &req.facts, now, &mut trace)
+            let ctx = verify_context(snap, &req.facts, state.replay.as_ref(), now);
+            token_exchange(snap, &caller, x, ctx, &mut trace)
                 .await
                 .inspect_err(|e| {
                     tracing::info!(
@@ -117,14 +123,17 @@ pub struct Trace<'a> {
 pub async fn token_exchange<'s>(
     snap: &'s Snapshot,
     caller: &Caller,
-    req: ExchangeRequest,
-    facts: &RequestFacts,
-    now: UnixTime,
+    req: &ExchangeRequest,
+    ctx: VerifyContext<'_>,
     trace: &mut Trace<'s>,
 ) -> Result<TokenResponse, OAuthError> {
-    let profile = choose(snap, caller, &req, trace)?;
+    let now = ctx.now;
+    let profile = choose(snap, caller, req, trace)?;
     // Step 4: subject and actor, each against the trust sources the profile names for it.
-    let ctx = verify_context(snap, facts, now);
+    let ctx = VerifyContext {
+        exchange: Some(req),
+        ..ctx
+    };
     let subject = verify_input(
         "subject_token",
         &req.subject,
@@ -140,7 +149,7 @@ pub async fn token_exchange<'s>(
         snap,
         profile,
         caller,
-        &req,
+        req,
         &subject,
         actor.as_ref(),
         now,
@@ -187,6 +196,7 @@ pub fn choose<'s>(
 pub fn verify_context<'a>(
     snap: &Snapshot,
     facts: &'a RequestFacts,
+    replay: &'a dyn ReplayGuard,
     now: UnixTime,
 ) -> VerifyContext<'a> {
     VerifyContext {
@@ -194,6 +204,8 @@ pub fn verify_context<'a>(
         leeway: snap.settings.leeway.as_secs() as i64,
         max_token_bytes: snap.settings.limits.max_token_bytes,
         facts,
+        replay,
+        exchange: None,
     }
 }
 

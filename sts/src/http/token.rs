@@ -93,9 +93,10 @@ fn facts(req: &HttpRequest, state: &AppState, snap: &Snapshot) -> RequestFacts {
         .kinds
         .headers()
         .iter()
-        .filter_map(|&name| {
-            let value = req.headers().get(name)?.to_str().ok()?;
-            Some((name, value.to_owned()))
+        .flat_map(|&name| {
+            req.headers()
+                .get_all(name)
+                .map(move |v| (name, v.to_str().unwrap_or("\u{fffd}").to_owned()))
         })
         .collect();
     RequestFacts {
@@ -188,8 +189,7 @@ fn credentials(req: &HttpRequest, params: &mut FormParams) -> Result<ClientCrede
             "client_assertion and client_assertion_type go together",
         )
         .into()),
-        (None, None, None) => {
-            Err(OAuthError::invalid_client("client authentication is required").into())
-        }
+        // A trust entry may find a credential in the declared headers (a WIT and its proof).
+        (None, None, None) => Ok(ClientCredentials::Headers),
     }
 }

@@ -75,10 +75,8 @@ impl Profile {
     }
 
     /// The subject token types this profile accepts.
-    pub fn subject_types(&self) -> impl Iterator<Item = &'static str> + '_ {
-        self.subject_sources
-            .iter()
-            .flat_map(|s| s.kind.token_types().iter().copied())
+    pub fn subject_types(&self) -> impl Iterator<Item = &str> + '_ {
+        self.subject_sources.iter().flat_map(|s| s.types())
     }
 
     pub fn admits_caller(&self, id: &str) -> bool {

@@ -19,6 +19,7 @@ mod introspection;
 mod oauth_jwt;
 mod oidc_id_token;
 pub mod scope;
+mod wit;
 
 use std::fmt;
 use std::sync::Arc;
@@ -30,6 +31,7 @@ pub use driver::{CheckedJws, JwsEntry, JwsRules, TypRule, verify_jws};
 pub use introspection::IntrospectionKind;
 pub use oauth_jwt::OauthJwtKind;
 pub use oidc_id_token::OidcIdTokenKind;
+pub use wit::{WIT_TYP, WPT_TYP, WitKind};
 
 use crate::auth::Caller;
 use crate::clock::UnixTime;
@@ -41,6 +43,7 @@ use crate::jose::{Claims, JoseError, UnverifiedJws};
 use crate::keys::Signer;
 use crate::profile::Profile;
 use crate::secret::Token;
+use crate::store::ReplayGuard;
 use crate::trust::{HttpFetcher, KeyStore};
 
 /// RFC 8693 §3 token type identifiers used by the built-in kinds.
@@ -163,16 +166,38 @@ impl RequestFacts {
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
+
+    /// How many fields of declared header `name` the request had.
+    pub fn header_count(&self, name: &str) -> usize {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .count()
+    }
 }
 
 /// What every verifier needs besides the token.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct VerifyContext<'a> {
     pub now: UnixTime,
     /// Tolerated clock skew, seconds.
     pub leeway: i64,
     pub max_token_bytes: usize,
     pub facts: &'a RequestFacts,
+    /// Single-use identifiers of proofs (a WPT's `jti`), shared by replicas when Redis is set.
+    pub replay: &'a dyn ReplayGuard,
+    /// The token-exchange parameters, when the request is one (a proof may bind its tokens).
+    pub exchange: Option<&'a ExchangeRequest>,
+}
+
+impl fmt::Debug for VerifyContext<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifyContext")
+            .field("now", &self.now)
+            .field("leeway", &self.leeway)
+            .field("facts", self.facts)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A presented subject or actor token as the engine hands it to the kinds: parsed once as a
@@ -259,6 +284,24 @@ pub trait Verifier: Send + Sync + fmt::Debug {
     fn keys(&self) -> Option<&KeyStore> {
         None
     }
+
+    /// The `subject_token_type`/`actor_token_type` values this entry takes, when its
+    /// configuration sets them (`None`: the kind's `token_types`).
+    fn token_types(&self) -> Option<&[String]> {
+        None
+    }
+
+    /// A client credential this entry reads from the request's declared headers (e.g. a WIT
+    /// with its proof), when the entry authenticates clients and the request carries one. The
+    /// engine then calls [`verify`](Self::verify) on it and the verified `sub` is the caller.
+    fn client_credential<'f>(&self, _facts: &'f RequestFacts) -> Option<&'f str> {
+        None
+    }
+
+    /// The client authentication method name for callers this entry authenticates.
+    fn client_auth_method(&self) -> &'static str {
+        "none"
+    }
 }
 
 /// What a kind may use while it configures a trust entry.
@@ -276,7 +319,8 @@ pub trait InputKind: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// The RFC 8693 `subject_token_type` / `actor_token_type` values it verifies.
     fn token_types(&self) -> &'static [&'static str];
-    /// Request headers it reads (lower case); only these reach [`RequestFacts`].
+    /// Request headers it reads (lower case); only these reach [`RequestFacts`], every value
+    /// when a header is repeated.
     fn headers(&self) -> &'static [&'static str] {
         &[]
     }
@@ -411,6 +455,7 @@ impl KindRegistry {
             .with_input(Arc::new(OauthJwtKind))
             .with_input(Arc::new(OidcIdTokenKind))
             .with_input(Arc::new(IntrospectionKind))
+            .with_input(Arc::new(WitKind))
             .with_output(Arc::new(AccessTokenMinter))
     }
 

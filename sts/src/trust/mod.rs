@@ -35,9 +35,21 @@ impl std::fmt::Debug for TrustSource {
 }
 
 impl TrustSource {
-    /// Whether this entry's kind verifies tokens declared as `token_type`.
+    /// Whether this entry verifies tokens declared as `token_type` (its configured types, else
+    /// its kind's).
     pub fn accepts_type(&self, token_type: &str) -> bool {
-        self.kind.token_types().contains(&token_type)
+        match self.verifier.token_types() {
+            Some(own) => own.iter().any(|t| t == token_type),
+            None => self.kind.token_types().contains(&token_type),
+        }
+    }
+
+    /// The token types this entry takes.
+    pub fn types(&self) -> Vec<&str> {
+        match self.verifier.token_types() {
+            Some(own) => own.iter().map(String::as_str).collect(),
+            None => self.kind.token_types().to_vec(),
+        }
     }
 }
 

@@ -1,0 +1,483 @@
+//! WIMSE: Workload Identity Tokens with their Workload Proof Tokens — the specification's
+//! vectors (E2, E3) with an injected clock, a WIT as client authentication and as subject
+//! token through the real service, and the refusals: no proof, replayed proof, another
+//! audience, another WIT, wrong `typ`, `alg` mismatch, expiry, tampering, `oth` entries,
+//! non-canonical identifiers.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use sts::config::TrustEntry;
+use sts::exchange::{ExchangeRequest, FormParams};
+use sts::secret::Token;
+use sts::store::MemoryReplayGuard;
+use sts::token::{InputKind, KindEnv, Presented, RequestFacts, VerifyContext, WitKind};
+
+use crate::support::*;
+
+const JWT_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+const ENDPOINT: &str = "https://sts.test/token";
+
+// E2.1, E2.5, E3.1 and the access token of E3.4 (examples.md), verbatim.
+const E2_WIT: &str = "eyJhbGciOiJFUzI1NiIsImtpZCI6Ikp1bmUgNSIsInR5cCI6IndpdCtqd3QifQ.eyJjbmYiOnsiandrIjp7ImFsZyI6IkVkRFNBIiwiY3J2IjoiRWQyNTUxOSIsImt0eSI6Ik9LUCIsIngiOiIxQ1hYdmZsTl9MVlZzSXNZWHNVdkIwM0ptbEdXZUNIcVFWdW91Q0Y5MmJnIn19LCJleHAiOjE3NDU1MTI1MTAsImlhdCI6MTc0NTUwODkxMCwianRpIjoieC1fMUNUTDJjY2EzQ1NFNGN3Yl9sIiwic3ViIjoid2ltc2U6Ly9leGFtcGxlLmNvbS9zcGVjaWZpYy13b3JrbG9hZCJ9.6KraSQUxWdl9dxFQ3Fj6dPY0Vi88OkwFwZpAIOhLeq6AbXAnLLQgOp8U9UDGcBuYF3KiNv6oKQD1ZWAzrMZOJw";
+const E2_ISSUER_KEY: &str = r#"{"kty":"EC","kid":"June 5","crv":"P-256","x":"kXqnA2Op7hgd4zRMbw0iFcc_hDxUxhojxOFVGjE2gks","y":"n__VndPMR021-59UAs0b9qDTFT-EZtT6xSNs_xFskLo"}"#;
+const E3_WPT: &str = "eyJhbGciOiJFZERTQSIsInR5cCI6IndwdCtqd3QifQ.eyJhdGgiOiJDTDR3amZwUm1OZi1iZFlJYllMblY5ZDVyTUFSR3dLWUUxMHdVd3pDMGpJIiwiYXVkIjoiaHR0cHM6Ly93b3JrbG9hZC5leGFtcGxlLmNvbS9wYXRoIiwiZXhwIjoxNzQ1NTEwMDE2LCJqdGkiOiJfX2J3YzRFU0MzYWNjMkxUQzEtX3giLCJ3dGgiOiJBYVlVZkMzNEQxZGkyRnhRTHBpSUpKN1NnOFZaNm84T0Nkd1NmOUlUb0xnIn0.PI7d9AcYhLoEgPgbJvcM132lkBKnM1NXU-5hZUzVTIyj2dRJaTLFs6e5NYv5gg6AqcV7NvkYCwfgMgWasWQzCA";
+const E3_ACCESS_TOKEN: &str = "16_mAd0GiwaZokU26_0902100";
+/// Between the E2 WIT's iat (1745508910) and the E3 WPT's exp (1745510016).
+const E_NOW: i64 = 1_745_510_000;
+
+fn hash(token: &str) -> String {
+    b64(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes()).as_ref())
+}
+
+/// A `wit` entry for the E2 trust domain, its keys loaded from a file.
+async fn e2_verifier(dir: &std::path::Path) -> Arc<dyn sts::token::Verifier> {
+    let jwks = dir.join("e2.json");
+    std::fs::write(&jwks, format!(r#"{{"keys":[{E2_ISSUER_KEY}]}}"#)).unwrap();
+    let entry = TrustEntry::new(
+        "e2",
+        "wit",
+        json!({"trust_domain": "example.com", "jwks": {"file": jwks}, "algorithms": ["ES256"]}),
+    );
+    let http = sts::trust::HttpFetcher::new(std::time::Duration::from_secs(1)).unwrap();
+    let env = KindEnv {
+        our_issuer: STS_ISSUER,
+        http: &http,
+    };
+    let v = WitKind.configure(&entry, &env).unwrap();
+    v.keys().unwrap().load().await.unwrap();
+    v
+}
+
+fn request_with_access_token(token: &str) -> ExchangeRequest {
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("subject_token", token),
+            ("subject_token_type", ACCESS_TOKEN),
+        ])
+        .finish();
+    ExchangeRequest::from_params(FormParams::parse(body.as_bytes(), 32).unwrap(), 16 * 1024)
+        .unwrap()
+}
+
+#[actix_web::test]
+async fn the_specification_vectors_verify_with_an_injected_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = e2_verifier(dir.path()).await;
+    // E13.1: the bindings, recomputed.
+    assert_eq!(hash(E2_WIT), "AaYUfC34D1di2FxQLpiIJJ7Sg8VZ6o8OCdwSf9IToLg");
+    assert_eq!(
+        hash(E3_ACCESS_TOKEN),
+        "CL4wjfpRmNf-bdYIbYLnV9d5rMARGwKYE10wUwzC0jI"
+    );
+    // E3.4: the WPT is for https://workload.example.com/path and binds the access token.
+    let mut facts = RequestFacts::post("https://workload.example.com/path");
+    facts.headers.push(("workload-proof-token", E3_WPT.into()));
+    let exchange = request_with_access_token(E3_ACCESS_TOKEN);
+    let replay = MemoryReplayGuard::new(16);
+    let ctx = VerifyContext {
+        now: E_NOW,
+        leeway: 0,
+        max_token_bytes: 16 * 1024,
+        facts: &facts,
+        replay: &replay,
+        exchange: Some(&exchange),
+    };
+    let wit = Token::new(E2_WIT);
+    let presented = Presented::new(&wit, JWT_TYPE, 16 * 1024);
+    assert!(v.recognizes(&presented));
+    let verified = v.verify(presented, &ctx).await.unwrap();
+    assert_eq!(
+        verified.claims["sub"],
+        "wimse://example.com/specific-workload"
+    );
+    assert_eq!(verified.claims["cnf"]["jwk"]["alg"], "EdDSA");
+    // The same proof again is a replay.
+    let again = v
+        .verify(Presented::new(&wit, JWT_TYPE, 16 * 1024), &ctx)
+        .await
+        .unwrap_err();
+    assert_eq!(again.to_string(), "WPT was already used");
+    // After the WPT's exp (1745510016), and after the WIT's (1745512510).
+    for (now, why) in [
+        (1_745_510_017, "WPT is expired, not yet valid, or lacks exp"),
+        (1_745_512_511, "token is expired"),
+    ] {
+        let replay = MemoryReplayGuard::new(16);
+        let ctx = VerifyContext {
+            now,
+            replay: &replay,
+            ..ctx
+        };
+        let e = v
+            .verify(Presented::new(&wit, JWT_TYPE, 16 * 1024), &ctx)
+            .await
+            .unwrap_err();
+        assert_eq!(e.to_string(), why, "at {now}");
+    }
+    // The WPT binds the E3.4 access token: another one in the request does not match.
+    let other = request_with_access_token("another-access-token");
+    let replay = MemoryReplayGuard::new(16);
+    let ctx = VerifyContext {
+        replay: &replay,
+        exchange: Some(&other),
+        ..ctx
+    };
+    let e = v
+        .verify(Presented::new(&wit, JWT_TYPE, 16 * 1024), &ctx)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "WPT ath/tth does not match a token the request carries"
+    );
+    // The WPT is for another audience than this endpoint.
+    let mut ours = RequestFacts::post(ENDPOINT);
+    ours.headers.push(("workload-proof-token", E3_WPT.into()));
+    let replay = MemoryReplayGuard::new(16);
+    let ctx = VerifyContext {
+        facts: &ours,
+        replay: &replay,
+        exchange: Some(&exchange),
+        ..ctx
+    };
+    let e = v
+        .verify(Presented::new(&wit, JWT_TYPE, 16 * 1024), &ctx)
+        .await
+        .unwrap_err();
+    assert_eq!(e.to_string(), "WPT aud is not this token endpoint");
+}
+
+/// A WIT issuer, a workload key, and the service with a `wit` trust entry for example.com.
+struct Mesh {
+    h: Harness,
+    issuer: Idp,
+    workload: Idp,
+}
+
+impl Mesh {
+    async fn new() -> Self {
+        let h = Harness::new().await;
+        let issuer = Idp::new("https://wit-issuer.test", "wit-1", "ES256");
+        std::fs::write(
+            h.dir.path().join("wit-issuer.json"),
+            issuer.jwks().to_string(),
+        )
+        .unwrap();
+        let workload = Idp::new("wl", "wl-key", "EdDSA");
+        Self {
+            h,
+            issuer,
+            workload,
+        }
+    }
+
+    async fn app(
+        &self,
+        client_authentication: bool,
+    ) -> impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse,
+        Error = actix_web::Error,
+    > + use<> {
+        let entry = format!(
+            "{{name: mesh-wit, kind: wit, trust_domain: example.com, client_authentication: {client_authentication}, jwks: {{file: {}/wit-issuer.json}}}}",
+            self.h.dir.path().display()
+        );
+        let profiles = [
+            (
+                "wit-callers.yaml",
+                "name: wit-callers\ncallers: [\"wimse://example.com/service/*\"]\nsubject: {accept: [corp-idp]}\nissue: {kind: access-token, audiences: [payments-api], lifetime: 1m}\n",
+            ),
+            (
+                "wit-subjects.yaml",
+                "name: wit-subjects\ncallers: [gateway]\nsubject: {accept: [mesh-wit]}\nissue: {kind: access-token, audiences: [mesh-api], lifetime: 1m}\n",
+            ),
+        ];
+        write_files(&self.h.dir.path().join("profiles"), &profiles[1..]);
+        let config = config_with_entry(&self.h, &entry, profiles[0]);
+        rebuild(config, self.h.clock.clone()).await
+    }
+
+    fn wit(&self, overrides: Value) -> String {
+        let mut jwk = self.workload.jwk();
+        jwk["alg"] = json!("EdDSA");
+        let mut claims = json!({
+            "sub": "wimse://example.com/service/payments", "iss": "https://wit-issuer.test",
+            "iat": NOW - 10, "exp": NOW + 3600, "jti": rand_id(), "cnf": {"jwk": jwk},
+        });
+        merge(&mut claims, overrides);
+        self.issuer.sign_with(
+            json!({"alg": "ES256", "kid": "wit-1", "typ": "wit+jwt"}),
+            &claims,
+        )
+    }
+
+    fn wpt(&self, wit: &str, overrides: Value) -> String {
+        let mut claims = json!({
+            "aud": ENDPOINT, "exp": NOW + 60, "jti": rand_id(), "wth": hash(wit),
+        });
+        merge(&mut claims, overrides);
+        self.workload
+            .sign_with(json!({"alg": "EdDSA", "typ": "wpt+jwt"}), &claims)
+    }
+}
+
+/// A request authenticated by `wit` and `wpt` (no Basic), exchanging an access token.
+fn as_workload(m: &Mesh, wit: &str, wpt: &str) -> Form {
+    Form::exchange(&m.h.idp.access_token(json!({})))
+        .no_auth()
+        .set("audience", "payments-api")
+        .header("Workload-Identity-Token", wit)
+        .header("Workload-Proof-Token", wpt)
+}
+
+#[actix_web::test]
+async fn a_wit_with_its_proof_authenticates_the_workload_by_its_identifier() {
+    let m = Mesh::new().await;
+    let app = m.app(true).await;
+    let wit = m.wit(json!({}));
+    let wpt = m.wpt(&wit, json!({}));
+    let token = post(&app, &as_workload(&m, &wit, &wpt))
+        .await
+        .expect_token();
+    let claims = verify_issued(
+        &token,
+        &m.h.state.snapshot().signer.jwks().clone(),
+        "payments-api",
+    );
+    assert_eq!(claims["client_id"], "wimse://example.com/service/payments");
+    // The same proof again: refused, at the client authentication step.
+    let r = post(&app, &as_workload(&m, &wit, &wpt)).await;
+    assert_eq!(
+        r.expect_error(401, "invalid_client"),
+        "workload credential rejected: WPT was already used"
+    );
+    // No proof: the WIT is not a bearer token.
+    let form = Form::exchange(&m.h.idp.access_token(json!({})))
+        .no_auth()
+        .set("audience", "payments-api")
+        .header("Workload-Identity-Token", &wit);
+    assert_eq!(
+        post(&app, &form).await.expect_error(401, "invalid_client"),
+        "workload credential rejected: a WIT is accepted only with a Workload-Proof-Token in the same request"
+    );
+    // An entry that does not authenticate clients leaves the request unauthenticated.
+    let app = m.app(false).await;
+    let wpt = m.wpt(&wit, json!({}));
+    assert_eq!(
+        post(&app, &as_workload(&m, &wit, &wpt))
+            .await
+            .expect_error(401, "invalid_client"),
+        "client authentication is required"
+    );
+}
+
+#[actix_web::test]
+async fn every_broken_proof_or_wit_is_refused_with_its_reason() {
+    let m = Mesh::new().await;
+    let app = m.app(true).await;
+    let wit = m.wit(json!({}));
+    let other_wit = m.wit(json!({"jti": "another"}));
+    let stranger = Idp::new("x", "x", "EdDSA");
+    let tamper = |t: &str| {
+        let mut parts: Vec<String> = t.split('.').map(str::to_owned).collect();
+        let mut claims: Value =
+            serde_json::from_slice(&sts::jose::b64_decode(&parts[1]).unwrap()).unwrap();
+        claims["sub"] = json!("wimse://example.com/service/admin");
+        parts[1] = b64(claims.to_string().as_bytes());
+        parts.join(".")
+    };
+    let cases: Vec<(&str, String, String, &str)> = vec![
+        (
+            "WPT for another audience",
+            wit.clone(),
+            m.wpt(&wit, json!({"aud": "https://elsewhere.test/token"})),
+            "WPT aud is not this token endpoint",
+        ),
+        (
+            "WPT bound to another WIT",
+            wit.clone(),
+            m.wpt(&other_wit, json!({})),
+            "WPT wth does not match the WIT",
+        ),
+        (
+            "WPT with the wrong typ",
+            wit.clone(),
+            m.workload.sign_with(
+                json!({"alg": "EdDSA", "typ": "JWT"}),
+                &json!({"aud": ENDPOINT, "exp": NOW + 60, "jti": rand_id(), "wth": hash(&wit)}),
+            ),
+            "WPT typ is not wpt+jwt",
+        ),
+        (
+            "WPT signed by another key",
+            wit.clone(),
+            stranger.sign_with(
+                json!({"alg": "EdDSA", "typ": "wpt+jwt"}),
+                &json!({"aud": ENDPOINT, "exp": NOW + 60, "jti": rand_id(), "wth": hash(&wit)}),
+            ),
+            "WPT signature does not verify with the WIT's key",
+        ),
+        (
+            "WPT alg differs from cnf.jwk.alg",
+            wit.clone(),
+            m.h.idp.sign_with(
+                json!({"alg": "ES256", "typ": "wpt+jwt"}),
+                &json!({"aud": ENDPOINT, "exp": NOW + 60, "jti": rand_id(), "wth": hash(&wit)}),
+            ),
+            "WPT alg differs from the WIT's cnf.jwk.alg",
+        ),
+        (
+            "expired WPT",
+            wit.clone(),
+            m.wpt(&wit, json!({"exp": NOW - 120})),
+            "WPT is expired, not yet valid, or lacks exp",
+        ),
+        (
+            "overlong WPT",
+            wit.clone(),
+            m.wpt(&wit, json!({"exp": NOW + 3600})),
+            "WPT lifetime is too long",
+        ),
+        (
+            "WPT without jti",
+            wit.clone(),
+            m.wpt(&wit, json!({"jti": null})),
+            "WPT lacks jti",
+        ),
+        (
+            "tampered WPT",
+            wit.clone(),
+            tamper(&m.wpt(&wit, json!({}))),
+            "WPT signature does not verify with the WIT's key",
+        ),
+        (
+            "WPT whose oth names a header the request lacks",
+            wit.clone(),
+            m.wpt(&wit, json!({"oth": {"x-other-token": hash("t")}})),
+            "WPT oth names a token the request does not carry, or its hash differs",
+        ),
+        (
+            "WPT whose tth names a Txn-Token the request lacks",
+            wit.clone(),
+            m.wpt(&wit, json!({"tth": hash("t")})),
+            "WPT ath/tth does not match a token the request carries",
+        ),
+        (
+            "expired WIT",
+            m.wit(json!({"exp": NOW - 120})),
+            String::new(),
+            "token is expired",
+        ),
+        (
+            "tampered WIT",
+            tamper(&wit),
+            String::new(),
+            "token signature is invalid",
+        ),
+        (
+            "WIT without cnf.jwk.alg",
+            m.wit(json!({"cnf": {"jwk": m.workload.jwk()}})),
+            String::new(),
+            "WIT cnf.jwk lacks alg",
+        ),
+    ];
+    for (what, wit, wpt, why) in cases {
+        let wpt = if wpt.is_empty() {
+            m.wpt(&wit, json!({}))
+        } else {
+            wpt
+        };
+        let r = post(&app, &as_workload(&m, &wit, &wpt)).await;
+        assert_eq!(r.status, 401, "{what}: {}", r.body);
+        assert_eq!(
+            r.expect_error(401, "invalid_client"),
+            format!("workload credential rejected: {why}"),
+            "{what}"
+        );
+    }
+    // A WIT with the wrong typ, or a non-canonical identifier, is not this entry's at all.
+    for (what, bad) in [
+        ("wrong WIT typ", {
+            let mut jwk = m.workload.jwk();
+            jwk["alg"] = json!("EdDSA");
+            m.issuer.sign_with(
+                json!({"alg": "ES256", "kid": "wit-1", "typ": "JWT"}),
+                &json!({"sub": "wimse://example.com/service/payments", "exp": NOW + 60, "cnf": {"jwk": jwk}}),
+            )
+        }),
+        (
+            "%70ayment",
+            m.wit(json!({"sub": "wimse://example.com/service/%70ayment"})),
+        ),
+        (
+            "trailing slash",
+            m.wit(json!({"sub": "wimse://example.com/service/payments/"})),
+        ),
+        (
+            "uppercase trust domain",
+            m.wit(json!({"sub": "wimse://Example.com/service/payments"})),
+        ),
+        (
+            "another trust domain",
+            m.wit(json!({"sub": "wimse://example.org/service/payments"})),
+        ),
+    ] {
+        let wpt = m.wpt(&bad, json!({}));
+        let r = post(&app, &as_workload(&m, &bad, &wpt)).await;
+        assert_eq!(r.status, 401, "{what}: {}", r.body);
+        assert_eq!(
+            r.expect_error(401, "invalid_client"),
+            "client authentication is required",
+            "{what}"
+        );
+    }
+    // Two proofs in one request.
+    let form = as_workload(&m, &wit, &m.wpt(&wit, json!({})))
+        .header("Workload-Proof-Token", &m.wpt(&wit, json!({})));
+    assert_eq!(
+        post(&app, &form).await.expect_error(401, "invalid_client"),
+        "workload credential rejected: more than one Workload-Proof-Token header"
+    );
+    // An oth entry for a header that is carried, with its hash: accepted.
+    let form = as_workload(
+        &m,
+        &wit,
+        &m.wpt(&wit, json!({"oth": {"txn-token": hash("a-txn-token")}})),
+    )
+    .header("Txn-Token", "a-txn-token");
+    post(&app, &form).await.expect_token();
+}
+
+#[actix_web::test]
+async fn a_wit_as_subject_token_needs_its_proof_in_the_same_request() {
+    let m = Mesh::new().await;
+    let app = m.app(false).await;
+    let wit = m.wit(json!({}));
+    let exchange = |wpt: Option<&str>| {
+        let mut f = Form::exchange(&wit)
+            .without("subject_token_type")
+            .set("subject_token_type", JWT_TYPE)
+            .set("audience", "mesh-api");
+        if let Some(p) = wpt {
+            f = f.header("Workload-Proof-Token", p);
+        }
+        f
+    };
+    let token = post(&app, &exchange(Some(&m.wpt(&wit, json!({})))))
+        .await
+        .expect_token();
+    let claims = verify_issued(
+        &token,
+        &m.h.state.snapshot().signer.jwks().clone(),
+        "mesh-api",
+    );
+    assert_eq!(claims["sub"], "wimse://example.com/service/payments");
+    assert_eq!(
+        post(&app, &exchange(None))
+            .await
+            .expect_error(400, "invalid_request"),
+        "subject_token rejected: a WIT is accepted only with a Workload-Proof-Token in the same request"
+    );
+}
