@@ -102,12 +102,13 @@ fn run_exchange(f: &Fixture, caller: &Caller, body: &str) -> sts::exchange::Toke
         .unwrap();
     let snap = f.state.snapshot();
     let facts = sts::token::RequestFacts::post(&snap.endpoint);
+    let ctx =
+        sts::exchange::verify_context(&snap, &facts, f.state.replay.as_ref(), SystemClock.now());
     f.rt.block_on(sts::exchange::token_exchange(
         &snap,
         caller,
-        req,
-        &facts,
-        SystemClock.now(),
+        &req,
+        ctx,
         &mut sts::exchange::Trace::default(),
     ))
     .unwrap()
