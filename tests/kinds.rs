@@ -96,6 +96,7 @@ impl Verifier for ToyVerifier {
             claims: claims.as_object().unwrap().clone(),
             trust: self.trust.clone(),
             kind: "toy",
+            proven_key: None,
         })
     }
     fn issuer(&self) -> &str {

@@ -481,3 +481,80 @@ async fn a_wit_as_subject_token_needs_its_proof_in_the_same_request() {
         "subject_token rejected: a WIT is accepted only with a Workload-Proof-Token in the same request"
     );
 }
+
+/// Decodes a WIT we issued with jsonwebtoken (not our code) against our published keys.
+fn decode_wit(token: &str, jwks: &Value) -> Value {
+    let header = jsonwebtoken::decode_header(token).unwrap();
+    assert_eq!(header.typ.as_deref(), Some("wit+jwt"));
+    let set: jsonwebtoken::jwk::JwkSet = serde_json::from_value(jwks.clone()).unwrap();
+    let jwk = set.find(header.kid.as_deref().unwrap()).unwrap();
+    let mut v = jsonwebtoken::Validation::new(header.alg);
+    v.set_issuer(&[STS_ISSUER]);
+    v.set_required_spec_claims(&["exp", "iat", "iss", "sub"]);
+    v.validate_aud = false;
+    v.validate_exp = false; // the harness clock is in the real clock's future
+    jsonwebtoken::decode::<Value>(
+        token,
+        &jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap(),
+        &v,
+    )
+    .unwrap()
+    .claims
+}
+
+#[actix_web::test]
+async fn egress_identity_generalization_issues_a_service_wit_bound_to_the_proven_key() {
+    let m = Mesh::new().await;
+    write_files(
+        &m.h.dir.path().join("mappings"),
+        &[(
+            "generalize.yaml",
+            "name: generalize\nclaims:\n  sub: \"'wimse://example.com/service/' + subject.sub.split('/')[4]\"\n",
+        )],
+    );
+    write_files(
+        &m.h.dir.path().join("profiles"),
+        &[
+            (
+                "generalize.yaml",
+                "name: generalize\ncallers: [gateway]\nsubject: {accept: [mesh-wit]}\nissue: {kind: wit, audiences: [example.com], lifetime: 1h, claims: generalize}\n",
+            ),
+            (
+                "unbound.yaml",
+                "name: unbound\ncallers: [gateway]\nsubject: {accept: [corp-idp]}\nissue: {kind: wit, audiences: [example.com], lifetime: 1h}\n",
+            ),
+        ],
+    );
+    let app = m.app(false).await;
+    let instance = m.wit(json!({"sub": "spiffe://example.com/ns/x/pod/abc-123"}));
+    let form = Form::exchange(&instance)
+        .without("subject_token_type")
+        .set("subject_token_type", JWT_TYPE)
+        .set("audience", "example.com")
+        .header("Workload-Proof-Token", &m.wpt(&instance, json!({})));
+    let r = post(&app, &form).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json["issued_token_type"], JWT_TYPE);
+    assert_eq!(r.json["token_type"], "N_A");
+    let jwks = m.h.state.snapshot().signer.jwks().clone();
+    let claims = decode_wit(r.json["access_token"].as_str().unwrap(), &jwks);
+    assert_eq!(claims["sub"], "wimse://example.com/service/x");
+    let mut key = m.workload.jwk();
+    key["alg"] = json!("EdDSA");
+    key.as_object_mut().unwrap().remove("use");
+    assert_eq!(
+        claims["cnf"]["jwk"], key,
+        "bound to the key proven in this request"
+    );
+    assert!(claims.get("aud").is_none());
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        3600
+    );
+    // Nothing proven in the request (a bearer access token as subject): no WIT.
+    let form = Form::exchange(&m.h.idp.access_token(json!({}))).set("audience", "example.com");
+    assert_eq!(
+        post(&app, &form).await.expect_error(400, "invalid_request"),
+        "a WIT is issued only for a key the caller proves in this request"
+    );
+}

@@ -118,6 +118,7 @@ fn gateway() -> Caller {
     Caller {
         id: "gateway".into(),
         method: AuthMethod::ClientSecretBasic,
+        proven_key: None,
     }
 }
 

@@ -132,6 +132,7 @@ pub async fn explain(snap: &Snapshot, req: Request) -> Explanation {
     let caller = Caller {
         id: req.client_id.clone(),
         method: method.unwrap_or(AuthMethod::ClientSecretBasic),
+        proven_key: None,
     };
     let mut ex = Explanation {
         client: ClientReport {
@@ -373,6 +374,7 @@ async fn input(
                     claims: claims.clone(),
                     trust: Arc::clone(&source.name),
                     kind: source.kind.name(),
+                    proven_key: None,
                 },
                 false,
             ))

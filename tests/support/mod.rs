@@ -628,7 +628,12 @@ pub fn decode_issued(
     check_exp: bool,
 ) -> Value {
     let header = jsonwebtoken::decode_header(token).unwrap();
-    assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+    // The explicit types we issue: RFC 9068 access tokens and WIMSE WITs.
+    assert!(
+        matches!(header.typ.as_deref(), Some("at+jwt" | "wit+jwt")),
+        "{:?}",
+        header.typ
+    );
     let set: jsonwebtoken::jwk::JwkSet = serde_json::from_value(jwks.clone()).unwrap();
     let jwk = set
         .find(header.kid.as_deref().unwrap())

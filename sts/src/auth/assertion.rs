@@ -94,5 +94,6 @@ pub(super) async fn authenticate(
     Ok(Caller {
         id: client.id.clone(),
         method: AuthMethod::PrivateKeyJwt,
+        proven_key: None,
     })
 }

@@ -59,6 +59,9 @@ impl AuthMethod {
 pub struct Caller {
     pub id: String,
     pub method: AuthMethod,
+    /// The public key (JWK) the client proved it holds in this request, when its
+    /// authentication was a proof of possession (a WIT and its WPT).
+    pub proven_key: Option<serde_json::Value>,
 }
 
 /// Credentials as presented, before any check.
@@ -276,6 +279,7 @@ impl ClientRegistry {
                 return Ok(Caller {
                     id: client.id.clone(),
                     method: AuthMethod::ClientSecretBasic,
+                    proven_key: None,
                 });
             }
         }
@@ -315,6 +319,7 @@ impl ClientRegistry {
                 Ok(Caller {
                     id: client.id.clone(),
                     method: AuthMethod::ClientSecretBasic,
+                    proven_key: None,
                 })
             }
             ClientCredentials::Assertion {

@@ -52,6 +52,7 @@ pub async fn authenticate(ctx: &AuthContext<'_>) -> Result<Caller, OAuthError> {
         return Ok(Caller {
             id: sub.to_owned(),
             method: AuthMethod::Workload(source.verifier.client_auth_method()),
+            proven_key: verified.proven_key.clone(),
         });
     }
     Err(failed("client authentication is required"))

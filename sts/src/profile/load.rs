@@ -571,25 +571,34 @@ impl Sample {
 
 /// Evaluates a mapping on its own (with an actor) against every input kind's sample, so a
 /// mapping no profile uses yet is checked too.
+/// A mapping that fails on the sample of every input kind can never work. One that fails only
+/// for some kinds is judged with the profiles that use it (`check_against_sample`), on the
+/// samples of the kinds those profiles accept.
 fn check_mapping_sample(file: &Path, m: &Mapping, kinds: &KindRegistry, problems: &mut Problems) {
+    let mut first_failure = None;
     for name in kinds.input_names() {
         let Some(kind) = kinds.input(name) else {
             continue;
         };
         let ty = kind.token_types().first().copied().unwrap_or("");
         let sample = Sample::new(kind.sample_claims(), ty);
-        if let Err(MappingError::Failed { at, why }) = m.apply(&sample.vars(&sample.claims)) {
-            problems.add(
-                file,
-                0,
-                0,
-                format!(
-                    "mapping `{}` fails at {at}: {why} (on a sample {name} request)",
-                    m.name
-                ),
-            );
-            return;
+        match m.apply(&sample.vars(&sample.claims)) {
+            Err(MappingError::Failed { at, why }) => {
+                first_failure.get_or_insert((at, why, name));
+            }
+            _ => return,
         }
+    }
+    if let Some((at, why, name)) = first_failure {
+        problems.add(
+            file,
+            0,
+            0,
+            format!(
+                "mapping `{}` fails at {at}: {why} (on a sample {name} request)",
+                m.name
+            ),
+        );
     }
 }
 

@@ -336,6 +336,7 @@ impl Verifier for IntrospectionVerifier {
                 claims: (*claims).clone(),
                 trust: self.trust.clone(),
                 kind: KIND,
+                proven_key: None,
             });
         }
         let mut claims = self.introspect(token).await?;
@@ -346,6 +347,7 @@ impl Verifier for IntrospectionVerifier {
             claims: Arc::unwrap_or_clone(claims),
             trust: self.trust.clone(),
             kind: KIND,
+            proven_key: None,
         })
     }
 

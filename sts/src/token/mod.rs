@@ -16,6 +16,7 @@ mod access_token;
 mod claims;
 mod driver;
 mod introspection;
+mod issued_wit;
 mod oauth_jwt;
 mod oidc_id_token;
 pub mod scope;
@@ -29,6 +30,7 @@ pub use access_token::{AccessTokenMinter, audience_value};
 pub use claims::{ClaimsExt, audience_contains};
 pub use driver::{CheckedJws, JwsEntry, JwsRules, TypRule, verify_jws};
 pub use introspection::IntrospectionKind;
+pub use issued_wit::WitMinter;
 pub use oauth_jwt::OauthJwtKind;
 pub use oidc_id_token::OidcIdTokenKind;
 pub use wit::{WIT_TYP, WPT_TYP, WitKind};
@@ -245,6 +247,9 @@ pub struct Verified {
     pub trust: Arc<str>,
     /// Its input kind.
     pub kind: &'static str,
+    /// The public key (JWK) whose possession this request proved for the token (a WIT's
+    /// `cnf.jwk`, proven by its WPT): an output kind may bind what it issues to it.
+    pub proven_key: Option<serde_json::Value>,
 }
 
 /// One trust entry's verifier: the kind's rules bound to the entry's configuration and keys.
@@ -457,6 +462,7 @@ impl KindRegistry {
             .with_input(Arc::new(IntrospectionKind))
             .with_input(Arc::new(WitKind))
             .with_output(Arc::new(AccessTokenMinter))
+            .with_output(Arc::new(WitMinter))
     }
 
     pub fn empty() -> Self {

@@ -137,6 +137,7 @@ impl Verifier for AccessTokenVerifier {
             claims,
             trust: self.jws.trust.clone(),
             kind: "oauth-jwt",
+            proven_key: None,
         })
     }
 

@@ -226,6 +226,7 @@ impl Verifier for IdTokenVerifier {
             claims,
             trust: self.jws.trust.clone(),
             kind: KIND,
+            proven_key: None,
         })
     }
 

@@ -96,7 +96,7 @@ impl InputKind for WitKind {
 
     fn sample_claims(&self) -> Claims {
         let c = json!({
-            "sub": "wimse://example.com/sample-workload", "iss": "https://issuer.example",
+            "sub": "spiffe://example.com/ns/sample/pod/sample-0", "iss": "https://issuer.example",
             "exp": 1_700_000_300, "iat": 1_700_000_000, "jti": "sample-jti",
             "cnf": {"jwk": {"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "x": "AAAA"}},
         });
@@ -210,10 +210,16 @@ impl Verifier for WitVerifier {
         let checked = self.check_wit(presented.jws?, ctx).await?;
         // Invariant 5: the same request proves possession of the WIT's key.
         self.check_proof(wit, &checked, ctx).await?;
+        let proven_key = checked
+            .claims
+            .get("cnf")
+            .and_then(|c| c.get("jwk"))
+            .cloned();
         Ok(Verified {
             claims: checked.claims,
             trust: self.trust.clone(),
             kind: "wit",
+            proven_key,
         })
     }
 
