@@ -558,3 +558,65 @@ async fn egress_identity_generalization_issues_a_service_wit_bound_to_the_proven
         "a WIT is issued only for a key the caller proves in this request"
     );
 }
+
+#[actix_web::test]
+async fn sts_token_verify_says_which_entry_verified_or_why_each_refused() {
+    let m = Mesh::new().await;
+    let _app = m.app(true).await; // writes the profiles the configuration needs
+    let entry = format!(
+        "{{name: mesh-wit, kind: wit, trust_domain: example.com, jwks: {{file: {}/wit-issuer.json}}}}",
+        m.h.dir.path().display()
+    );
+    let config =
+        harness_config(m.h.dir.path(), "").replace("trust:\n", &format!("trust:\n  - {entry}\n"));
+    let file = m.h.dir.path().join("verify.yaml");
+    std::fs::write(&file, config).unwrap();
+    let wit = m.wit(json!({}));
+    let wit_file = m.h.dir.path().join("wit.jwt");
+    std::fs::write(&wit_file, &wit).unwrap();
+    let wpt_file = m.h.dir.path().join("wpt.jwt");
+    std::fs::write(&wpt_file, m.wpt(&wit, json!({}))).unwrap();
+    let run = |extra: &[&str], at: i64| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sts"))
+            .args(["token", "verify", "--config"])
+            .arg(&file)
+            .arg(format!("--token=@{}", wit_file.display()))
+            .args(["--at", &at.to_string()])
+            .args(extra)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(!text.contains(&wit), "the token is never printed");
+        (out.status.code(), text)
+    };
+    let proof = format!("--proof=@{}", wpt_file.display());
+    let (code, text) = run(&[&proof, "--type", JWT_TYPE, "--json"], NOW);
+    assert_eq!(code, Some(0), "{text}");
+    let report: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        report["claims"]["sub"],
+        "wimse://example.com/service/payments"
+    );
+    assert_eq!(
+        report["attempts"],
+        json!([{"trust": "mesh-wit", "kind": "wit", "outcome": "verified"}])
+    );
+    // The proof is not used up by checking it: the same command verifies again.
+    assert_eq!(run(&[&proof, "--type", JWT_TYPE], NOW).0, Some(0));
+    let (code, text) = run(&["--type", JWT_TYPE], NOW);
+    assert_eq!(code, Some(1));
+    assert!(
+        text.contains("trust entry `mesh-wit` (wit): refused: a WIT is accepted only with a Workload-Proof-Token in the same request\n"),
+        "{text}"
+    );
+    let (code, text) = run(&[&proof], NOW + 7200);
+    assert_eq!(code, Some(1));
+    assert!(
+        text.contains("trust entry `mesh-wit` (wit): refused: token is expired\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("trust entry `corp-idp` (oauth-jwt): not this entry's token: its issuer, typ or trust domain is not this entry's (https://idp.test)\n"),
+        "{text}"
+    );
+}

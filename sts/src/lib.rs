@@ -16,6 +16,7 @@ pub mod explain;
 pub mod expr;
 pub mod fuzzing;
 pub mod http;
+pub mod inspect;
 pub mod jose;
 pub mod keys;
 pub mod logs;

@@ -97,23 +97,29 @@ struct ExplainArgs {
 
 #[derive(Subcommand)]
 enum TokenHelper {
+    /// Check a token (and its proof headers) against the configured trust, offline: prints
+    /// the verified claims, or why each trust entry refused it. Exit 0 verified, 1 refused.
+    Verify(VerifyArgs),
     /// Print an access token from the development identity provider (dev mode only).
-    DevSubject {
-        #[arg(long, env = "STS_CONFIG")]
-        config: Option<PathBuf>,
-        /// The token's subject.
-        #[arg(long, default_value = "alice")]
-        sub: String,
-        /// Space-separated scopes.
-        #[arg(long, default_value = "orders:read orders:write")]
-        scope: String,
-        /// Lifetime, e.g. 10m.
-        #[arg(long, default_value = "10m")]
-        lifetime: humantime::Duration,
-        /// Add `may_act: {sub: …}` naming the only actor allowed to exchange it.
-        #[arg(long)]
-        may_act: Option<String>,
-    },
+    DevSubject(DevSubjectArgs),
+}
+
+#[derive(clap::Args)]
+struct DevSubjectArgs {
+    #[arg(long, env = "STS_CONFIG")]
+    config: Option<PathBuf>,
+    /// The token's subject.
+    #[arg(long, default_value = "alice")]
+    sub: String,
+    /// Space-separated scopes.
+    #[arg(long, default_value = "orders:read orders:write")]
+    scope: String,
+    /// Lifetime, e.g. 10m.
+    #[arg(long, default_value = "10m")]
+    lifetime: humantime::Duration,
+    /// Add `may_act: {sub: …}` naming the only actor allowed to exchange it.
+    #[arg(long)]
+    may_act: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -125,7 +131,21 @@ fn main() -> ExitCode {
         Command::Check { config } => check(config),
         Command::Explain(args) => return explain(args),
         Command::HashSecret { stdin } => hash_secret(stdin),
-        Command::Token { helper } => token_helper(helper),
+        Command::Token {
+            helper: TokenHelper::Verify(args),
+        } => {
+            return match token_verify(args) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
+                Err(e) => {
+                    eprintln!("sts: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
+        Command::Token {
+            helper: TokenHelper::DevSubject(args),
+        } => dev_subject(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -293,6 +313,69 @@ fn parse_time(t: &str) -> Result<sts::clock::UnixTime, String> {
         .map_err(|_| format!("--at `{t}`: before 1970"))
 }
 
+#[derive(clap::Args)]
+struct VerifyArgs {
+    #[arg(long, env = "STS_CONFIG")]
+    config: Option<PathBuf>,
+    /// The token; `@FILE` reads a file, `-` standard input.
+    #[arg(long)]
+    token: String,
+    /// Its declared type (`subject_token_type`); default: every trust entry is tried.
+    #[arg(long = "type")]
+    token_type: Option<String>,
+    /// A Workload-Proof-Token that goes with a WIT; `@FILE` reads a file.
+    #[arg(long)]
+    proof: Option<String>,
+    /// Another request header, `name=value` (repeatable), e.g. `txn-token=…`.
+    #[arg(long = "header", value_name = "NAME=VALUE")]
+    headers: Vec<String>,
+    /// Check at this time: Unix seconds or RFC 3339 (default: now).
+    #[arg(long)]
+    at: Option<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn token_verify(args: VerifyArgs) -> Result<bool, String> {
+    let settings = Settings::load(args.config.as_deref()).map_err(|e| e.to_string())?;
+    let now = match &args.at {
+        None => SystemClock.now(),
+        Some(t) => parse_time(t)?,
+    };
+    let mut headers = Vec::new();
+    if let Some(p) = &args.proof {
+        headers.push(("workload-proof-token".to_owned(), read_arg(p)?));
+    }
+    for (i, h) in args.headers.iter().enumerate() {
+        let (k, v) = h
+            .split_once('=')
+            .ok_or_else(|| format!("--header #{}: write name=value", i + 1))?;
+        headers.push((k.to_ascii_lowercase(), read_arg(v)?));
+    }
+    let check = sts::inspect::Check {
+        token: sts::secret::Token::new(read_arg(&args.token)?),
+        token_type: args.token_type,
+        headers,
+        now,
+    };
+    let kinds = sts::token::KindRegistry::builtin();
+    let report = actix_web::rt::System::new().block_on(async {
+        let snap = sts::app::Snapshot::for_dry_run(&settings, &kinds).map_err(|e| e.to_string())?;
+        snap.load_keys().await;
+        Ok::<_, String>(sts::inspect::verify(&snap, &kinds, check).await)
+    })?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+        );
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(report.verified())
+}
+
 fn hash_secret(stdin: bool) -> Result<(), String> {
     let secret = if stdin {
         let mut s = String::new();
@@ -317,14 +400,14 @@ fn hash_secret(stdin: bool) -> Result<(), String> {
     Ok(())
 }
 
-fn token_helper(helper: TokenHelper) -> Result<(), String> {
-    let TokenHelper::DevSubject {
+fn dev_subject(args: DevSubjectArgs) -> Result<(), String> {
+    let DevSubjectArgs {
         config,
         sub,
         scope,
         lifetime,
         may_act,
-    } = helper;
+    } = args;
     let settings = Settings::load(config.as_deref()).map_err(|e| e.to_string())?;
     if !settings.dev {
         return Err("token dev-subject needs development mode (dev: true)".into());
