@@ -16,6 +16,19 @@ pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
         .iter()
         .map(|a| a.as_str())
         .collect();
+    // Methods of trust entries that authenticate clients (a WIT with its WPT), once each.
+    let mut methods = vec![
+        AuthMethod::PrivateKeyJwt.as_str(),
+        AuthMethod::ClientSecretBasic.as_str(),
+    ];
+    for source in snap.trust.all() {
+        if source.verifier.authenticates_clients() {
+            let m = source.verifier.client_auth_method();
+            if !methods.contains(&m) {
+                methods.push(m);
+            }
+        }
+    }
     HttpResponse::Ok()
         .insert_header(("cache-control", "max-age=300"))
         .json(json!({
@@ -23,9 +36,7 @@ pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
             "token_endpoint": s.token_endpoint(),
             "jwks_uri": format!("{issuer}/jwks"),
             "grant_types_supported": GRANT_TYPES.iter().map(|g| g.uri).collect::<Vec<_>>(),
-            "token_endpoint_auth_methods_supported": [
-                AuthMethod::PrivateKeyJwt.as_str(), AuthMethod::ClientSecretBasic.as_str()
-            ],
+            "token_endpoint_auth_methods_supported": methods,
             // RFC 8414 §2: `none` MUST NOT be listed.
             "token_endpoint_auth_signing_alg_values_supported": signing,
             // RFC 8414 requires the member; there is no authorization endpoint.

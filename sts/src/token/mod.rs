@@ -303,6 +303,11 @@ pub trait Verifier: Send + Sync + fmt::Debug {
         None
     }
 
+    /// Whether this entry authenticates clients (its method is then advertised in metadata).
+    fn authenticates_clients(&self) -> bool {
+        false
+    }
+
     /// The client authentication method name for callers this entry authenticates.
     fn client_auth_method(&self) -> &'static str {
         "none"

@@ -243,6 +243,10 @@ impl Verifier for WitVerifier {
         }
     }
 
+    fn authenticates_clients(&self) -> bool {
+        self.client_authentication
+    }
+
     fn client_auth_method(&self) -> &'static str {
         "wimse_wit_wpt"
     }
