@@ -620,3 +620,138 @@ async fn sts_token_verify_says_which_entry_verified_or_why_each_refused() {
         "{text}"
     );
 }
+
+#[actix_web::test]
+async fn a_wit_svid_client_attestation_with_its_pop_authenticates_the_spiffe_workload() {
+    let m = Mesh::new().await;
+    let entry = format!(
+        "{{name: spiffe-wit, kind: wit, trust_domain: example.org, wit_svid: true, client_authentication: true, algorithms: [ES256], jwks: {{file: {}/wit-issuer.json}}}}",
+        m.h.dir.path().display()
+    );
+    let profile = (
+        "spiffe-callers.yaml",
+        "name: spiffe-callers\ncallers: [\"spiffe://example.org/*\"]\nsubject: {accept: [corp-idp]}\nissue: {kind: access-token, audiences: [svid-api], lifetime: 1m}\n",
+    );
+    let app = rebuild(config_with_entry(&m.h, &entry, profile), m.h.clock.clone()).await;
+    let svid = |overrides: Value| {
+        let mut jwk = m.workload.jwk();
+        jwk["alg"] = json!("EdDSA");
+        let mut claims = json!({
+            "sub": "spiffe://example.org/my-oauth-client", "iat": NOW - 10, "exp": NOW + 600,
+            "cnf": {"jwk": jwk},
+        });
+        merge(&mut claims, overrides);
+        m.issuer.sign_with(
+            json!({"alg": "ES256", "kid": "wit-1", "typ": "wit+jwt"}),
+            &claims,
+        )
+    };
+    let pop = |overrides: Value| {
+        let mut claims = json!({"aud": STS_ISSUER, "iat": NOW, "jti": rand_id()});
+        merge(&mut claims, overrides);
+        m.workload.sign_with(
+            json!({"alg": "EdDSA", "typ": "oauth-client-attestation-pop+jwt"}),
+            &claims,
+        )
+    };
+    let form = |attestation: &str, pop: &str| {
+        Form::exchange(&m.h.idp.access_token(json!({})))
+            .no_auth()
+            .set("audience", "svid-api")
+            .header("OAuth-Client-Attestation", attestation)
+            .header("OAuth-Client-Attestation-PoP", pop)
+    };
+    let meta = get(&app, "/.well-known/oauth-authorization-server")
+        .await
+        .json;
+    assert!(
+        meta["token_endpoint_auth_methods_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("spiffe_wit"))
+    );
+    let attestation = svid(json!({}));
+    let once = pop(json!({}));
+    let token = post(&app, &form(&attestation, &once)).await.expect_token();
+    let claims = verify_issued(
+        &token,
+        &m.h.state.snapshot().signer.jwks().clone(),
+        "svid-api",
+    );
+    assert_eq!(claims["client_id"], "spiffe://example.org/my-oauth-client");
+    // client_id, when sent, must be the attestation's sub.
+    let r = post(
+        &app,
+        &form(&attestation, &pop(json!({}))).set("client_id", "spiffe://example.org/other"),
+    )
+    .await;
+    assert_eq!(
+        r.expect_error(401, "invalid_client"),
+        "client_id differs from the workload credential's sub"
+    );
+    for (what, attestation, proof, why) in [
+        (
+            "replayed PoP",
+            attestation.clone(),
+            once.clone(),
+            "client attestation PoP was already used",
+        ),
+        (
+            "PoP for another audience",
+            attestation.clone(),
+            pop(json!({"aud": "https://elsewhere.test"})),
+            "client attestation PoP aud must be our issuer identifier alone",
+        ),
+        (
+            "stale PoP",
+            attestation.clone(),
+            pop(json!({"iat": NOW - 3600})),
+            "client attestation PoP iat is not recent",
+        ),
+        (
+            "PoP with the wrong typ",
+            attestation.clone(),
+            m.workload.sign_with(
+                json!({"alg": "EdDSA", "typ": "wpt+jwt"}),
+                &json!({"aud": STS_ISSUER, "iat": NOW, "jti": rand_id()}),
+            ),
+            "client attestation PoP typ is not oauth-client-attestation-pop+jwt",
+        ),
+        (
+            "WIT-SVID without kid",
+            {
+                let mut jwk = m.workload.jwk();
+                jwk["alg"] = json!("EdDSA");
+                m.issuer.sign_with(
+                json!({"alg": "ES256", "typ": "wit+jwt"}),
+                &json!({"sub": "spiffe://example.org/my-oauth-client", "exp": NOW + 600, "cnf": {"jwk": jwk}}),
+            )
+            },
+            pop(json!({})),
+            "WIT-SVID lacks kid",
+        ),
+        (
+            "WIT-SVID with aud",
+            svid(json!({"aud": STS_ISSUER})),
+            pop(json!({})),
+            "WIT-SVID must not carry aud",
+        ),
+    ] {
+        let r = post(&app, &form(&attestation, &proof)).await;
+        assert_eq!(r.status, 401, "{what}: {}", r.body);
+        assert_eq!(
+            r.expect_error(401, "invalid_client"),
+            format!("workload credential rejected: {why}"),
+            "{what}"
+        );
+    }
+    // An attestation without its PoP.
+    let form = Form::exchange(&m.h.idp.access_token(json!({})))
+        .no_auth()
+        .set("audience", "svid-api")
+        .header("OAuth-Client-Attestation", &attestation);
+    assert_eq!(
+        post(&app, &form).await.expect_error(401, "invalid_client"),
+        "workload credential rejected: a client attestation needs exactly one OAuth-Client-Attestation-PoP header"
+    );
+}

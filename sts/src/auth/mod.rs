@@ -77,8 +77,8 @@ pub enum ClientCredentials {
         client_id: Option<String>,
     },
     /// Nothing in the form or `Authorization`: a trust entry may find a credential in the
-    /// headers its kind declares (a WIT and its WPT).
-    Headers,
+    /// headers its kind declares (a WIT and its WPT). `client_id` is the form's, if sent.
+    Headers { client_id: Option<String> },
 }
 
 enum Credential {
@@ -141,7 +141,7 @@ impl ClientCredentials {
         match self {
             Self::Basic { client_id, .. } => Some(client_id),
             Self::Assertion { client_id, .. } => client_id.as_deref(),
-            Self::Headers => None,
+            Self::Headers { client_id } => client_id.as_deref(),
         }
     }
 
@@ -150,7 +150,7 @@ impl ClientCredentials {
     pub fn charged_id(&self) -> Option<&str> {
         match self {
             Self::Basic { client_id, .. } => Some(client_id),
-            Self::Assertion { .. } | Self::Headers => None,
+            Self::Assertion { .. } | Self::Headers { .. } => None,
         }
     }
 }
@@ -332,7 +332,9 @@ impl ClientRegistry {
                 }
                 assertion::authenticate(self, &assertion, client_id.as_deref(), ctx).await
             }
-            ClientCredentials::Headers => workload::authenticate(ctx).await,
+            ClientCredentials::Headers { client_id } => {
+                workload::authenticate(client_id.as_deref(), ctx).await
+            }
         }
     }
 

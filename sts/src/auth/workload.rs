@@ -1,5 +1,6 @@
 //! Client authentication by a credential a trust entry reads from the request headers: today a
-//! WIT with its WPT (kind `wit`, `client_authentication: true`). The caller is the verified
+//! WIT with its WPT, or a WIT-SVID client attestation with its PoP (kind `wit`,
+//! `client_authentication: true`). The caller is the verified
 //! `sub`, a workload identifier, so profiles authorise workloads by identifier pattern with no
 //! per-workload registration.
 //!
@@ -14,7 +15,12 @@ use crate::token::{ClaimsExt, Presented, VerifyContext};
 /// The token type label under which a header credential is offered to its verifier.
 const HEADER_CREDENTIAL: &str = "(client credential)";
 
-pub async fn authenticate(ctx: &AuthContext<'_>) -> Result<Caller, OAuthError> {
+/// `form_client_id`: a `client_id` sent in the form must name the verified workload
+/// (attestation-based-client-auth §5.2).
+pub async fn authenticate(
+    form_client_id: Option<&str>,
+    ctx: &AuthContext<'_>,
+) -> Result<Caller, OAuthError> {
     for source in ctx.trust.all() {
         let Some(credential) = source.verifier.client_credential(ctx.facts) else {
             continue;
@@ -49,6 +55,11 @@ pub async fn authenticate(ctx: &AuthContext<'_>) -> Result<Caller, OAuthError> {
             .claims
             .required_str("sub")
             .map_err(|_| failed("workload credential lacks sub"))?;
+        if form_client_id.is_some_and(|id| id != sub) {
+            return Err(failed(
+                "client_id differs from the workload credential's sub",
+            ));
+        }
         return Ok(Caller {
             id: sub.to_owned(),
             method: AuthMethod::Workload(source.verifier.client_auth_method()),

@@ -190,6 +190,8 @@ fn credentials(req: &HttpRequest, params: &mut FormParams) -> Result<ClientCrede
         )
         .into()),
         // A trust entry may find a credential in the declared headers (a WIT and its proof).
-        (None, None, None) => Ok(ClientCredentials::Headers),
+        (None, None, None) => Ok(ClientCredentials::Headers {
+            client_id: form_client_id,
+        }),
     }
 }

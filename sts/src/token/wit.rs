@@ -30,6 +30,11 @@ pub const WIT_TYP: &str = "wit+jwt";
 pub const WPT_TYP: &str = "wpt+jwt";
 const WIT_HEADER: &str = "workload-identity-token";
 const WPT_HEADER: &str = "workload-proof-token";
+/// Attestation-based client authentication (draft-ietf-oauth-attestation-based-client-auth
+/// §6.1), which SPIFFE client authentication uses for WIT-SVIDs (`spiffe_wit`).
+const ATTESTATION_HEADER: &str = "oauth-client-attestation";
+const ATTESTATION_POP_HEADER: &str = "oauth-client-attestation-pop";
+const ATTESTATION_POP_TYP: &str = "oauth-client-attestation-pop+jwt";
 const TXN_HEADER: &str = "txn-token";
 const TXN_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:txn_token";
 /// WIT-SVID (SPIFFE WIT-SVID.md): the nine RS/ES/PS algorithms, of which these are supported.
@@ -91,7 +96,13 @@ impl InputKind for WitKind {
     }
 
     fn headers(&self) -> &'static [&'static str] {
-        &[WIT_HEADER, WPT_HEADER, TXN_HEADER]
+        &[
+            WIT_HEADER,
+            WPT_HEADER,
+            TXN_HEADER,
+            ATTESTATION_HEADER,
+            ATTESTATION_POP_HEADER,
+        ]
     }
 
     fn sample_claims(&self) -> Claims {
@@ -145,6 +156,7 @@ impl InputKind for WitKind {
         let name = format!("trust `{}`", entry.name);
         let fetch = key_fetch(&name, "", &b.jwks, env.http);
         Ok(Arc::new(WitVerifier {
+            our_issuer: env.our_issuer.to_owned(),
             trust: Arc::from(entry.name.as_str()),
             keys: KeyStore::new(&name, fetch, &algorithms, &b.jwks),
             algorithms,
@@ -175,6 +187,8 @@ fn check_token_type(t: &str) -> Result<(), String> {
 /// One `wit` entry's verifier.
 #[derive(Debug)]
 struct WitVerifier {
+    /// The `aud` of attestation proofs.
+    our_issuer: String,
     trust: Arc<str>,
     trust_domain: String,
     algorithms: Vec<Alg>,
@@ -208,8 +222,13 @@ impl Verifier for WitVerifier {
     ) -> Result<Verified, Rejection> {
         let wit = presented.token.expose();
         let checked = self.check_wit(presented.jws?, ctx).await?;
-        // Invariant 5: the same request proves possession of the WIT's key.
-        self.check_proof(wit, &checked, ctx).await?;
+        // Invariant 5: the same request proves possession of the WIT's key — a WIT-SVID sent as
+        // a client attestation by its attestation PoP, any other WIT by its WPT.
+        if self.is_attestation(wit, ctx.facts) {
+            self.check_attestation_pop(&checked, ctx).await?;
+        } else {
+            self.check_proof(wit, &checked, ctx).await?;
+        }
         let proven_key = checked
             .claims
             .get("cnf")
@@ -236,10 +255,11 @@ impl Verifier for WitVerifier {
     }
 
     fn client_credential<'f>(&self, facts: &'f RequestFacts) -> Option<&'f str> {
-        if self.client_authentication {
-            facts.header(WIT_HEADER)
-        } else {
-            None
+        match (self.client_authentication, self.wit_svid) {
+            (false, _) => None,
+            // spiffe-client-auth §3.3: a WIT-SVID as the client attestation.
+            (true, true) => facts.header(ATTESTATION_HEADER),
+            (true, false) => facts.header(WIT_HEADER),
         }
     }
 
@@ -248,7 +268,11 @@ impl Verifier for WitVerifier {
     }
 
     fn client_auth_method(&self) -> &'static str {
-        "wimse_wit_wpt"
+        if self.wit_svid {
+            "spiffe_wit"
+        } else {
+            "wimse_wit_wpt"
+        }
     }
 }
 
@@ -375,6 +399,87 @@ impl WitVerifier {
         match ctx.replay.first_use(&key, exp + ctx.leeway, ctx.now).await {
             Ok(true) => Ok(()),
             Ok(false) => Err(Rejection::Kind("WPT was already used")),
+            Err(_) => Err(Rejection::Upstream("replay store is unavailable")),
+        }
+    }
+}
+
+impl WitVerifier {
+    /// Whether `wit` is this request's client attestation (a WIT-SVID entry that authenticates
+    /// clients): then its proof is the attestation PoP, not a WPT.
+    fn is_attestation(&self, wit: &str, facts: &RequestFacts) -> bool {
+        self.wit_svid
+            && self.client_authentication
+            && facts.header_count(ATTESTATION_HEADER) == 1
+            && facts.header(ATTESTATION_HEADER) == Some(wit)
+    }
+
+    /// attestation-based-client-auth §5.2/§6: exactly one PoP, `typ`
+    /// `oauth-client-attestation-pop+jwt`, signed with the attestation's `cnf` key (its
+    /// `alg`), `aud` our issuer identifier alone, a fresh `iat`, and a single-use `jti`.
+    async fn check_attestation_pop(
+        &self,
+        checked: &CheckedWit,
+        ctx: &VerifyContext<'_>,
+    ) -> Result<(), Rejection> {
+        if ctx.facts.header_count(ATTESTATION_POP_HEADER) != 1 {
+            return Err(Rejection::Kind(
+                "a client attestation needs exactly one OAuth-Client-Attestation-PoP header",
+            ));
+        }
+        let value = ctx.facts.header(ATTESTATION_POP_HEADER).unwrap_or_default();
+        let jws = UnverifiedJws::parse(value, ctx.max_token_bytes)
+            .map_err(|_| Rejection::Kind("client attestation PoP is not a compact JWS"))?;
+        if !jws.header.typ_is(ATTESTATION_POP_TYP) {
+            return Err(Rejection::Kind(
+                "client attestation PoP typ is not oauth-client-attestation-pop+jwt",
+            ));
+        }
+        if jws.header.alg != checked.pop_key.alg() {
+            return Err(Rejection::Kind(
+                "client attestation PoP alg differs from the attestation's cnf.jwk.alg",
+            ));
+        }
+        let pop = jws.verify(&checked.pop_key).map_err(|_| {
+            Rejection::Kind(
+                "client attestation PoP signature does not verify with the attestation's key",
+            )
+        })?;
+        let aud_ok = match pop.get("aud") {
+            Some(Value::String(a)) => *a == self.our_issuer,
+            Some(Value::Array(a)) => a.len() == 1 && a[0].as_str() == Some(&self.our_issuer),
+            _ => false,
+        };
+        if !aud_ok {
+            return Err(Rejection::Kind(
+                "client attestation PoP aud must be our issuer identifier alone",
+            ));
+        }
+        let iat = pop
+            .time_claim("iat")
+            .ok()
+            .flatten()
+            .ok_or(Rejection::Kind("client attestation PoP lacks iat"))?;
+        if iat > ctx.now.saturating_add(ctx.leeway)
+            || iat < ctx.now.saturating_sub(self.max_proof_secs + ctx.leeway)
+        {
+            return Err(Rejection::Kind("client attestation PoP iat is not recent"));
+        }
+        if pop.contains_key("exp") {
+            pop.check_times(ctx)
+                .map_err(|_| Rejection::Kind("client attestation PoP is expired"))?;
+        }
+        let jti = pop
+            .str_claim("jti")
+            .ok()
+            .flatten()
+            .filter(|j| !j.is_empty())
+            .ok_or(Rejection::Kind("client attestation PoP lacks jti"))?;
+        let key = format!("attestation-pop\u{0}{}\u{0}{jti}", checked.sub);
+        let until = iat + self.max_proof_secs + 2 * ctx.leeway;
+        match ctx.replay.first_use(&key, until, ctx.now).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Rejection::Kind("client attestation PoP was already used")),
             Err(_) => Err(Rejection::Upstream("replay store is unavailable")),
         }
     }
