@@ -79,10 +79,17 @@ async fn typed_request(
     let mut params = FormParams::parse(&body, limits.max_params)?;
     let credentials = credentials(req, &mut params)?;
     let grant = Grant::parse(params, limits)?;
+    let mut facts = facts(req, state, snap);
+    // Only a request that sends a Content-Digest (an HTTP message signature covers it) pays
+    // for hashing its body.
+    if req.headers().contains_key("content-digest") {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &body);
+        facts.body_sha256 = digest.as_ref().try_into().ok();
+    }
     Ok(TokenRequest {
         credentials,
         grant,
-        facts: facts(req, state, snap),
+        facts,
     })
 }
 
@@ -107,6 +114,7 @@ fn facts(req: &HttpRequest, state: &AppState, snap: &Snapshot) -> RequestFacts {
         // No TLS listener yet: there is never a client certificate.
         client_certificate: None,
         peer: req.peer_addr().map(|a| a.ip()),
+        body_sha256: None,
     }
 }
 

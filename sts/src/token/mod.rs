@@ -15,6 +15,7 @@
 mod access_token;
 mod claims;
 mod driver;
+pub mod http_sig;
 mod introspection;
 mod issued_wit;
 mod oauth_jwt;
@@ -130,6 +131,8 @@ pub struct RequestFacts {
     pub client_certificate: Option<ClientCertificate>,
     /// The TCP peer's address (not a forwarded header): for failure budgets.
     pub peer: Option<std::net::IpAddr>,
+    /// SHA-256 of the request body, when the request carries a `Content-Digest` to check.
+    pub body_sha256: Option<[u8; 32]>,
 }
 
 impl fmt::Debug for RequestFacts {
@@ -158,6 +161,7 @@ impl RequestFacts {
             headers: Vec::new(),
             client_certificate: None,
             peer: None,
+            body_sha256: None,
         }
     }
 

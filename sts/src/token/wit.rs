@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use super::{
     ClaimsExt, InputKind, KindEnv, Presented, Rejection, RequestFacts, TypRule, Verified, Verifier,
-    VerifyContext, audience_contains, types,
+    VerifyContext, audience_contains, http_sig, types,
 };
 use crate::config::{ConfigError, DEFAULT_ALGS, EMPTY_ALGORITHMS, JwksSettings, TrustEntry};
 use crate::jose::{Alg, Claims, UnverifiedJws, VerifyingKey, b64_encode, parse_jwk_public};
@@ -35,6 +35,14 @@ const WPT_HEADER: &str = "workload-proof-token";
 const ATTESTATION_HEADER: &str = "oauth-client-attestation";
 const ATTESTATION_POP_HEADER: &str = "oauth-client-attestation-pop";
 const ATTESTATION_POP_TYP: &str = "oauth-client-attestation-pop+jwt";
+/// HTTP Message Signatures (draft-ietf-wimse-http-signature): the other proof a WIT may come with.
+const SIGNATURE_HEADERS: [&str; 5] = [
+    "signature",
+    "signature-input",
+    "content-type",
+    "content-digest",
+    "authorization",
+];
 const TXN_HEADER: &str = "txn-token";
 const TXN_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:txn_token";
 /// WIT-SVID (SPIFFE WIT-SVID.md): the nine RS/ES/PS algorithms, of which these are supported.
@@ -102,6 +110,11 @@ impl InputKind for WitKind {
             TXN_HEADER,
             ATTESTATION_HEADER,
             ATTESTATION_POP_HEADER,
+            SIGNATURE_HEADERS[0],
+            SIGNATURE_HEADERS[1],
+            SIGNATURE_HEADERS[2],
+            SIGNATURE_HEADERS[3],
+            SIGNATURE_HEADERS[4],
         ]
     }
 
@@ -226,6 +239,10 @@ impl Verifier for WitVerifier {
         // a client attestation by its attestation PoP, any other WIT by its WPT.
         if self.is_attestation(wit, ctx.facts) {
             self.check_attestation_pop(&checked, ctx).await?;
+        } else if ctx.facts.header_count(WPT_HEADER) == 0
+            && ctx.facts.header_count("signature-input") > 0
+        {
+            self.check_message_signature(wit, &checked, ctx).await?;
         } else {
             self.check_proof(wit, &checked, ctx).await?;
         }
@@ -405,6 +422,56 @@ impl WitVerifier {
 }
 
 impl WitVerifier {
+    /// http-signature §3: the request is signed with the WIT's key, over the method, this
+    /// endpoint's path, the WIT (which must be the one in `Workload-Identity-Token`) and the
+    /// body's Content-Digest; the nonce is single use.
+    async fn check_message_signature(
+        &self,
+        wit: &str,
+        checked: &CheckedWit,
+        ctx: &VerifyContext<'_>,
+    ) -> Result<(), Rejection> {
+        let facts = ctx.facts;
+        if facts.header_count(WIT_HEADER) != 1 || facts.header(WIT_HEADER) != Some(wit) {
+            return Err(Rejection::Kind(
+                "a signed request carries its WIT in one Workload-Identity-Token header",
+            ));
+        }
+        check_content_digest(facts)?;
+        let headers: Vec<(&str, &str)> = facts
+            .headers
+            .iter()
+            .map(|(n, v)| (*n, v.as_str()))
+            .collect();
+        let target = url::Url::parse(&facts.endpoint)
+            .map(|u| u.path().to_owned())
+            .unwrap_or_default();
+        let request = http_sig::SignedRequest {
+            method: facts.method.as_str(),
+            target: &target,
+            headers: &headers,
+        };
+        let want = http_sig::Expect {
+            now: ctx.now,
+            leeway: ctx.leeway,
+            max_lifetime: self.max_proof_secs,
+            audience: &facts.endpoint,
+        };
+        let v = http_sig::verify(&request, &checked.pop_key, &want).map_err(Rejection::Kind)?;
+        let key = format!("http-signature\u{0}{}\u{0}{}", checked.sub, v.nonce);
+        match ctx
+            .replay
+            .first_use(&key, v.expires + ctx.leeway, ctx.now)
+            .await
+        {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Rejection::Kind(
+                "HTTP message signature nonce was already used",
+            )),
+            Err(_) => Err(Rejection::Upstream("replay store is unavailable")),
+        }
+    }
+
     /// Whether `wit` is this request's client attestation (a WIT-SVID entry that authenticates
     /// clients): then its proof is the attestation PoP, not a WPT.
     fn is_attestation(&self, wit: &str, facts: &RequestFacts) -> bool {
@@ -503,6 +570,28 @@ fn confirmation_key(claims: &Claims) -> Result<VerifyingKey, Rejection> {
         .ok()
         .and_then(|keys| keys.into_iter().next())
         .ok_or(Rejection::Kind("WIT cnf.jwk is not a usable public key"))
+}
+
+/// RFC 9530: a request with a body sends `Content-Digest` with a `sha-256` member equal to
+/// the body's digest (http-signature §3 makes it mandatory and signed).
+fn check_content_digest(facts: &RequestFacts) -> Result<(), Rejection> {
+    use base64::Engine;
+    let missing = Rejection::Kind("a signed request needs a matching Content-Digest (sha-256)");
+    if facts.header_count("content-digest") != 1 {
+        return Err(missing);
+    }
+    let (Some(value), Some(body)) = (facts.header("content-digest"), facts.body_sha256) else {
+        return Err(missing);
+    };
+    let ours = base64::engine::general_purpose::STANDARD.encode(body);
+    let matches = value.split(',').any(|member| {
+        member
+            .trim()
+            .strip_prefix("sha-256=:")
+            .and_then(|v| v.strip_suffix(':'))
+            == Some(ours.as_str())
+    });
+    if matches { Ok(()) } else { Err(missing) }
 }
 
 /// base64url(SHA-256(ASCII(token))) — wth, ath, tth, oth values (wpt §3).
