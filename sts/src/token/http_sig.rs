@@ -203,9 +203,7 @@ fn parse_input(field: &str) -> Result<Input<'_>, Refusal> {
     let mut parsed = Vec::new();
     let mut p = params;
     while let Some(after) = p.strip_prefix(';') {
-        let end_key = after
-            .find(|c: char| c == '=' || c == ';')
-            .unwrap_or(after.len());
+        let end_key = after.find(['=', ';']).unwrap_or(after.len());
         let key = &after[..end_key];
         if !is_key(key) {
             return Err(bad);
