@@ -180,9 +180,10 @@ impl Mesh {
         Response = actix_web::dev::ServiceResponse,
         Error = actix_web::Error,
     > + use<> {
+        // One trust domain string under two schemes: two trust domains, two entries.
         let entry = format!(
-            "{{name: mesh-wit, kind: wit, trust_domain: example.com, client_authentication: {client_authentication}, jwks: {{file: {}/wit-issuer.json}}}}",
-            self.h.dir.path().display()
+            "{{name: mesh-wit, kind: wit, trust_domain: example.com, client_authentication: {client_authentication}, jwks: {{file: {d}/wit-issuer.json}}}}\n  - {{name: mesh-spiffe, kind: wit, scheme: spiffe, trust_domain: example.com, jwks: {{file: {d}/wit-issuer.json}}}}",
+            d = self.h.dir.path().display()
         );
         let profiles = [
             (
@@ -423,6 +424,10 @@ async fn every_broken_proof_or_wit_is_refused_with_its_reason() {
             "another trust domain",
             m.wit(json!({"sub": "wimse://example.org/service/payments"})),
         ),
+        (
+            "the same trust domain under another scheme",
+            m.wit(json!({"sub": "spiffe://example.com/service/payments"})),
+        ),
     ] {
         let wpt = m.wpt(&bad, json!({}));
         let r = post(&app, &as_workload(&m, &bad, &wpt)).await;
@@ -517,11 +522,11 @@ async fn egress_identity_generalization_issues_a_service_wit_bound_to_the_proven
         &[
             (
                 "generalize.yaml",
-                "name: generalize\ncallers: [gateway]\nsubject: {accept: [mesh-wit]}\nissue: {kind: wit, audiences: [example.com], lifetime: 1h, claims: generalize}\n",
+                "name: generalize\ncallers: [gateway]\nsubject: {accept: [mesh-spiffe]}\nissue: {kind: wit, audiences: [\"wimse://example.com\"], lifetime: 1h, claims: generalize}\n",
             ),
             (
                 "unbound.yaml",
-                "name: unbound\ncallers: [gateway]\nsubject: {accept: [corp-idp]}\nissue: {kind: wit, audiences: [example.com], lifetime: 1h}\n",
+                "name: unbound\ncallers: [gateway]\nsubject: {accept: [corp-idp]}\nissue: {kind: wit, audiences: [\"wimse://example.com\"], lifetime: 1h}\n",
             ),
         ],
     );
@@ -530,7 +535,7 @@ async fn egress_identity_generalization_issues_a_service_wit_bound_to_the_proven
     let form = Form::exchange(&instance)
         .without("subject_token_type")
         .set("subject_token_type", JWT_TYPE)
-        .set("audience", "example.com")
+        .set("audience", "wimse://example.com")
         .header("Workload-Proof-Token", &m.wpt(&instance, json!({})));
     let r = post(&app, &form).await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -552,7 +557,8 @@ async fn egress_identity_generalization_issues_a_service_wit_bound_to_the_proven
         3600
     );
     // Nothing proven in the request (a bearer access token as subject): no WIT.
-    let form = Form::exchange(&m.h.idp.access_token(json!({}))).set("audience", "example.com");
+    let form =
+        Form::exchange(&m.h.idp.access_token(json!({}))).set("audience", "wimse://example.com");
     assert_eq!(
         post(&app, &form).await.expect_error(400, "invalid_request"),
         "a WIT is issued only for a key the caller proves in this request"

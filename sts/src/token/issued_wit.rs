@@ -4,8 +4,9 @@
 //! gateway-attested workload getting its WIT, and for egress identity generalization (an
 //! instance identity exchanged for a service identity, the mapping computing `sub`).
 //!
-//! The profile's `audiences` are the trust domains it may issue identities in; the request's
-//! `audience` names one. The WIT carries no `aud`. Its `sub` must be a canonical workload
+//! The profile's `audiences` are the Workload Identifier Origins it may issue identities in
+//! (`wimse://example.com`, identifier §3.3: scheme and trust domain); the request's `audience`
+//! names one. The WIT carries no `aud`. Its `sub` must be a canonical workload
 //! identifier in that trust domain; the engine's `sub` (the subject's) is used when the mapping
 //! writes none. It is never issued without a proven key.
 
@@ -62,7 +63,8 @@ impl Minter for WitMinter {
                 "the issued WIT's sub would not be a canonical workload identifier",
             )
         })?;
-        if !r.audience.iter().any(|td| td == id.trust_domain()) {
+        let origin = format!("{}://{}", id.scheme().as_str(), id.trust_domain());
+        if !r.audience.iter().any(|o| *o == origin) {
             return Err(OAuthError::invalid_target(
                 "the issued WIT's sub is not in a trust domain this profile issues for",
             ));

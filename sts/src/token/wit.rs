@@ -66,6 +66,10 @@ pub struct WitKind;
 struct Block {
     /// The trust domain whose workloads' WITs this entry verifies.
     trust_domain: String,
+    /// The identifier scheme of its workloads: `wimse` (default) or `spiffe` (forced by
+    /// `wit_svid`). The same trust-domain string under another scheme is another domain.
+    #[serde(default)]
+    scheme: Option<SchemeName>,
     /// The trust anchors: the Identity Server's public keys.
     jwks: JwksSettings,
     /// Accepted WIT `alg` values (default ES256, EdDSA, RS256, PS256).
@@ -84,6 +88,13 @@ struct Block {
     /// algorithms only, no `aud`.
     #[serde(default)]
     wit_svid: bool,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum SchemeName {
+    Wimse,
+    Spiffe,
 }
 
 fn default_token_type() -> String {
@@ -136,7 +147,14 @@ impl InputKind for WitKind {
         env: &KindEnv<'_>,
     ) -> Result<Arc<dyn Verifier>, ConfigError> {
         let b: Block = entry.parse_block()?;
-        check_trust_domain(Scheme::Wimse, &b.trust_domain)
+        let scheme = match (b.scheme, b.wit_svid) {
+            (Some(SchemeName::Wimse), true) => {
+                return Err(entry.error("scheme", "a WIT-SVID's sub is a SPIFFE ID: use spiffe"));
+            }
+            (Some(SchemeName::Spiffe), _) | (None, true) => Scheme::Spiffe,
+            (Some(SchemeName::Wimse), false) | (None, false) => Scheme::Wimse,
+        };
+        check_trust_domain(scheme, &b.trust_domain)
             .map_err(|e| entry.error("trust_domain", format!("the trust domain {e}")))?;
         if b.jwks.discovery {
             return Err(entry.error(
@@ -174,6 +192,7 @@ impl InputKind for WitKind {
             keys: KeyStore::new(&name, fetch, &algorithms, &b.jwks),
             algorithms,
             trust_domain: b.trust_domain,
+            scheme,
             token_types: vec![b.token_type],
             client_authentication: b.client_authentication,
             max_proof_secs: max_proof.as_secs() as i64,
@@ -204,6 +223,7 @@ struct WitVerifier {
     our_issuer: String,
     trust: Arc<str>,
     trust_domain: String,
+    scheme: Scheme,
     algorithms: Vec<Alg>,
     keys: KeyStore,
     token_types: Vec<String>,
@@ -300,7 +320,8 @@ impl WitVerifier {
         let sub = claims.required_str("sub")?;
         let id = WorkloadId::parse(sub)
             .map_err(|_| Rejection::Kind("WIT sub is not a canonical workload identifier"))?;
-        if id.trust_domain() != self.trust_domain {
+        // identifier §3.1: a trust domain means something only with its scheme.
+        if id.scheme() != self.scheme || id.trust_domain() != self.trust_domain {
             return Err(Rejection::Kind("WIT sub is not in this trust domain"));
         }
         Ok(id)
