@@ -153,6 +153,8 @@ struct Mesh {
     h: Harness,
     issuer: Idp,
     workload: Idp,
+    /// The access token the workload exchanges (its WPTs bind it with `ath`).
+    subject: String,
 }
 
 impl Mesh {
@@ -165,10 +167,12 @@ impl Mesh {
         )
         .unwrap();
         let workload = Idp::new("wl", "wl-key", "EdDSA");
+        let subject = h.idp.access_token(json!({}));
         Self {
             h,
             issuer,
             workload,
+            subject,
         }
     }
 
@@ -214,9 +218,11 @@ impl Mesh {
         )
     }
 
+    /// A WPT for `wit` that binds the workload's access token (`ath`; `null` removes it).
     fn wpt(&self, wit: &str, overrides: Value) -> String {
         let mut claims = json!({
             "aud": ENDPOINT, "exp": NOW + 60, "jti": rand_id(), "wth": hash(wit),
+            "ath": hash(&self.subject),
         });
         merge(&mut claims, overrides);
         self.workload
@@ -226,7 +232,7 @@ impl Mesh {
 
 /// A request authenticated by `wit` and `wpt` (no Basic), exchanging an access token.
 fn as_workload(m: &Mesh, wit: &str, wpt: &str) -> Form {
-    Form::exchange(&m.h.idp.access_token(json!({})))
+    Form::exchange(&m.subject)
         .no_auth()
         .set("audience", "payments-api")
         .header("Workload-Identity-Token", wit)
@@ -449,9 +455,26 @@ async fn every_broken_proof_or_wit_is_refused_with_its_reason() {
     let form = as_workload(
         &m,
         &wit,
-        &m.wpt(&wit, json!({"oth": {"txn-token": hash("a-txn-token")}})),
-    )
-    .header("Txn-Token", "a-txn-token");
+        &m.wpt(
+            &wit,
+            json!({"oth": {"content-type": hash("application/x-www-form-urlencoded")}}),
+        ),
+    );
+    post(&app, &form).await.expect_token();
+    // The access token is in the request: a WPT without ath does not bind it, and is refused.
+    let form = as_workload(&m, &wit, &m.wpt(&wit, json!({"ath": null})));
+    assert_eq!(
+        post(&app, &form).await.expect_error(401, "invalid_client"),
+        "workload credential rejected: WPT lacks ath/tth for a token the request carries"
+    );
+    // A Txn-Token header needs tth.
+    let form = as_workload(&m, &wit, &m.wpt(&wit, json!({}))).header("Txn-Token", "a-txn-token");
+    assert_eq!(
+        post(&app, &form).await.expect_error(401, "invalid_client"),
+        "workload credential rejected: WPT lacks ath/tth for a token the request carries"
+    );
+    let form = as_workload(&m, &wit, &m.wpt(&wit, json!({"tth": hash("a-txn-token")})))
+        .header("Txn-Token", "a-txn-token");
     post(&app, &form).await.expect_token();
 }
 
@@ -470,7 +493,7 @@ async fn a_wit_as_subject_token_needs_its_proof_in_the_same_request() {
         }
         f
     };
-    let token = post(&app, &exchange(Some(&m.wpt(&wit, json!({})))))
+    let token = post(&app, &exchange(Some(&m.wpt(&wit, json!({"ath": null})))))
         .await
         .expect_token();
     let claims = verify_issued(
@@ -536,7 +559,10 @@ async fn egress_identity_generalization_issues_a_service_wit_bound_to_the_proven
         .without("subject_token_type")
         .set("subject_token_type", JWT_TYPE)
         .set("audience", "wimse://example.com")
-        .header("Workload-Proof-Token", &m.wpt(&instance, json!({})));
+        .header(
+            "Workload-Proof-Token",
+            &m.wpt(&instance, json!({"ath": null})),
+        );
     let r = post(&app, &form).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json["issued_token_type"], JWT_TYPE);
@@ -581,7 +607,7 @@ async fn sts_token_verify_says_which_entry_verified_or_why_each_refused() {
     let wit_file = m.h.dir.path().join("wit.jwt");
     std::fs::write(&wit_file, &wit).unwrap();
     let wpt_file = m.h.dir.path().join("wpt.jwt");
-    std::fs::write(&wpt_file, m.wpt(&wit, json!({}))).unwrap();
+    std::fs::write(&wpt_file, m.wpt(&wit, json!({"ath": null}))).unwrap();
     let run = |extra: &[&str], at: i64| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_sts"))
             .args(["token", "verify", "--config"])

@@ -633,21 +633,27 @@ fn check_bound_tokens(proof: &Claims, ctx: &VerifyContext<'_>) -> Result<(), Rej
             .map(|t| t.token.expose())
             .collect()
     };
-    let matches = |claim: &'static str, candidates: Vec<&str>| -> Result<(), Rejection> {
+    // wpt §3: `ath` (`tth`) MUST be present when the request carries an access token
+    // (Txn-Token), and must match one; neither may name a token the request lacks. This binds
+    // the form's tokens to the proof.
+    let bound = |claim: &'static str, candidates: Vec<&str>| -> Result<(), Rejection> {
         match proof.get(claim) {
-            None => Ok(()),
+            None if candidates.is_empty() => Ok(()),
+            None => Err(Rejection::Kind(
+                "WPT lacks ath/tth for a token the request carries",
+            )),
             Some(Value::String(h)) if candidates.iter().any(|t| token_hash(t) == *h) => Ok(()),
             Some(_) => Err(Rejection::Kind(
                 "WPT ath/tth does not match a token the request carries",
             )),
         }
     };
-    matches("ath", tokens_of(types::ACCESS_TOKEN))?;
+    bound("ath", tokens_of(types::ACCESS_TOKEN))?;
     let mut txn = tokens_of(TXN_TOKEN_TYPE);
     if ctx.facts.header_count(TXN_HEADER) == 1 {
         txn.extend(ctx.facts.header(TXN_HEADER));
     }
-    matches("tth", txn)?;
+    bound("tth", txn)?;
     let Some(oth) = proof.get("oth") else {
         return Ok(());
     };
