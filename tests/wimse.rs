@@ -195,6 +195,10 @@ impl Mesh {
                 "name: wit-callers\ncallers: [\"wimse://example.com/service/*\"]\nsubject: {accept: [corp-idp]}\nissue: {kind: access-token, audiences: [payments-api], lifetime: 1m}\n",
             ),
             (
+                "wit-self.yaml",
+                "name: wit-self\ncallers: [\"wimse://example.com/service/*\"]\nsubject: {accept: [mesh-wit]}\nissue: {kind: access-token, audiences: [self-api], lifetime: 1m}\n",
+            ),
+            (
                 "wit-subjects.yaml",
                 "name: wit-subjects\ncallers: [gateway]\nsubject: {accept: [mesh-wit]}\nissue: {kind: access-token, audiences: [mesh-api], lifetime: 1m}\n",
             ),
@@ -254,6 +258,22 @@ async fn a_wit_with_its_proof_authenticates_the_workload_by_its_identifier() {
         "payments-api",
     );
     assert_eq!(claims["client_id"], "wimse://example.com/service/payments");
+    // The same WIT as client credential and as subject token: one WPT proves both.
+    let own = m.wit(json!({}));
+    let form = Form::exchange(&own)
+        .no_auth()
+        .without("subject_token_type")
+        .set("subject_token_type", JWT_TYPE)
+        .set("audience", "self-api")
+        .header("Workload-Identity-Token", &own)
+        .header("Workload-Proof-Token", &m.wpt(&own, json!({"ath": null})));
+    let token = post(&app, &form).await.expect_token();
+    let claims = verify_issued(
+        &token,
+        &m.h.state.snapshot().signer.jwks().clone(),
+        "self-api",
+    );
+    assert_eq!(claims["sub"], "wimse://example.com/service/payments");
     // The same proof again: refused, at the client authentication step.
     let r = post(&app, &as_workload(&m, &wit, &wpt)).await;
     assert_eq!(

@@ -26,7 +26,7 @@ use crate::expr::{Variables, is_missing_key};
 use crate::jose::{Claims, b64_encode};
 use crate::mapping::MappingError;
 use crate::profile::{ActorMode, Profile};
-use crate::store::ReplayGuard;
+use crate::store::{ReplayGuard, RequestReplay};
 use crate::token::{
     ClaimsExt, CommonClaims, Draft, MintRequest, Presented, Rejection, RequestFacts, Verified,
     VerifyContext,
@@ -76,12 +76,15 @@ pub async fn handle(
     let limits = &snap.settings.limits;
     // What a proof may bind: the grant's tokens.
     let Grant::TokenExchange(exchange) = &req.grant;
+    // A proof checked for the client credential may be checked again for the same WIT as
+    // subject within this request; across requests it is single use.
+    let replay = RequestReplay::new(state.replay.as_ref());
     let auth = AuthContext {
         issuer: &snap.settings.issuer,
         now,
         leeway: snap.settings.leeway.as_secs() as i64,
         max_token_bytes: limits.max_token_bytes,
-        replay: state.replay.as_ref(),
+        replay: &replay,
         facts: &req.facts,
         secret_checks: &state.secret_checks,
         throttle: &state.throttle,
@@ -93,7 +96,7 @@ pub async fn handle(
     match &req.grant {
         Grant::TokenExchange(x) => {
             let mut trace = Trace::default();
-            let ctx = verify_context(snap, &req.facts, state.replay.as_ref(), now);
+            let ctx = verify_context(snap, &req.facts, &replay, now);
             token_exchange(snap, &caller, x, ctx, &mut trace)
                 .await
                 .inspect_err(|e| {

@@ -48,6 +48,58 @@ pub trait ReplayGuard: Send + Sync + std::fmt::Debug {
     }
 }
 
+/// One request's view of a replay guard: an identifier this request has already used (the
+/// same WPT proving the client's WIT and the subject's, which is the same WIT) is accepted
+/// again within the request; across requests the shared guard decides.
+pub struct RequestReplay<'a> {
+    shared: &'a dyn ReplayGuard,
+    used: std::sync::Mutex<Vec<String>>,
+}
+
+impl<'a> RequestReplay<'a> {
+    pub fn new(shared: &'a dyn ReplayGuard) -> Self {
+        Self {
+            shared,
+            used: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl std::fmt::Debug for RequestReplay<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestReplay").finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl ReplayGuard for RequestReplay<'_> {
+    async fn first_use(
+        &self,
+        key: &str,
+        expires_at: UnixTime,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let seen = self
+            .used
+            .lock()
+            .map_err(|_| StoreError::Unavailable)?
+            .iter()
+            .any(|k| k == key);
+        if seen {
+            return Ok(true);
+        }
+        let first = self.shared.first_use(key, expires_at, now).await?;
+        if first && let Ok(mut used) = self.used.lock() {
+            used.push(key.to_owned());
+        }
+        Ok(first)
+    }
+
+    async fn reachable(&self) -> bool {
+        self.shared.reachable().await
+    }
+}
+
 /// Which store the settings name: the in-memory one (per process) or Redis (shared by every
 /// replica).
 #[derive(Debug, Clone, PartialEq, Eq)]
