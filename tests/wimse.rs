@@ -555,10 +555,16 @@ async fn egress_identity_generalization_issues_a_service_wit_bound_to_the_proven
     let m = Mesh::new().await;
     write_files(
         &m.h.dir.path().join("mappings"),
-        &[(
-            "generalize.yaml",
-            "name: generalize\nclaims:\n  sub: \"'wimse://example.com/service/' + subject.sub.split('/')[4]\"\n",
-        )],
+        &[
+            (
+                "generalize.yaml",
+                "name: generalize\nclaims:\n  sub: \"'wimse://example.com/service/' + subject.sub.split('/')[4]\"\n",
+            ),
+            (
+                "caller-identity.yaml",
+                "name: caller-identity\nclaims:\n  sub: caller.id\n",
+            ),
+        ],
     );
     write_files(
         &m.h.dir.path().join("profiles"),
@@ -566,6 +572,10 @@ async fn egress_identity_generalization_issues_a_service_wit_bound_to_the_proven
             (
                 "generalize.yaml",
                 "name: generalize\ncallers: [gateway]\nsubject: {accept: [mesh-spiffe]}\nissue: {kind: wit, audiences: [\"wimse://example.com\"], lifetime: 1h, claims: generalize}\n",
+            ),
+            (
+                "own-wit.yaml",
+                "name: own-wit\ncallers: [\"wimse://example.com/service/*\"]\nsubject: {accept: [corp-idp]}\nissue: {kind: wit, audiences: [\"wimse://example.com\"], lifetime: 1h, claims: caller-identity}\n",
             ),
             (
                 "unbound.yaml",
@@ -602,6 +612,19 @@ async fn egress_identity_generalization_issues_a_service_wit_bound_to_the_proven
         claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
         3600
     );
+    // A workload authenticated by a WIT that ends in 2 minutes gets a WIT that ends with it,
+    // though the profile and the subject would allow longer.
+    let app = m.app(true).await;
+    let short = m.wit(json!({"exp": NOW + 120}));
+    let form = as_workload(&m, &short, &m.wpt(&short, json!({})))
+        .without("audience")
+        .set("audience", "wimse://example.com");
+    let r = post(&app, &form).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json["expires_in"], 120);
+    let claims = decode_wit(r.json["access_token"].as_str().unwrap(), &jwks);
+    assert_eq!(claims["exp"], NOW + 120);
+    assert_eq!(claims["sub"], "wimse://example.com/service/payments");
     // Nothing proven in the request (a bearer access token as subject): no WIT.
     let form =
         Form::exchange(&m.h.idp.access_token(json!({}))).set("audience", "wimse://example.com");
@@ -685,9 +708,11 @@ async fn a_wit_svid_client_attestation_with_its_pop_authenticates_the_spiffe_wor
         "name: spiffe-callers\ncallers: [\"spiffe://example.org/*\"]\nsubject: {accept: [corp-idp]}\nissue: {kind: access-token, audiences: [svid-api], lifetime: 1m}\n",
     );
     let app = rebuild(config_with_entry(&m.h, &entry, profile), m.h.clock.clone()).await;
+    // WIT-SVIDs use the RS/ES/PS algorithms, for their cnf keys too.
+    let holder = Idp::new("svid", "svid-key", "ES256");
     let svid = |overrides: Value| {
-        let mut jwk = m.workload.jwk();
-        jwk["alg"] = json!("EdDSA");
+        let mut jwk = holder.jwk();
+        jwk["alg"] = json!("ES256");
         let mut claims = json!({
             "sub": "spiffe://example.org/my-oauth-client", "iat": NOW - 10, "exp": NOW + 600,
             "cnf": {"jwk": jwk},
@@ -701,8 +726,8 @@ async fn a_wit_svid_client_attestation_with_its_pop_authenticates_the_spiffe_wor
     let pop = |overrides: Value| {
         let mut claims = json!({"aud": STS_ISSUER, "iat": NOW, "jti": rand_id()});
         merge(&mut claims, overrides);
-        m.workload.sign_with(
-            json!({"alg": "EdDSA", "typ": "oauth-client-attestation-pop+jwt"}),
+        holder.sign_with(
+            json!({"alg": "ES256", "typ": "oauth-client-attestation-pop+jwt"}),
             &claims,
         )
     };
@@ -763,8 +788,8 @@ async fn a_wit_svid_client_attestation_with_its_pop_authenticates_the_spiffe_wor
         (
             "PoP with the wrong typ",
             attestation.clone(),
-            m.workload.sign_with(
-                json!({"alg": "EdDSA", "typ": "wpt+jwt"}),
+            holder.sign_with(
+                json!({"alg": "ES256", "typ": "wpt+jwt"}),
                 &json!({"aud": STS_ISSUER, "iat": NOW, "jti": rand_id()}),
             ),
             "client attestation PoP typ is not oauth-client-attestation-pop+jwt",

@@ -174,7 +174,7 @@ pub async fn explain(snap: &Snapshot, req: Request) -> Explanation {
             ex.outcome = Outcome::Issued {
                 issued_token_type: d.draft.issued_token_type,
                 token_type: d.draft.token_type,
-                expires_in: d.common.expires_at - req.now,
+                expires_in: d.draft.expires_at.min(d.common.expires_at) - req.now,
                 scope: d.draft.scope,
                 claims: d.draft.claims,
             }

@@ -61,7 +61,7 @@ pub struct Caller {
     pub method: AuthMethod,
     /// The public key (JWK) the client proved it holds in this request, when its
     /// authentication was a proof of possession (a WIT and its WPT).
-    pub proven_key: Option<serde_json::Value>,
+    pub proven_key: Option<crate::token::ProvenKey>,
 }
 
 /// Credentials as presented, before any check.

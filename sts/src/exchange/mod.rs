@@ -159,6 +159,8 @@ pub async fn token_exchange<'s>(
         trace,
     )
     .await?;
+    // A kind may shorten the engine's lifetime (a key's credential ends sooner), never extend it.
+    let minted_exp = draft.expires_at.min(common.expires_at);
     let minted = profile.kind.seal(draft, &snap.signer)?;
     log_exchange(
         profile,
@@ -171,7 +173,7 @@ pub async fn token_exchange<'s>(
         access_token: minted.token.into_exposed(),
         issued_token_type: minted.issued_token_type,
         token_type: minted.token_type,
-        expires_in: common.expires_at - now,
+        expires_in: minted_exp - now,
         scope: minted.scope,
     })
 }

@@ -66,6 +66,7 @@ impl Minter for AccessTokenMinter {
         self_check(&claims)?;
         Ok(Draft {
             claims,
+            expires_at: r.expires_at,
             issued_token_type: types::ACCESS_TOKEN,
             token_type: "Bearer",
             scope,

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::{Draft, MintRequest, Minter, types};
+use super::{Draft, MintRequest, Minter, ProvenKey, types};
 use crate::error::OAuthError;
 use crate::workload_id::WorkloadId;
 
@@ -46,7 +46,7 @@ impl Minter for WitMinter {
 
     async fn prepare(&self, req: MintRequest<'_>) -> Result<Draft, OAuthError> {
         let r = req.common;
-        let jwk = proven_key(&req).ok_or_else(|| {
+        let proven = proven_key(&req).cloned().ok_or_else(|| {
             OAuthError::invalid_request(
                 "a WIT is issued only for a key the caller proves in this request",
             )
@@ -71,10 +71,17 @@ impl Minter for WitMinter {
         }
         claims.insert("sub".into(), sub.into());
         claims.insert("iss".into(), r.issuer.clone().into());
+        // Never beyond the credential that binds the key to its holder.
+        let expires_at = r.expires_at.min(proven.until);
+        if expires_at <= r.issued_at {
+            return Err(OAuthError::invalid_request(
+                "the credential that proved the key has expired",
+            ));
+        }
         claims.insert("iat".into(), r.issued_at.into());
-        claims.insert("exp".into(), r.expires_at.into());
+        claims.insert("exp".into(), expires_at.into());
         claims.insert("jti".into(), r.jti.clone().into());
-        claims.insert("cnf".into(), json!({ "jwk": jwk }));
+        claims.insert("cnf".into(), json!({ "jwk": proven.jwk }));
         claims.remove("aud");
         match &r.act {
             Some(act) => claims.insert("act".into(), act.clone()),
@@ -82,6 +89,7 @@ impl Minter for WitMinter {
         };
         Ok(Draft {
             claims,
+            expires_at,
             issued_token_type: types::JWT,
             token_type: "N_A",
             scope: None,
@@ -90,25 +98,11 @@ impl Minter for WitMinter {
 }
 
 /// The key this request proved: the client's own (WIT client authentication), else the
-/// subject's, else the actor's. Only public members with an `alg` are carried over.
-fn proven_key(req: &MintRequest<'_>) -> Option<Value> {
-    let key = req
-        .caller
+/// subject's, else the actor's. The input kind kept only its public members.
+fn proven_key<'r>(req: &'r MintRequest<'_>) -> Option<&'r ProvenKey> {
+    req.caller
         .proven_key
         .as_ref()
         .or(req.subject.proven_key.as_ref())
-        .or(req.actor.and_then(|a| a.proven_key.as_ref()))?;
-    let obj = key.as_object()?;
-    obj.get("alg")?;
-    let public: serde_json::Map<String, Value> = obj
-        .iter()
-        .filter(|(k, _)| {
-            matches!(
-                k.as_str(),
-                "kty" | "crv" | "x" | "y" | "n" | "e" | "alg" | "kid"
-            )
-        })
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    Some(Value::Object(public))
+        .or(req.actor.and_then(|a| a.proven_key.as_ref()))
 }

@@ -251,9 +251,18 @@ pub struct Verified {
     pub trust: Arc<str>,
     /// Its input kind.
     pub kind: &'static str,
-    /// The public key (JWK) whose possession this request proved for the token (a WIT's
-    /// `cnf.jwk`, proven by its WPT): an output kind may bind what it issues to it.
-    pub proven_key: Option<serde_json::Value>,
+    /// The key whose possession this request proved for the token (a WIT's `cnf.jwk`, proven
+    /// by its WPT): an output kind may bind what it issues to it.
+    pub proven_key: Option<ProvenKey>,
+}
+
+/// A public key the request proved it holds, and until when the credential that binds it to
+/// its holder is valid: nothing bound to it may outlive that (workload-creds §3: a key MUST NOT
+/// be used after its credential expires).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProvenKey {
+    pub jwk: serde_json::Value,
+    pub until: UnixTime,
 }
 
 /// One trust entry's verifier: the kind's rules bound to the entry's configuration and keys.
@@ -381,6 +390,8 @@ pub struct MintRequest<'a> {
 #[derive(Debug, Clone)]
 pub struct Draft {
     pub claims: Claims,
+    /// Its `exp`: the engine's, or earlier when the kind must shorten it (never later).
+    pub expires_at: UnixTime,
     pub issued_token_type: &'static str,
     pub token_type: &'static str,
     /// The response's `scope`, when the kind has one.

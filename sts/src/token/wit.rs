@@ -16,8 +16,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    ClaimsExt, InputKind, KindEnv, Presented, Rejection, RequestFacts, TypRule, Verified, Verifier,
-    VerifyContext, audience_contains, http_sig, types,
+    ClaimsExt, InputKind, KindEnv, Presented, ProvenKey, Rejection, RequestFacts, TypRule,
+    Verified, Verifier, VerifyContext, audience_contains, http_sig, types,
 };
 use crate::config::{ConfigError, DEFAULT_ALGS, EMPTY_ALGORITHMS, JwksSettings, TrustEntry};
 use crate::jose::{Alg, Claims, UnverifiedJws, VerifyingKey, b64_encode, parse_jwk_public};
@@ -237,6 +237,9 @@ struct CheckedWit {
     claims: Claims,
     sub: WorkloadId,
     pop_key: VerifyingKey,
+    /// `cnf.jwk` with only the public members its `kty` defines, plus `alg` and `kid`.
+    public_jwk: Value,
+    exp: i64,
 }
 
 #[async_trait::async_trait]
@@ -266,11 +269,10 @@ impl Verifier for WitVerifier {
         } else {
             self.check_proof(wit, &checked, ctx).await?;
         }
-        let proven_key = checked
-            .claims
-            .get("cnf")
-            .and_then(|c| c.get("jwk"))
-            .cloned();
+        let proven_key = Some(ProvenKey {
+            jwk: checked.public_jwk.clone(),
+            until: checked.exp,
+        });
         Ok(Verified {
             claims: checked.claims,
             trust: self.trust.clone(),
@@ -364,12 +366,19 @@ impl WitVerifier {
             .find(kid.as_deref(), alg)
             .ok_or(Rejection::UnknownKey)?;
         let claims = jws.verify(key)?;
-        claims.check_times(ctx)?;
-        let pop_key = confirmation_key(&claims)?;
+        let exp = claims.check_times(ctx)?;
+        let (pop_key, public_jwk) = confirmation_key(&claims)?;
+        if self.wit_svid && !SVID_ALGS.contains(&pop_key.alg()) {
+            return Err(Rejection::Kind(
+                "WIT cnf.jwk.alg is not an accepted signature algorithm",
+            ));
+        }
         Ok(CheckedWit {
             claims,
             sub,
             pop_key,
+            public_jwk,
+            exp,
         })
     }
 
@@ -575,7 +584,7 @@ impl WitVerifier {
 
 /// workload-creds §3.1: `cnf.jwk` with an `alg` that is an accepted asymmetric signature
 /// algorithm (our `Alg` has no `none`, MAC or encryption values), and a public key only.
-fn confirmation_key(claims: &Claims) -> Result<VerifyingKey, Rejection> {
+fn confirmation_key(claims: &Claims) -> Result<(VerifyingKey, Value), Rejection> {
     let jwk = claims
         .get("cnf")
         .and_then(|c| c.get("jwk"))
@@ -587,10 +596,24 @@ fn confirmation_key(claims: &Claims) -> Result<VerifyingKey, Rejection> {
         .ok_or(Rejection::Kind("WIT cnf.jwk lacks alg"))?
         .parse()
         .map_err(|()| Rejection::Kind("WIT cnf.jwk.alg is not an accepted signature algorithm"))?;
-    parse_jwk_public(jwk, &[alg])
+    let key = parse_jwk_public(jwk, &[alg])
         .ok()
         .and_then(|keys| keys.into_iter().next())
-        .ok_or(Rejection::Kind("WIT cnf.jwk is not a usable public key"))
+        .ok_or(Rejection::Kind("WIT cnf.jwk is not a usable public key"))?;
+    // Only what this key type defines (RFC 7518 §6), so nothing else is ever bound onward.
+    let members: &[&str] = match jwk.get("kty").and_then(Value::as_str) {
+        Some("OKP") => &["kty", "crv", "x"],
+        Some("EC") => &["kty", "crv", "x", "y"],
+        Some("RSA") => &["kty", "n", "e"],
+        _ => return Err(Rejection::Kind("WIT cnf.jwk is not a usable public key")),
+    };
+    let mut public = serde_json::Map::new();
+    for m in members.iter().chain(&["alg", "kid"]) {
+        if let Some(v) = jwk.get(*m) {
+            public.insert((*m).to_owned(), v.clone());
+        }
+    }
+    Ok((key, Value::Object(public)))
 }
 
 /// RFC 9530: a request with a body sends `Content-Digest` with a `sha-256` member equal to
