@@ -64,7 +64,7 @@ impl Minter for WitMinter {
             )
         })?;
         let origin = format!("{}://{}", id.scheme().as_str(), id.trust_domain());
-        if !r.audience.iter().any(|o| *o == origin) {
+        if !r.audience.contains(&origin) {
             return Err(OAuthError::invalid_target(
                 "the issued WIT's sub is not in a trust domain this profile issues for",
             ));
