@@ -145,7 +145,7 @@ async fn the_specification_vectors_verify_with_an_injected_clock() {
         .verify(Presented::new(&wit, JWT_TYPE, 16 * 1024), &ctx)
         .await
         .unwrap_err();
-    assert_eq!(e.to_string(), "WPT aud is not this token endpoint");
+    assert_eq!(e.to_string(), "WPT aud is not this token endpoint alone");
 }
 
 /// A WIT issuer, a workload key, and the service with a `wit` trust entry for example.com.
@@ -320,7 +320,7 @@ async fn every_broken_proof_or_wit_is_refused_with_its_reason() {
             "WPT for another audience",
             wit.clone(),
             m.wpt(&wit, json!({"aud": "https://elsewhere.test/token"})),
-            "WPT aud is not this token endpoint",
+            "WPT aud is not this token endpoint alone",
         ),
         (
             "WPT bound to another WIT",
@@ -378,6 +378,15 @@ async fn every_broken_proof_or_wit_is_refused_with_its_reason() {
             wit.clone(),
             tamper(&m.wpt(&wit, json!({}))),
             "WPT signature does not verify with the WIT's key",
+        ),
+        (
+            "WPT for this endpoint and another",
+            wit.clone(),
+            m.wpt(
+                &wit,
+                json!({"aud": [ENDPOINT, "https://elsewhere.test/token"]}),
+            ),
+            "WPT aud is not this token endpoint alone",
         ),
         (
             "WPT whose oth names a header the request lacks",

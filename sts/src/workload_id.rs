@@ -61,6 +61,8 @@ pub enum IdError {
     TrustDomainTooLong,
     #[error("has a trust domain that is not canonical (lowercase letters, digits, '.', '-', '_')")]
     TrustDomainChars,
+    #[error("has an IP address as its trust domain")]
+    IpTrustDomain,
     #[error("has no workload path")]
     NoPath,
     #[error("has an empty, '.' or '..' path segment, or a trailing '/'")]
@@ -134,9 +136,15 @@ pub fn check_trust_domain(scheme: Scheme, domain: &str) -> Result<(), IdError> {
     if !domain.bytes().all(ok) {
         return Err(IdError::TrustDomainChars);
     }
-    // identifier §3.2: a wimse trust domain must not end with a dot.
-    if scheme == Scheme::Wimse && domain.ends_with('.') {
-        return Err(IdError::TrustDomainChars);
+    // identifier §3.1–3.2: a wimse trust domain is a host name — no empty label (so no
+    // leading, trailing or doubled dot) and no IP address.
+    if scheme == Scheme::Wimse {
+        if domain.split('.').any(str::is_empty) {
+            return Err(IdError::TrustDomainChars);
+        }
+        if domain.parse::<std::net::Ipv4Addr>().is_ok() {
+            return Err(IdError::IpTrustDomain);
+        }
     }
     Ok(())
 }
@@ -199,6 +207,9 @@ mod tests {
             ("WIMSE://trust.example/service/payment", IdError::Scheme),
             ("Spiffe://example.org/a", IdError::Scheme),
             ("wimse://trust.example./service", IdError::TrustDomainChars),
+            ("wimse://.trust.example/service", IdError::TrustDomainChars),
+            ("wimse://trust..example/service", IdError::TrustDomainChars),
+            ("wimse://192.0.2.1/service", IdError::IpTrustDomain),
             ("wimse://trust.example//service", IdError::Segment),
             ("wimse://trust.example/./service", IdError::Segment),
             ("wimse://trust.example/service/..", IdError::Segment),

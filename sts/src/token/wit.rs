@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use super::{
     ClaimsExt, InputKind, KindEnv, Presented, ProvenKey, Rejection, RequestFacts, TypRule,
-    Verified, Verifier, VerifyContext, audience_contains, http_sig, types,
+    Verified, Verifier, VerifyContext, http_sig, types,
 };
 use crate::config::{ConfigError, DEFAULT_ALGS, EMPTY_ALGORITHMS, JwksSettings, TrustEntry};
 use crate::jose::{Alg, Claims, UnverifiedJws, VerifyingKey, b64_encode, parse_jwk_public};
@@ -294,11 +294,17 @@ impl Verifier for WitVerifier {
     }
 
     fn client_credential<'f>(&self, facts: &'f RequestFacts) -> Option<&'f str> {
-        match (self.client_authentication, self.wit_svid) {
-            (false, _) => None,
+        let header = match (self.client_authentication, self.wit_svid) {
+            (false, _) => return None,
             // spiffe-client-auth §3.3: a WIT-SVID as the client attestation.
-            (true, true) => facts.header(ATTESTATION_HEADER),
-            (true, false) => facts.header(WIT_HEADER),
+            (true, true) => ATTESTATION_HEADER,
+            (true, false) => WIT_HEADER,
+        };
+        // Exactly one field: two credentials are no credential.
+        if facts.header_count(header) == 1 {
+            facts.header(header)
+        } else {
+            None
         }
     }
 
@@ -414,14 +420,15 @@ impl WitVerifier {
         let proof = jws
             .verify(&checked.pop_key)
             .map_err(|_| Rejection::Kind("WPT signature does not verify with the WIT's key"))?;
-        // Step 4: aud is this token endpoint, from configuration.
-        if !audience_contains(
-            proof.get("aud"),
-            std::slice::from_ref(&facts.endpoint.to_string()),
-        )
-        .map_err(|_| Rejection::Kind("WPT aud is malformed"))?
-        {
-            return Err(Rejection::Kind("WPT aud is not this token endpoint"));
+        // Step 4: aud is this token endpoint, from configuration, and nothing else (a proof
+        // for several audiences could be spent again at another of them).
+        let aud_ok = match proof.get("aud") {
+            Some(Value::String(a)) => **a == *facts.endpoint,
+            Some(Value::Array(a)) => a.len() == 1 && a[0].as_str() == Some(&facts.endpoint),
+            _ => false,
+        };
+        if !aud_ok {
+            return Err(Rejection::Kind("WPT aud is not this token endpoint alone"));
         }
         // Step 5: exp present, not passed, not far in the future.
         let exp = proof
