@@ -58,7 +58,14 @@ fn the_embedded_default_is_a_loopback_dev_setup() {
     let s = sts::config::Settings::from_yaml(sts::config::DEFAULT_YAML).unwrap();
     assert!(s.dev);
     assert!(s.listen_addr().unwrap().ip().is_loopback());
-    assert_eq!(s.store, "memory://");
+    assert_eq!(s.store.0, "memory://");
+    assert_eq!(
+        format!(
+            "{:?}",
+            sts::config::StoreSetting("redis://:hunter2@r:6379/0".into())
+        ),
+        "StoreSetting(redis://…)"
+    );
     let _ = STS_ISSUER;
 }
 

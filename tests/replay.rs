@@ -315,10 +315,18 @@ async fn two_processes_sharing_redis_refuse_each_others_replays_and_fail_closed_
 
     // Redis away: nothing is issued, the error says to come back later; not ready.
     drop(redis);
-    let r = reqwest::get(format!("{}/readyz", a.base)).await.unwrap();
-    assert_eq!(r.status().as_u16(), 503);
-    let ready: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(ready["store_reachable"], false, "{ready}");
+    // Readiness asks Redis at most once a second.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = reqwest::get(format!("{}/readyz", a.base)).await.unwrap();
+        if r.status().as_u16() == 503 {
+            let ready: serde_json::Value = r.json().await.unwrap();
+            assert_eq!(ready["store_reachable"], false, "{ready}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "readiness never saw Redis go");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let (status, body) = exchange_with(&a, &subject(), &assertion()).await;
     assert_eq!(
         (

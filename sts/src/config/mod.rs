@@ -37,7 +37,7 @@ pub struct Settings {
     /// Where replay state lives: `memory://` (per process) or `redis://…` / `rediss://…`
     /// (shared by every replica).
     #[serde(default = "default_store")]
-    pub store: String,
+    pub store: StoreSetting,
     /// How long connecting to a Redis store may take.
     #[serde(default = "default_store_connect", with = "humantime_serde")]
     pub store_connect_timeout: Duration,
@@ -220,8 +220,20 @@ fn strict_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error>
     d.deserialize_any(Strict)
 }
 
-fn default_store() -> String {
-    "memory://".into()
+fn default_store() -> StoreSetting {
+    StoreSetting("memory://".into())
+}
+
+/// The `store` URL as written. It may hold a Redis password, so `Debug` shows its scheme only.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct StoreSetting(pub String);
+
+impl std::fmt::Debug for StoreSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = self.0.split("://").next().unwrap_or("?");
+        write!(f, "StoreSetting({scheme}://…)")
+    }
 }
 fn default_store_connect() -> Duration {
     Duration::from_secs(1)
@@ -457,7 +469,7 @@ impl Settings {
 
     /// The replay store the settings name (validated at load).
     pub fn store_url(&self) -> crate::store::StoreUrl {
-        crate::store::StoreUrl::parse(&self.store).unwrap_or(crate::store::StoreUrl::Memory)
+        crate::store::StoreUrl::parse(&self.store.0).unwrap_or(crate::store::StoreUrl::Memory)
     }
 
     /// Our token endpoint URL.
@@ -496,7 +508,7 @@ impl Settings {
         if self.leeway > Duration::from_secs(300) {
             bad("leeway", "at most 5m".into());
         }
-        if let Err(why) = crate::store::StoreUrl::parse(&self.store) {
+        if let Err(why) = crate::store::StoreUrl::parse(&self.store.0) {
             // The URL may hold a password: never quote it.
             bad("store", why);
         }

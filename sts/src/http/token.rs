@@ -79,7 +79,7 @@ async fn typed_request(
     let mut params = FormParams::parse(&body, limits.max_params)?;
     let credentials = credentials(req, &mut params)?;
     let grant = Grant::parse(params, limits)?;
-    let mut facts = facts(req, state, snap);
+    let mut facts = facts(req, state, snap)?;
     // Only a request that sends a Content-Digest (an HTTP message signature covers it) pays
     // for hashing its body.
     if req.headers().contains_key("content-digest") {
@@ -95,18 +95,19 @@ async fn typed_request(
 
 /// What proofs need: the method, our endpoint URL from configuration (never `Host` or
 /// forwarded headers), and only the headers a registered kind declares.
-fn facts(req: &HttpRequest, state: &AppState, snap: &Snapshot) -> RequestFacts {
-    let headers = state
-        .kinds
-        .headers()
-        .iter()
-        .flat_map(|&name| {
-            req.headers()
-                .get_all(name)
-                .map(move |v| (name, v.to_str().unwrap_or("\u{fffd}").to_owned()))
-        })
-        .collect();
-    RequestFacts {
+/// A declared header whose value is not visible ASCII is refused, never repaired: a stand-in
+/// value could match a hash.
+fn facts(req: &HttpRequest, state: &AppState, snap: &Snapshot) -> Result<RequestFacts, ApiError> {
+    let mut headers = Vec::new();
+    for &name in state.kinds.headers() {
+        for value in req.headers().get_all(name) {
+            let text = value.to_str().map_err(|_| {
+                OAuthError::invalid_request("a request header value is not visible ASCII")
+            })?;
+            headers.push((name, text.to_owned()));
+        }
+    }
+    Ok(RequestFacts {
         method: http::Method::from_bytes(req.method().as_str().as_bytes())
             .unwrap_or(http::Method::POST),
         endpoint: snap.endpoint.clone(),
@@ -115,7 +116,7 @@ fn facts(req: &HttpRequest, state: &AppState, snap: &Snapshot) -> RequestFacts {
         client_certificate: None,
         peer: req.peer_addr().map(|a| a.ip()),
         body_sha256: None,
-    }
+    })
 }
 
 /// RFC 6749 §3.2: the token endpoint takes `application/x-www-form-urlencoded`.

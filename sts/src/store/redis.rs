@@ -27,6 +27,9 @@ pub struct RedisTimeouts {
 
 pub struct RedisReplayGuard {
     conn: ConnectionManager,
+    /// The last readiness answer and when it was taken: `/readyz` is anonymous, so Redis is
+    /// asked at most once a second.
+    last_ping: std::sync::Mutex<Option<(std::time::Instant, bool)>>,
     /// `host:port`, for logs.
     target: String,
     timeouts: RedisTimeouts,
@@ -65,6 +68,7 @@ impl RedisReplayGuard {
             .map_err(|_| format!("store: cannot set up the Redis connection to {target}"))?;
         Ok(Self {
             conn,
+            last_ping: std::sync::Mutex::new(None),
             target,
             timeouts,
         })
@@ -102,10 +106,21 @@ impl ReplayGuard for RedisReplayGuard {
     }
 
     async fn reachable(&self) -> bool {
+        let fresh = |at: std::time::Instant| at.elapsed() < Duration::from_secs(1);
+        if let Ok(g) = self.last_ping.lock()
+            && let Some((at, ok)) = *g
+            && fresh(at)
+        {
+            return ok;
+        }
         let mut conn = self.conn.clone();
         let cmd = redis::cmd("PING");
         let ping = cmd.query_async::<String>(&mut conn);
         let cap = self.timeouts.connect + self.timeouts.response;
-        matches!(tokio::time::timeout(cap, ping).await, Ok(Ok(_)))
+        let ok = matches!(tokio::time::timeout(cap, ping).await, Ok(Ok(_)));
+        if let Ok(mut g) = self.last_ping.lock() {
+            *g = Some((std::time::Instant::now(), ok));
+        }
+        ok
     }
 }
