@@ -841,3 +841,93 @@ async fn a_wit_svid_client_attestation_with_its_pop_authenticates_the_spiffe_wor
         "workload credential rejected: a client attestation needs exactly one OAuth-Client-Attestation-PoP header"
     );
 }
+
+/// A token request signed with the WIT's key (draft-ietf-wimse-http-signature) instead of a WPT.
+fn signed_request(m: &Mesh, wit: &str, params: &str, nonce: &str, body: &str) -> Form {
+    use base64::Engine;
+    let std64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let digest = format!(
+        "sha-256=:{}:",
+        std64(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, body.as_bytes()).as_ref())
+    );
+    let components = r#"("@method" "@request-target" "workload-identity-token" "content-type" "content-digest")"#;
+    let input = format!("{components}{params};nonce=\"{nonce}\"");
+    let base = format!(
+        "\"@method\": POST\n\"@request-target\": /token\n\"workload-identity-token\": {wit}\n\
+         \"content-type\": application/x-www-form-urlencoded\n\"content-digest\": {digest}\n\
+         \"@signature-params\": {input}"
+    );
+    let signature = std64(&m.workload.sign_bytes(base.as_bytes()));
+    Form::default()
+        .header("Workload-Identity-Token", wit)
+        .header("Content-Digest", &digest)
+        .header("Signature-Input", &format!("wimse={input}"))
+        .header("Signature", &format!("wimse=:{signature}:"))
+}
+
+#[actix_web::test]
+async fn a_request_signed_with_the_wit_key_proves_possession() {
+    let m = Mesh::new().await;
+    let app = m.app(true).await;
+    let wit = m.wit(json!({}));
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("grant_type", TOKEN_EXCHANGE),
+            ("subject_token", m.subject.as_str()),
+            ("subject_token_type", ACCESS_TOKEN),
+            ("audience", "payments-api"),
+        ])
+        .finish();
+    let good = format!(
+        ";created={NOW};expires={};tag=\"wimse-workload-to-workload\";wimse-aud=\"{ENDPOINT}\"",
+        NOW + 60
+    );
+    let form = signed_request(&m, &wit, &good, "n-1", &body);
+    let r = post_raw(&app, &form, body.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // The same nonce again, a changed body, another audience, an overlong signature.
+    let cases = [
+        (
+            form.clone(),
+            body.clone(),
+            "HTTP message signature nonce was already used",
+        ),
+        (
+            signed_request(&m, &wit, &good, "n-2", &body),
+            body.replace("payments-api", "other-api"),
+            "a signed request needs a matching Content-Digest (sha-256)",
+        ),
+        (
+            signed_request(
+                &m,
+                &wit,
+                &good.replace(ENDPOINT, "https://elsewhere.test/token"),
+                "n-3",
+                &body,
+            ),
+            body.clone(),
+            "HTTP message signature wimse-aud is not this endpoint",
+        ),
+        (
+            signed_request(
+                &m,
+                &wit,
+                &good.replace(
+                    &format!("expires={}", NOW + 60),
+                    &format!("expires={}", NOW + 3600),
+                ),
+                "n-4",
+                &body,
+            ),
+            body.clone(),
+            "HTTP message signature lifetime is too long",
+        ),
+    ];
+    for (form, sent, why) in cases {
+        let r = post_raw(&app, &form, sent).await;
+        assert_eq!(
+            r.expect_error(401, "invalid_client"),
+            format!("workload credential rejected: {why}")
+        );
+    }
+}

@@ -139,6 +139,21 @@ impl Idp {
         format!("{input}.{}", b64(&sig))
     }
 
+    /// A raw signature over `message` (an HTTP message signature base, RFC 9421).
+    pub fn sign_bytes(&self, message: &[u8]) -> Vec<u8> {
+        let rng = SystemRandom::new();
+        match &self.key {
+            TestKey::Es256(k) => k.sign(&rng, message).unwrap().as_ref().to_vec(),
+            TestKey::EdDsa(k) => k.sign(message).as_ref().to_vec(),
+            TestKey::Rs256(k) => {
+                let mut s = vec![0; k.public_modulus_len()];
+                k.sign(&signature::RSA_PKCS1_SHA256, &rng, message, &mut s)
+                    .unwrap();
+                s
+            }
+        }
+    }
+
     pub fn sign_with(&self, header: Value, claims: &Value) -> String {
         self.sign_raw(&header.to_string(), &claims.to_string())
     }
