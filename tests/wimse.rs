@@ -708,8 +708,20 @@ async fn sts_token_verify_says_which_entry_verified_or_why_each_refused() {
 #[actix_web::test]
 async fn a_wit_svid_client_attestation_with_its_pop_authenticates_the_spiffe_workload() {
     let m = Mesh::new().await;
+    // The trust domain's SPIFFE bundle: its wit-svid key is the WIT issuer's; a jwt-svid key
+    // of the same bundle must not verify WIT-SVIDs.
+    let jwt_svid_signer = Idp::new("jwt-svid", "jwt-1", "ES256");
+    let mut wit_key = m.issuer.jwk();
+    wit_key["use"] = json!("wit-svid");
+    let mut jwt_key = jwt_svid_signer.jwk();
+    jwt_key["use"] = json!("jwt-svid");
+    std::fs::write(
+        m.h.dir.path().join("example.org.bundle"),
+        json!({"spiffe_sequence": 7, "keys": [jwt_key, wit_key]}).to_string(),
+    )
+    .unwrap();
     let entry = format!(
-        "{{name: spiffe-wit, kind: wit, trust_domain: example.org, wit_svid: true, client_authentication: true, algorithms: [ES256], jwks: {{file: {}/wit-issuer.json}}}}",
+        "{{name: spiffe-wit, kind: wit, trust_domain: example.org, wit_svid: true, client_authentication: true, algorithms: [ES256], bundle: {{file: {}/example.org.bundle}}}}",
         m.h.dir.path().display()
     );
     let profile = (
@@ -821,6 +833,19 @@ async fn a_wit_svid_client_attestation_with_its_pop_authenticates_the_spiffe_wor
             svid(json!({"aud": STS_ISSUER})),
             pop(json!({})),
             "WIT-SVID must not carry aud",
+        ),
+        (
+            "WIT-SVID signed with the bundle's jwt-svid key",
+            {
+                let mut jwk = holder.jwk();
+                jwk["alg"] = json!("ES256");
+                jwt_svid_signer.sign_with(
+                json!({"alg": "ES256", "kid": "jwt-1", "typ": "wit+jwt"}),
+                &json!({"sub": "spiffe://example.org/my-oauth-client", "exp": NOW + 600, "cnf": {"jwk": jwk}}),
+            )
+            },
+            pop(json!({})),
+            "token signing key is unknown",
         ),
     ] {
         let r = post(&app, &form(&attestation, &proof)).await;

@@ -21,7 +21,7 @@ use super::{
 };
 use crate::config::{ConfigError, DEFAULT_ALGS, EMPTY_ALGORITHMS, JwksSettings, TrustEntry};
 use crate::jose::{Alg, Claims, UnverifiedJws, VerifyingKey, b64_encode, parse_jwk_public};
-use crate::trust::{KeyLookupError, KeyStore, key_fetch};
+use crate::trust::{BundleKeys, KeyLookupError, KeyStore, key_fetch};
 use crate::workload_id::{Scheme, WorkloadId, check_trust_domain};
 
 /// The WIT's JOSE `typ` (workload-creds §3.1).
@@ -70,8 +70,12 @@ struct Block {
     /// `wit_svid`). The same trust-domain string under another scheme is another domain.
     #[serde(default)]
     scheme: Option<SchemeName>,
-    /// The trust anchors: the Identity Server's public keys.
-    jwks: JwksSettings,
+    /// The trust anchors: the Identity Server's public keys (a JWK Set) …
+    #[serde(default)]
+    jwks: Option<JwksSettings>,
+    /// … or the trust domain's SPIFFE bundle, of which the `wit-svid` keys are used.
+    #[serde(default)]
+    bundle: Option<JwksSettings>,
     /// Accepted WIT `alg` values (default ES256, EdDSA, RS256, PS256).
     #[serde(default)]
     algorithms: Option<Vec<Alg>>,
@@ -156,13 +160,23 @@ impl InputKind for WitKind {
         };
         check_trust_domain(scheme, &b.trust_domain)
             .map_err(|e| entry.error("trust_domain", format!("the trust domain {e}")))?;
-        if b.jwks.discovery {
+        let (source, anchors, from_bundle) = match (&b.jwks, &b.bundle) {
+            (Some(j), None) => ("jwks", j, false),
+            (None, Some(bundle)) => ("bundle", bundle, true),
+            _ => {
+                return Err(entry.error(
+                    "",
+                    "set exactly one of jwks (a JWK Set) or bundle (a SPIFFE bundle)",
+                ));
+            }
+        };
+        if anchors.discovery {
             return Err(entry.error(
-                "jwks.discovery",
-                "WIT trust anchors are configured, not discovered: set jwks.file or jwks.uri",
+                &format!("{source}.discovery"),
+                "WIT trust anchors are configured, not discovered: set file or uri",
             ));
         }
-        b.jwks.validate("").map_err(|e| entry.error("jwks", e.0))?;
+        anchors.validate("").map_err(|e| entry.error(source, e.0))?;
         check_token_type(&b.token_type).map_err(|m| entry.error("token_type", m))?;
         let max_proof = b.max_proof_lifetime;
         if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&max_proof) {
@@ -185,11 +199,14 @@ impl InputKind for WitKind {
             ));
         }
         let name = format!("trust `{}`", entry.name);
-        let fetch = key_fetch(&name, "", &b.jwks, env.http);
+        let mut fetch = key_fetch(&name, "", anchors, env.http);
+        if from_bundle {
+            fetch = Box::new(BundleKeys::new(fetch, "wit-svid"));
+        }
         Ok(Arc::new(WitVerifier {
             our_issuer: env.our_issuer.to_owned(),
             trust: Arc::from(entry.name.as_str()),
-            keys: KeyStore::new(&name, fetch, &algorithms, &b.jwks),
+            keys: KeyStore::new(&name, fetch, &algorithms, anchors),
             algorithms,
             trust_domain: b.trust_domain,
             scheme,

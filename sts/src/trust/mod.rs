@@ -5,12 +5,14 @@
 //! the configured issuer), never from the token (RFC 8725 §3.10). This module verifies no token
 //! and applies no policy: it builds entries through their kinds and finds them by name.
 
+mod bundle;
 mod fetch;
 mod keystore;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+pub use bundle::BundleKeys;
 pub use fetch::{HttpFetcher, OutboundError, discovery_urls};
 pub use keystore::{KeyDocument, KeyFetch, KeyLookupError, KeyStore, key_fetch};
 
