@@ -195,6 +195,10 @@ impl Mesh {
                 "name: wit-callers\ncallers: [\"wimse://example.com/service/*\"]\nsubject: {accept: [corp-idp]}\nissue: {kind: access-token, audiences: [payments-api], lifetime: 1m}\n",
             ),
             (
+                "wit-actor.yaml",
+                "name: wit-actor\ncallers: [gateway]\nsubject: {accept: [corp-idp]}\nactor: {mode: required, accept: [mesh-wit]}\nissue: {kind: access-token, audiences: [actor-api], lifetime: 1m}\n",
+            ),
+            (
                 "wit-self.yaml",
                 "name: wit-self\ncallers: [\"wimse://example.com/service/*\"]\nsubject: {accept: [mesh-wit]}\nissue: {kind: access-token, audiences: [self-api], lifetime: 1m}\n",
             ),
@@ -536,6 +540,29 @@ async fn a_wit_as_subject_token_needs_its_proof_in_the_same_request() {
             .await
             .expect_error(400, "invalid_request"),
         "subject_token rejected: a WIT is accepted only with a Workload-Proof-Token in the same request"
+    );
+    // A WIT as actor token: the workload acts for the user; its WPT binds the user's token.
+    let actor = m.wit(json!({}));
+    let form = Form::exchange(&m.subject)
+        .set("audience", "actor-api")
+        .set("actor_token", &actor)
+        .set("actor_token_type", JWT_TYPE)
+        .header("Workload-Proof-Token", &m.wpt(&actor, json!({})));
+    let token = post(&app, &form).await.expect_token();
+    let claims = verify_issued(
+        &token,
+        &m.h.state.snapshot().signer.jwks().clone(),
+        "actor-api",
+    );
+    assert_eq!(claims["sub"], "alice");
+    assert_eq!(claims["act"]["sub"], "wimse://example.com/service/payments");
+    let form = Form::exchange(&m.subject)
+        .set("audience", "actor-api")
+        .set("actor_token", &actor)
+        .set("actor_token_type", JWT_TYPE);
+    assert_eq!(
+        post(&app, &form).await.expect_error(400, "invalid_request"),
+        "actor_token rejected: a WIT is accepted only with a Workload-Proof-Token in the same request"
     );
 }
 
