@@ -247,6 +247,13 @@ mod tests {
     }
 
     #[test]
+    fn shown_as_written() {
+        let id = WorkloadId::parse("wimse://td/service/payments").unwrap();
+        assert_eq!(id.to_string(), "wimse://td/service/payments");
+        assert_eq!(format!("{id:?}"), "WorkloadId(wimse://td/service/payments)");
+    }
+
+    #[test]
     fn comparison_is_byte_for_byte() {
         let a = WorkloadId::parse("wimse://td/service/Payment").unwrap();
         let b = WorkloadId::parse("wimse://td/service/payment").unwrap();

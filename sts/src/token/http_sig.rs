@@ -364,6 +364,78 @@ mod tests {
     }
 
     #[test]
+    fn parameters_and_fields_are_checked_at_their_edges() {
+        let params = |created: i64, expires: i64, extra: &str| {
+            format!(
+                r#"wimse=("@method" "@request-target" "workload-identity-token");created={created};expires={expires};nonce="n";tag="wimse-workload-to-workload";wimse-aud="https://svcb.example.com/gimme-ice-cream"{extra}"#
+            )
+        };
+        let check = |input: String, now: i64| {
+            let mut w = want(now);
+            w.leeway = 5;
+            check_params(&parse_input(&input).unwrap(), &w).map(|v| v.expires)
+        };
+        // created may be at most `leeway` ahead of now.
+        assert_eq!(check(params(1005, 1100, ""), 1000), Ok(1100));
+        assert_eq!(
+            check(params(1006, 1100, ""), 1000),
+            Err("HTTP message signature created/expires are not valid now")
+        );
+        // expires must be after created.
+        assert_eq!(
+            check(params(1000, 1000, ""), 1000),
+            Err("HTTP message signature created/expires are not valid now")
+        );
+        // Expired once now reaches expires + leeway.
+        assert_eq!(check(params(900, 1000, ""), 1004), Ok(1000));
+        assert_eq!(
+            check(params(900, 1000, ""), 1005),
+            Err("HTTP message signature is expired")
+        );
+        // At most max_lifetime (600) between created and expires.
+        assert_eq!(check(params(1000, 1600, ""), 1000), Ok(1600));
+        assert_eq!(
+            check(params(1000, 1601, ""), 1000),
+            Err("HTTP message signature lifetime is too long")
+        );
+        // keyid or alg alone is refused.
+        for extra in [r#";keyid="k""#, r#";alg="ed25519""#] {
+            assert_eq!(
+                check(params(1000, 1100, extra), 1000),
+                Err("HTTP message signature must not carry keyid or alg"),
+                "{extra}"
+            );
+        }
+        // A derived component the profile does not use (e.g. @authority) is refused.
+        let authority = INPUT.replace(r#""@method""#, r#""@method" "@authority""#);
+        let headers = [
+            ("signature", SIG),
+            ("signature-input", authority.as_str()),
+            ("workload-identity-token", WIT),
+        ];
+        assert_eq!(
+            verify(&request(&headers), &key(), &want(1_785_155_800)),
+            Err("HTTP message signature covers a component this profile does not use")
+        );
+        // No Signature field at all, or two.
+        let headers = [("signature-input", INPUT), ("workload-identity-token", WIT)];
+        assert_eq!(
+            verify(&request(&headers), &key(), &want(1_785_155_800)),
+            Err("the request has no HTTP message signature")
+        );
+        let headers = [
+            ("signature", SIG),
+            ("signature", SIG),
+            ("signature-input", INPUT),
+            ("workload-identity-token", WIT),
+        ];
+        assert_eq!(
+            verify(&request(&headers), &key(), &want(1_785_155_800)),
+            Err("the request has more than one Signature or Signature-Input field")
+        );
+    }
+
+    #[test]
     fn malformed_inputs_are_refused() {
         for input in [
             "",
@@ -390,6 +462,20 @@ mod tests {
             Some(Param::Bool(true))
         );
         assert!(parse_signature("other=:AAAA:", "wimse").is_err());
+        // Booleans (RFC 8941 §3.3.6) and bare flags.
+        let flags = parse_input(r#"w=("@method");a=?1;b=?0;c"#).unwrap();
+        assert_eq!(
+            flags.params,
+            vec![
+                ("a", Param::Bool(true)),
+                ("b", Param::Bool(false)),
+                ("c", Param::Bool(true))
+            ]
+        );
+        assert!(parse_input(r#"w=("@method");a=?x"#).is_err());
+        // Empty component names, or names with quotes or backslashes.
+        assert!(parse_input(r#"w=("")"#).is_err());
+        assert!(parse_input(r#"w=("a\b")"#).is_err());
         assert!(parse_signature("wimse=AAAA", "wimse").is_err());
     }
 }
