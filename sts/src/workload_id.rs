@@ -239,6 +239,8 @@ mod tests {
             WorkloadId::parse(&long_domain),
             Err(IdError::TrustDomainTooLong)
         );
+        let at_domain_limit = format!("spiffe://{}/a", "a".repeat(255));
+        assert!(WorkloadId::parse(&at_domain_limit).is_ok());
         let at_limit = format!("spiffe://example.org/{}", "a".repeat(MAX_LEN - 21));
         assert_eq!(at_limit.len(), MAX_LEN);
         assert!(WorkloadId::parse(&at_limit).is_ok());
