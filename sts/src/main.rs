@@ -230,10 +230,7 @@ fn run_explain(args: ExplainArgs) -> Result<bool, String> {
     };
     let mut params = Vec::new();
     for (i, p) in args.params.iter().enumerate() {
-        // The value is not echoed: it may be a token.
-        let (k, v) = p
-            .split_once('=')
-            .ok_or_else(|| format!("--param #{}: write name=value", i + 1))?;
+        let (k, v) = name_value("--param", i, p)?;
         params.push((k.to_owned(), v.to_owned()));
     }
     if args.subject_token.as_deref() == Some("-") && args.actor_token.as_deref() == Some("-") {
@@ -280,6 +277,12 @@ fn run_explain(args: ExplainArgs) -> Result<bool, String> {
         print!("{}", report.to_text());
     }
     Ok(matches!(report.outcome, Outcome::Issued { .. }))
+}
+
+/// `name=value` of the `i`-th `flag`; the value is never echoed (it may be a token).
+fn name_value<'a>(flag: &str, i: usize, arg: &'a str) -> Result<(&'a str, &'a str), String> {
+    arg.split_once('=')
+        .ok_or_else(|| format!("{flag} #{}: write name=value", i + 1))
 }
 
 /// `@FILE` → the file's text, `-` → standard input, else the argument itself (trimmed).
@@ -348,9 +351,7 @@ fn token_verify(args: VerifyArgs) -> Result<bool, String> {
         headers.push(("workload-proof-token".to_owned(), read_arg(p)?));
     }
     for (i, h) in args.headers.iter().enumerate() {
-        let (k, v) = h
-            .split_once('=')
-            .ok_or_else(|| format!("--header #{}: write name=value", i + 1))?;
+        let (k, v) = name_value("--header", i, h)?;
         headers.push((k.to_ascii_lowercase(), read_arg(v)?));
     }
     let check = sts::inspect::Check {

@@ -467,11 +467,7 @@ impl WitVerifier {
             .filter(|j| !j.is_empty())
             .ok_or(Rejection::Kind("WPT lacks jti"))?;
         let key = format!("wpt\u{0}{}\u{0}{jti}", checked.sub);
-        match ctx.replay.first_use(&key, exp + ctx.leeway, ctx.now).await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(Rejection::Kind("WPT was already used")),
-            Err(_) => Err(Rejection::Upstream("replay store is unavailable")),
-        }
+        single_use(ctx, &key, exp + ctx.leeway, "WPT was already used").await
     }
 }
 
@@ -513,17 +509,8 @@ impl WitVerifier {
         };
         let v = http_sig::verify(&request, &checked.pop_key, &want).map_err(Rejection::Kind)?;
         let key = format!("http-signature\u{0}{}\u{0}{}", checked.sub, v.nonce);
-        match ctx
-            .replay
-            .first_use(&key, v.expires + ctx.leeway, ctx.now)
-            .await
-        {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(Rejection::Kind(
-                "HTTP message signature nonce was already used",
-            )),
-            Err(_) => Err(Rejection::Upstream("replay store is unavailable")),
-        }
+        let replayed = "HTTP message signature nonce was already used";
+        single_use(ctx, &key, v.expires + ctx.leeway, replayed).await
     }
 
     /// Whether `wit` is this request's client attestation (a WIT-SVID entry that authenticates
@@ -598,11 +585,7 @@ impl WitVerifier {
             .ok_or(Rejection::Kind("client attestation PoP lacks jti"))?;
         let key = format!("attestation-pop\u{0}{}\u{0}{jti}", checked.sub);
         let until = iat + self.max_proof_secs + 2 * ctx.leeway;
-        match ctx.replay.first_use(&key, until, ctx.now).await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(Rejection::Kind("client attestation PoP was already used")),
-            Err(_) => Err(Rejection::Upstream("replay store is unavailable")),
-        }
+        single_use(ctx, &key, until, "client attestation PoP was already used").await
     }
 }
 
@@ -638,6 +621,21 @@ fn confirmation_key(claims: &Claims) -> Result<(VerifyingKey, Value), Rejection>
         }
     }
     Ok((key, Value::Object(public)))
+}
+
+/// Records a proof's single-use identifier until `until`; a second use is `replayed`, and a
+/// store that cannot answer decides nothing (503, invariant 12).
+async fn single_use(
+    ctx: &VerifyContext<'_>,
+    key: &str,
+    until: i64,
+    replayed: &'static str,
+) -> Result<(), Rejection> {
+    match ctx.replay.first_use(key, until, ctx.now).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Rejection::Kind(replayed)),
+        Err(_) => Err(Rejection::Upstream("replay store is unavailable")),
+    }
 }
 
 /// RFC 9530: a request with a body sends `Content-Digest` with a `sha-256` member equal to
