@@ -11,6 +11,8 @@ fn err(yaml: &str) -> String {
     let http = sts::trust::HttpFetcher::new(std::time::Duration::from_secs(1)).unwrap();
     let env = sts::token::KindEnv {
         our_issuer: &settings.issuer,
+        trust_domain: "example.com",
+        own_keys: &sts::trust::OwnKeys::empty(),
         http: &http,
     };
     let kinds = sts::token::KindRegistry::builtin();

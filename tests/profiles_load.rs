@@ -20,10 +20,18 @@ fn load(profiles: &[(&str, &str)], mappings: &[(&str, &str)]) -> Result<usize, V
     let kinds = sts::token::KindRegistry::builtin();
     let env = sts::token::KindEnv {
         our_issuer: &settings.issuer,
+        trust_domain: "example.com",
+        own_keys: &sts::trust::OwnKeys::empty(),
         http: &http,
     };
     let trust = sts::trust::TrustRegistry::build(&settings.trust, &kinds, &env).unwrap();
-    sts::profile::load(&dir.path().join("p"), &dir.path().join("m"), &trust, &kinds)
+    sts::profile::load(
+        &dir.path().join("p"),
+        &dir.path().join("m"),
+        &trust,
+        &kinds,
+        "example.com",
+    )
         .map(|c| c.profiles.len())
         .map_err(|e| e.0.iter().map(|p| p.to_string()).collect())
 }

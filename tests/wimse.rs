@@ -42,6 +42,8 @@ async fn e2_verifier(dir: &std::path::Path) -> Arc<dyn sts::token::Verifier> {
     let http = sts::trust::HttpFetcher::new(std::time::Duration::from_secs(1)).unwrap();
     let env = KindEnv {
         our_issuer: STS_ISSUER,
+        trust_domain: "example.com",
+        own_keys: &sts::trust::OwnKeys::empty(),
         http: &http,
     };
     let v = WitKind.configure(&entry, &env).unwrap();
@@ -56,7 +58,10 @@ fn request_with_access_token(token: &str) -> ExchangeRequest {
             ("subject_token_type", ACCESS_TOKEN),
         ])
         .finish();
-    ExchangeRequest::from_params(FormParams::parse(body.as_bytes(), 32).unwrap(), 16 * 1024)
+    ExchangeRequest::from_params(
+        FormParams::parse(body.as_bytes(), 32).unwrap(),
+        &sts::config::Limits::default(),
+    )
         .unwrap()
 }
 
@@ -82,6 +87,7 @@ async fn the_specification_vectors_verify_with_an_injected_clock() {
         facts: &facts,
         replay: &replay,
         exchange: Some(&exchange),
+        caller: None,
     };
     let wit = Token::new(E2_WIT);
     let presented = Presented::new(&wit, JWT_TYPE, 16 * 1024);
@@ -121,6 +127,7 @@ async fn the_specification_vectors_verify_with_an_injected_clock() {
     let ctx = VerifyContext {
         replay: &replay,
         exchange: Some(&other),
+        caller: None,
         ..ctx
     };
     let e = v
@@ -139,6 +146,7 @@ async fn the_specification_vectors_verify_with_an_injected_clock() {
         facts: &ours,
         replay: &replay,
         exchange: Some(&exchange),
+        caller: None,
         ..ctx
     };
     let e = v

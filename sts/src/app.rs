@@ -22,7 +22,7 @@ use crate::keys::Signer;
 use crate::profile::{self, Catalog, LoadErrors};
 use crate::store::{MemoryRateLimiter, RedisTimeouts, ReplayGuard};
 use crate::token::{KindEnv, KindRegistry};
-use crate::trust::{HttpFetcher, KeyStore, TrustRegistry};
+use crate::trust::{HttpFetcher, KeyStore, OwnKeys, TrustRegistry};
 
 /// Capacity of the in-memory replay store.
 const REPLAY_CAPACITY: usize = 1_000_000;
@@ -79,8 +79,10 @@ impl Snapshot {
     /// [`load_keys`](Self::load_keys)).
     pub fn build(settings: Settings, kinds: &KindRegistry) -> Result<Self, StartError> {
         let http = HttpFetcher::new(OUTBOUND_TIMEOUT).map_err(StartError::Other)?;
-        let (trust, clients, catalog) = Self::policy(&settings, kinds, &http)?;
         let signer = Signer::load_or_generate(&settings.keys.dir, settings.keys.alg)?;
+        let own = OwnKeys::empty();
+        own.set(signer.jwks());
+        let (trust, clients, catalog) = Self::policy(&settings, kinds, &http, &own)?;
         let endpoint = Arc::from(settings.token_endpoint());
         Ok(Self {
             endpoint,
@@ -97,14 +99,18 @@ impl Snapshot {
         settings: &Settings,
         kinds: &KindRegistry,
         http: &HttpFetcher,
+        own_keys: &OwnKeys,
     ) -> Result<(TrustRegistry, ClientRegistry, Catalog), StartError> {
+        let trust_domain = settings.trust_domain();
         let env = KindEnv {
             our_issuer: &settings.issuer,
+            trust_domain: &trust_domain,
+            own_keys,
             http,
         };
         let trust = TrustRegistry::build(&settings.trust, kinds, &env)?;
         let clients = ClientRegistry::from_settings(settings, http).map_err(StartError::Other)?;
-        let catalog = profile::load(&settings.profiles, &settings.mappings, &trust, kinds)?;
+        let catalog = profile::load(&settings.profiles, &settings.mappings, &trust, kinds, &trust_domain)?;
         Ok((trust, clients, catalog))
     }
 
@@ -117,13 +123,20 @@ impl Snapshot {
             dev::register_for_check(&mut settings).map_err(StartError::Other)?;
         }
         let http = HttpFetcher::new(OUTBOUND_TIMEOUT).map_err(StartError::Other)?;
-        let (trust, clients, catalog) = Self::policy(&settings, kinds, &http)?;
         let der = crate::keys::SigningKey::generate_pkcs8(settings.keys.alg)?;
         let key = crate::keys::SigningKey::from_pkcs8(&der)
             .ok_or_else(|| StartError::Other("in-memory key".into()))?;
+        let signer = Signer::new(key, &[]);
+        // Our published keys, when `serve` has made them: a dry run verifies our own tokens
+        // (a Txn-Token for replacement) with them, read-only.
+        let own = OwnKeys::empty();
+        if let Ok(Some(published)) = Signer::load_existing(&settings.keys.dir) {
+            own.set(published.jwks());
+        }
+        let (trust, clients, catalog) = Self::policy(&settings, kinds, &http, &own)?;
         Ok(Self {
             endpoint: Arc::from(settings.token_endpoint()),
-            signer: Signer::new(key, &[]),
+            signer,
             settings,
             trust,
             clients,
@@ -157,8 +170,12 @@ impl Snapshot {
             return Ok(settings);
         }
         let http = HttpFetcher::new(OUTBOUND_TIMEOUT).map_err(StartError::Other)?;
+        let trust_domain = settings.trust_domain();
+        let own = OwnKeys::empty();
         let env = KindEnv {
             our_issuer: &settings.issuer,
+            trust_domain: &trust_domain,
+            own_keys: &own,
             http: &http,
         };
         if let Err(more) = TrustRegistry::build(&settings.trust, kinds, &env) {
@@ -176,8 +193,12 @@ impl Snapshot {
             dev::register_for_check(&mut settings).map_err(StartError::Other)?;
         }
         let http = HttpFetcher::new(OUTBOUND_TIMEOUT).map_err(StartError::Other)?;
+        let trust_domain = settings.trust_domain();
+        let own = OwnKeys::empty();
         let env = KindEnv {
             our_issuer: &settings.issuer,
+            trust_domain: &trust_domain,
+            own_keys: &own,
             http: &http,
         };
         let trust = TrustRegistry::build(&settings.trust, kinds, &env)?;
@@ -185,7 +206,13 @@ impl Snapshot {
         let dev_made: &[&str] = if settings.dev { &[dev::DEV_IDP] } else { &[] };
         let keys = trust.check_local_keys(&settings.trust, dev_made).await;
         ClientRegistry::from_settings(&settings, &http).map_err(StartError::Other)?;
-        let catalog = profile::load(&settings.profiles, &settings.mappings, &trust, kinds);
+        let catalog = profile::load(
+            &settings.profiles,
+            &settings.mappings,
+            &trust,
+            kinds,
+            &trust_domain,
+        );
         match (keys.is_empty(), catalog) {
             (true, catalog) => Ok(catalog?),
             (false, Ok(_)) => Err(ConfigProblems(keys).into()),
@@ -252,6 +279,8 @@ pub struct AppState {
     pub throttle: FailureThrottle,
     /// Runs PBKDF2 secret checks off the HTTP workers (sized at start).
     pub secret_checks: SecretCheckPool,
+    /// Verified subject tokens (ingress path), sized at start.
+    pub subjects: crate::exchange::SubjectCache,
     /// Whether "ready" has been logged.
     announced_ready: AtomicBool,
     live: ArcSwap<Snapshot>,
@@ -315,7 +344,9 @@ impl AppState {
         let pool = &snapshot.settings.client_auth;
         let secret_checks =
             SecretCheckPool::new(pool.secret_check_threads, pool.secret_check_queue);
+        let subjects = crate::exchange::SubjectCache::new(snapshot.settings.subject_cache.capacity);
         Ok(Arc::new(Self {
+            subjects,
             clock,
             replay,
             kinds,

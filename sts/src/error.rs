@@ -52,6 +52,9 @@ pub struct OAuthError {
     /// Set when a budget is spent: the answer is `429 Too Many Requests` with this many
     /// seconds in `Retry-After` (RFC 6585 §4).
     pub retry_after: Option<u64>,
+    /// The input token the refusal is about (`subject_token`, `actor_token`), when the token
+    /// itself was refused (not the policy): the gateway adapter answers those with `401`.
+    pub input: Option<&'static str>,
 }
 
 impl OAuthError {
@@ -60,7 +63,14 @@ impl OAuthError {
             code,
             description: description.into(),
             retry_after: None,
+            input: None,
         }
+    }
+
+    /// The same error, marked as a refusal of input token `which`.
+    pub fn about_input(mut self, which: &'static str) -> Self {
+        self.input = Some(which);
+        self
     }
 
     /// The same error, answered `429` with `Retry-After: seconds`.

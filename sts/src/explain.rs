@@ -154,7 +154,7 @@ pub async fn explain(snap: &Snapshot, req: Request) -> Explanation {
     }
     let limits = &snap.settings.limits;
     let parsed = form_of(&req, limits.max_params)
-        .and_then(|f| ExchangeRequest::from_params(f, limits.max_token_bytes));
+        .and_then(|f| ExchangeRequest::from_params(f, limits));
     let request = match parsed {
         Ok(r) => r,
         Err(e) => {
@@ -350,6 +350,7 @@ async fn input(
             let scratch = MemoryReplayGuard::new(64);
             let ctx = VerifyContext {
                 exchange: Some(request),
+                caller: None,
                 ..exchange::verify_context(snap, facts, &scratch, now)
             };
             let v = exchange::verify_input(which, typed, sources, &ctx).await?;

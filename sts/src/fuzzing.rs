@@ -52,7 +52,7 @@ pub fn profiles(data: &[u8]) {
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     let profiles = [(PathBuf::from("fuzz-profile.yaml"), text(profile))];
     let mappings = [(PathBuf::from("fuzz-mapping.yaml"), text(mapping))];
-    let _ = crate::profile::load_files(&profiles, &mappings, &trust.0, &trust.1);
+    let _ = crate::profile::load_files(&profiles, &mappings, &trust.0, &trust.1, "example.com");
 }
 
 /// The process configuration loader (YAML through the `config` crate, then validation).
@@ -86,6 +86,8 @@ fn fixture_trust() -> Option<&'static (TrustRegistry, KindRegistry)> {
             let kinds = KindRegistry::builtin();
             let env = KindEnv {
                 our_issuer: &settings.issuer,
+                trust_domain: "example.com",
+                own_keys: &crate::trust::OwnKeys::empty(),
                 http: &http,
             };
             let trust = TrustRegistry::build(&settings.trust, &kinds, &env).ok()?;

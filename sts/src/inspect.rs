@@ -73,6 +73,7 @@ pub async fn verify(snap: &Snapshot, kinds: &KindRegistry, check: Check) -> Repo
         facts: &facts,
         replay: &scratch,
         exchange: None,
+        caller: None,
     };
     let mut report = Report {
         now: check.now,

@@ -16,6 +16,13 @@ pub fn digest_b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, bytes).as_ref())
 }
 
+/// SHA-256 over `bytes`, raw: a fixed-size cache key.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest::digest(&digest::SHA256, bytes).as_ref());
+    out
+}
+
 /// The first 12 base64url characters of SHA-256 over `bytes`: enough to correlate log lines,
 /// useless for recovering a token.
 pub fn fingerprint(bytes: &[u8]) -> String {

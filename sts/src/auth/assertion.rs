@@ -56,6 +56,7 @@ pub(super) async fn authenticate(
         facts: ctx.facts,
         replay: ctx.replay,
         exchange: ctx.exchange,
+        caller: None,
     };
     let CheckedJws { claims, exp } = verify_jws(jws, rules, &vctx).await.map_err(|r| match r {
         Rejection::KeysUnavailable => OAuthError::unavailable("client keys are unavailable"),

@@ -37,6 +37,7 @@ pub async fn authenticate(
             facts: ctx.facts,
             replay: ctx.replay,
             exchange: ctx.exchange,
+            caller: None,
         };
         let verified = source
             .verifier

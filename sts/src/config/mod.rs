@@ -71,6 +71,109 @@ pub struct Settings {
     /// Directory for development material (dev IdP key, dev client secret).
     #[serde(default = "default_dev_dir")]
     pub dev_dir: PathBuf,
+    /// Our own trust domain: the `aud` of the Txn-Tokens we issue and accept (Txn-Token draft
+    /// §4.2). Empty: the host of `issuer`.
+    #[serde(default)]
+    pub trust_domain: String,
+    /// The verified-subject cache (ingress path).
+    #[serde(default)]
+    pub subject_cache: SubjectCacheSettings,
+    /// The gateway adapter: an endpoint for a gateway's auth sub-request.
+    #[serde(default)]
+    pub gateway: GatewaySettings,
+}
+
+/// Verified subject tokens remembered so that a gateway re-exchanging the same user token
+/// pays only for signing. Only kinds whose verification depends on nothing but the token,
+/// its keys and the time are cached.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SubjectCacheSettings {
+    /// Most verified tokens remembered (least recently used go first); 0 turns the cache off.
+    pub capacity: u64,
+}
+
+impl Default for SubjectCacheSettings {
+    fn default() -> Self {
+        Self { capacity: 10_000 }
+    }
+}
+
+/// The gateway adapter (`docs/ingress.md`): a gateway's auth sub-request (nginx
+/// `auth_request`, Envoy `ext_authz` HTTP mode) carries the user's `Authorization: Bearer`;
+/// the answer is `200` with a `Txn-Token` header, or `401`/`403`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewaySettings {
+    /// The adapter's path; empty turns it off.
+    pub path: String,
+    /// The header carrying the gateway's own client credentials (`Basic`, RFC 6749 §2.3.1),
+    /// since `Authorization` carries the user's token.
+    pub client_header: String,
+    /// The header naming the transaction's scope (e.g. set per location by the gateway).
+    pub scope_header: String,
+    /// The scope when the request has no scope header; empty: the header is required.
+    pub default_scope: String,
+    /// `subject_token_type` of the bearer token.
+    pub subject_token_type: String,
+    /// `request_context` members, each read from a header the gateway sets
+    /// (member → header name).
+    pub context_headers: std::collections::BTreeMap<String, String>,
+    /// `request_details` members, each read from a header the gateway sets.
+    pub details_headers: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        let headers = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(m, h)| ((*m).to_owned(), (*h).to_owned()))
+                .collect()
+        };
+        Self {
+            path: "/gateway/txn-token".into(),
+            client_header: "gateway-authorization".into(),
+            scope_header: "txn-scope".into(),
+            default_scope: String::new(),
+            subject_token_type: "urn:ietf:params:oauth:token-type:access_token".into(),
+            context_headers: headers(&[("req_ip", "x-real-ip")]),
+            details_headers: headers(&[("method", "x-original-method"), ("path", "x-original-uri")]),
+        }
+    }
+}
+
+impl GatewaySettings {
+    /// Broken rules as (key, message).
+    fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if !self.path.is_empty() {
+            let reserved = ["/token", "/jwks", "/healthz", "/readyz"];
+            if !self.path.starts_with('/') || reserved.contains(&self.path.as_str()) {
+                out.push((
+                    "path".into(),
+                    "must start with / and not be a path the service already serves".into(),
+                ));
+            }
+        }
+        let token_char = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+        let mut names = vec![("client_header".to_owned(), &self.client_header)];
+        names.push(("scope_header".into(), &self.scope_header));
+        for (m, h) in self.context_headers.iter() {
+            names.push((format!("context_headers.{m}"), h));
+        }
+        for (m, h) in self.details_headers.iter() {
+            names.push((format!("details_headers.{m}"), h));
+        }
+        for (key, h) in names {
+            if h.is_empty() || !h.chars().all(token_char) {
+                out.push((key, "must be an HTTP header name".into()));
+            } else if h.eq_ignore_ascii_case("authorization") {
+                out.push((key, "must not be Authorization (it carries the user's token)".into()));
+            }
+        }
+        out
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -90,6 +193,8 @@ pub struct Limits {
     pub max_token_bytes: usize,
     /// Most form parameters accepted in one request.
     pub max_params: usize,
+    /// Largest `request_context` / `request_details` JSON text, bytes.
+    pub max_context_bytes: usize,
 }
 
 impl Default for Limits {
@@ -98,6 +203,7 @@ impl Default for Limits {
             max_body_bytes: 64 * 1024,
             max_token_bytes: 16 * 1024,
             max_params: 32,
+            max_context_bytes: 4096,
         }
     }
 }
@@ -472,6 +578,17 @@ impl Settings {
         crate::store::StoreUrl::parse(&self.store.0).unwrap_or(crate::store::StoreUrl::Memory)
     }
 
+    /// Our trust domain: `trust_domain`, else the host of `issuer`.
+    pub fn trust_domain(&self) -> String {
+        if !self.trust_domain.is_empty() {
+            return self.trust_domain.clone();
+        }
+        url::Url::parse(&self.issuer)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+
     /// Our token endpoint URL.
     pub fn token_endpoint(&self) -> String {
         format!("{}/token", self.issuer.trim_end_matches('/'))
@@ -538,6 +655,21 @@ impl Settings {
         for (key, m) in self.client_auth.problems() {
             bad(&format!("client_auth.{key}"), m.into());
         }
+        for (key, m) in self.gateway.problems() {
+            bad(&format!("gateway.{key}"), m);
+        }
+        if self.limits.max_context_bytes == 0 || self.limits.max_context_bytes > self.limits.max_body_bytes {
+            bad(
+                "limits.max_context_bytes",
+                "between 1 and max_body_bytes".into(),
+            );
+        }
+        if !self.trust_domain.is_empty() && !is_trust_domain(&self.trust_domain) {
+            bad(
+                "trust_domain",
+                "must be a DNS name: lower-case letters, digits, `-` and `.`".into(),
+            );
+        }
         if self.dev && addr.is_some_and(|a| !a.ip().is_loopback()) {
             bad(
                 "dev",
@@ -567,6 +699,15 @@ impl Settings {
             }
         }
     }
+}
+
+/// A trust domain name as SPIFFE and WIMSE write them: lower-case letters, digits, `-`, `.`
+/// and `_`, at most 255 bytes.
+fn is_trust_domain(s: &str) -> bool {
+    s.len() <= 255
+        && s
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b))
 }
 
 /// `STS__TRUST…` and `STS__CLIENTS…` would replace lists the environment cannot express.

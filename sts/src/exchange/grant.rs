@@ -25,9 +25,7 @@ pub struct GrantType {
 /// Every supported grant type: one line each.
 pub static GRANT_TYPES: &[GrantType] = &[GrantType {
     uri: TOKEN_EXCHANGE,
-    parse: |p, limits| {
-        ExchangeRequest::from_params(p, limits.max_token_bytes).map(Grant::TokenExchange)
-    },
+    parse: |p, limits| ExchangeRequest::from_params(p, limits).map(Grant::TokenExchange),
 }];
 
 impl Grant {

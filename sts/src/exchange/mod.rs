@@ -11,12 +11,16 @@
 pub mod delegation;
 pub mod grant;
 pub mod request;
+pub mod subject_cache;
 
 use serde::Serialize;
 use serde_json::json;
 
 pub use grant::{GRANT_TYPES, Grant, TOKEN_EXCHANGE};
 pub use request::{ExchangeRequest, FormParams, TypedToken, decode_component, parse_basic};
+pub use subject_cache::SubjectCache;
+
+use std::sync::Arc;
 
 use crate::app::{AppState, Snapshot};
 use crate::auth::{AuthContext, Caller, ClientCredentials};
@@ -97,7 +101,7 @@ pub async fn handle(
         Grant::TokenExchange(x) => {
             let mut trace = Trace::default();
             let ctx = verify_context(snap, &req.facts, &replay, now);
-            token_exchange(snap, &caller, x, ctx, &mut trace)
+            token_exchange(snap, &state.subjects, &caller, x, ctx, &mut trace)
                 .await
                 .inspect_err(|e| {
                     tracing::info!(
@@ -125,6 +129,7 @@ pub struct Trace<'a> {
 /// considered and a condition that refused.
 pub async fn token_exchange<'s>(
     snap: &'s Snapshot,
+    subjects: &SubjectCache,
     caller: &Caller,
     req: &ExchangeRequest,
     ctx: VerifyContext<'_>,
@@ -135,15 +140,10 @@ pub async fn token_exchange<'s>(
     // Step 4: subject and actor, each against the trust sources the profile names for it.
     let ctx = VerifyContext {
         exchange: Some(req),
+        caller: None,
         ..ctx
     };
-    let subject = verify_input(
-        "subject_token",
-        &req.subject,
-        &profile.subject_sources,
-        &ctx,
-    )
-    .await?;
+    let subject = verify_subject(subjects, &req.subject, &profile.subject_sources, &ctx).await?;
     let actor = match &req.actor {
         Some(a) => Some(verify_input("actor_token", a, &profile.actor_sources, &ctx).await?),
         None => None,
@@ -194,6 +194,7 @@ pub fn choose<'s>(
     )?;
     trace.profile = Some(&profile.name);
     check_actor_presence(profile, req)?;
+    profile.kind.check_request(req)?;
     Ok(profile)
 }
 
@@ -211,6 +212,7 @@ pub fn verify_context<'a>(
         facts,
         replay,
         exchange: None,
+        caller: None,
     }
 }
 
@@ -324,9 +326,49 @@ fn log_exchange(
 pub async fn verify_input(
     which: &'static str,
     presented: &TypedToken,
-    accepted: &[std::sync::Arc<TrustSource>],
+    accepted: &[Arc<TrustSource>],
     ctx: &VerifyContext<'_>,
 ) -> Result<Verified, OAuthError> {
+    verify_typed(which, presented, accepted, ctx)
+        .await
+        .map(|(v, _)| v)
+}
+
+/// [`verify_input`] for the subject through the verified-subject cache: a token a cacheable
+/// entry this profile accepts has verified before is not verified again (see `subject_cache`).
+pub async fn verify_subject(
+    cache: &SubjectCache,
+    presented: &TypedToken,
+    accepted: &[Arc<TrustSource>],
+    ctx: &VerifyContext<'_>,
+) -> Result<Arc<Verified>, OAuthError> {
+    if !cache.is_enabled() {
+        return verify_input("subject_token", presented, accepted, ctx)
+            .await
+            .map(Arc::new);
+    }
+    let key = SubjectCache::key(&presented.token_type, presented.token.expose());
+    let token_type = presented.token_type.as_str();
+    let candidates = accepted.iter().filter(|s| s.accepts_type(token_type));
+    if let Some(hit) = cache.get(&key, candidates, ctx.now) {
+        return Ok(hit);
+    }
+    let (verified, by) = verify_typed("subject_token", presented, accepted, ctx).await?;
+    let verified = Arc::new(verified);
+    if let Some((source, generation)) = by {
+        cache.put(key, source, generation, verified.clone(), ctx.now);
+    }
+    Ok(verified)
+}
+
+/// The verification, and which source made it with its key generation before verifying (keys
+/// that change meanwhile invalidate it).
+async fn verify_typed<'s>(
+    which: &'static str,
+    presented: &TypedToken,
+    accepted: &'s [Arc<TrustSource>],
+    ctx: &VerifyContext<'_>,
+) -> Result<(Verified, Option<(&'s TrustSource, u64)>), OAuthError> {
     let token_type = presented.token_type.as_str();
     let candidates = || accepted.iter().filter(|s| s.accepts_type(token_type));
     if candidates().next().is_none() {
@@ -343,7 +385,13 @@ pub async fn verify_input(
             candidates().find(|s| s.verifier.is_fallback() && s.verifier.recognizes(&parsed))
         });
     let result = match source {
-        Some(s) => s.verifier.verify(parsed, ctx).await,
+        Some(s) => {
+            let generation = s.verifier.keys().map_or(0, |k| k.generation());
+            s.verifier
+                .verify(parsed, ctx)
+                .await
+                .map(|v| (v, Some((&**s, generation))))
+        }
         None => Err(match parsed.jws {
             Err(jose) => Rejection::Jose(jose),
             Ok(_) => Rejection::UntrustedIssuer,
@@ -356,7 +404,7 @@ pub async fn verify_input(
         if r.is_unavailable() {
             OAuthError::unavailable(format!("{which} could not be checked: {r}"))
         } else {
-            OAuthError::invalid_request(format!("{which} rejected: {r}"))
+            OAuthError::invalid_request(format!("{which} rejected: {r}")).about_input(which)
         }
     })
 }
@@ -375,6 +423,8 @@ pub fn request_value(req: &ExchangeRequest) -> serde_json::Value {
         "requested_token_type": req.requested_token_type.as_deref().unwrap_or(""),
         "subject_token_type": req.subject.token_type,
         "actor_token_type": req.actor.as_ref().map_or("", |a| a.token_type.as_str()),
+        "request_context": req.request_context,
+        "request_details": req.request_details,
     })
 }
 
@@ -436,18 +486,21 @@ fn expiry(
             Ok(None) => {
                 return Err(OAuthError::invalid_request(format!(
                     "{which} rejected: token lacks a required claim: exp"
-                )));
+                ))
+                .about_input(which));
             }
             Err(r) => {
-                return Err(OAuthError::invalid_request(format!(
-                    "{which} rejected: {r}"
-                )));
+                return Err(
+                    OAuthError::invalid_request(format!("{which} rejected: {r}"))
+                        .about_input(which),
+                );
             }
         };
         if input_exp <= now {
             return Err(OAuthError::invalid_request(format!(
                 "{which} rejected: token is expired"
-            )));
+            ))
+            .about_input(which));
         }
         if !profile.may_outlive_subject {
             exp = exp.min(input_exp);

@@ -11,7 +11,9 @@ use std::borrow::Cow;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
+use crate::config::Limits;
 use crate::error::{ErrorCode, OAuthError};
+use crate::jose::{Claims, StrictJsonError, parse_object};
 use crate::secret::{ClientSecret, Token};
 
 /// RFC 6749 §2.3.1: an `Authorization` value `Basic base64(urlencode(id) ":" urlencode(secret))`
@@ -152,6 +154,8 @@ const KNOWN: &[&str] = &[
     "client_secret",
     "client_assertion",
     "client_assertion_type",
+    "request_context",
+    "request_details",
 ];
 
 /// A presented token with its declared type.
@@ -173,11 +177,16 @@ pub struct ExchangeRequest {
     pub resource: Vec<String>,
     /// The requested scope as sent, and split (RFC 6749 §3.3).
     pub scope: Option<String>,
+    /// Txn-Token draft §4.3: `request_context`, a JSON object (the basis of `rctx`).
+    pub request_context: Option<Claims>,
+    /// Txn-Token draft §4.3: `request_details`, a JSON object (the basis of `tctx`).
+    pub request_details: Option<Claims>,
 }
 
 impl ExchangeRequest {
     /// Interprets the form of a token-exchange grant (the grant type is checked by the caller).
-    pub fn from_params(mut p: FormParams, max_token_bytes: usize) -> Result<Self, OAuthError> {
+    pub fn from_params(mut p: FormParams, limits: &Limits) -> Result<Self, OAuthError> {
+        let max_token_bytes = limits.max_token_bytes;
         let subject = typed_pair(
             &mut p,
             "subject_token",
@@ -195,8 +204,12 @@ impl ExchangeRequest {
         if let Some(s) = &scope {
             check_scope(s)?;
         }
+        let request_context = json_param(&mut p, "request_context", limits.max_context_bytes)?;
+        let request_details = json_param(&mut p, "request_details", limits.max_context_bytes)?;
         let targets = p.audience.iter().chain(&p.resource).cloned().collect();
         Ok(Self {
+            request_context,
+            request_details,
             subject,
             actor,
             requested_token_type: p.take("requested_token_type"),
@@ -210,6 +223,30 @@ impl ExchangeRequest {
     pub fn scope_tokens(&self) -> Option<Vec<&str>> {
         self.scope.as_deref().map(|s| s.split(' ').collect())
     }
+}
+
+/// Txn-Token draft §4.3: `request_context` and `request_details` are JSON objects sent as
+/// their JSON text (form-encoded, not base64url since -07). Parsed strictly: an object at the
+/// top, no duplicate member names, bounded size and nesting.
+fn json_param(
+    p: &mut FormParams,
+    name: &'static str,
+    max: usize,
+) -> Result<Option<Claims>, OAuthError> {
+    let Some(text) = p.take(name) else {
+        return Ok(None);
+    };
+    if text.len() > max {
+        return Err(OAuthError::invalid_request(format!(
+            "{name} is larger than {max} bytes"
+        )));
+    }
+    parse_object(text.as_bytes()).map(Some).map_err(|e| {
+        OAuthError::invalid_request(match e {
+            StrictJsonError::NotAnObject => format!("{name} must be a JSON object"),
+            other => format!("{name} is not a valid JSON object: {other}"),
+        })
+    })
 }
 
 fn typed_pair(
@@ -274,7 +311,12 @@ mod tests {
     use super::*;
 
     fn req(body: &str) -> Result<ExchangeRequest, OAuthError> {
-        ExchangeRequest::from_params(FormParams::parse(body.as_bytes(), 32)?, 1000)
+        let limits = Limits {
+            max_token_bytes: 1000,
+            max_context_bytes: 64,
+            ..Limits::default()
+        };
+        ExchangeRequest::from_params(FormParams::parse(body.as_bytes(), 32)?, &limits)
     }
 
     #[test]

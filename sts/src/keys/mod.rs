@@ -241,6 +241,22 @@ impl Signer {
         Ok(Self::new(active, &others))
     }
 
+    /// The keys `dir` already holds, read-only (`None` when it holds none or does not exist):
+    /// for dry runs, which must not create anything.
+    pub fn load_existing(dir: &Path) -> Result<Option<Self>, KeyError> {
+        if !dir.is_dir() {
+            return Ok(None);
+        }
+        let mut found = load_dir(dir)?;
+        found.sort_by_key(|(_, modified)| std::cmp::Reverse(*modified));
+        if found.is_empty() {
+            return Ok(None);
+        }
+        let (active, _) = found.remove(0);
+        let others: Vec<SigningKey> = found.into_iter().map(|(k, _)| k).collect();
+        Ok(Some(Self::new(active, &others)))
+    }
+
     pub fn kid(&self) -> &str {
         &self.active.kid
     }

@@ -19,7 +19,7 @@ use serde_saphyr::Spanned;
 use super::{ActorMode, CallerPattern, Catalog, Profile};
 use crate::expr::{Expr, SourceLoc, Variables, is_missing_key};
 use crate::mapping::{ClaimRule, Mapping, MappingError};
-use crate::token::{ALWAYS_RESERVED, KindRegistry};
+use crate::token::{ALWAYS_RESERVED, KindRegistry, ProfileEnv};
 use crate::trust::{TrustRegistry, TrustSource};
 
 /// Largest profile or mapping file read.
@@ -96,6 +96,8 @@ struct IssueFile {
     claims: Option<Spanned<String>>,
     #[serde(default)]
     may_outlive_subject: bool,
+    /// The output kind's own settings (a mapping the kind parses).
+    options: Option<Spanned<serde_json::Value>>,
 }
 
 #[derive(Deserialize)]
@@ -149,11 +151,17 @@ pub fn load(
     mappings_dir: &Path,
     trust: &TrustRegistry,
     kinds: &KindRegistry,
+    trust_domain: &str,
 ) -> Result<Catalog, LoadErrors> {
     let mut problems = Problems(Vec::new());
     let mapping_files = read_dir_yaml(mappings_dir, &mut problems);
     let profile_files = read_dir_yaml(profiles_dir, &mut problems);
-    load_texts(&profile_files, &mapping_files, trust, kinds, problems)
+    let env = Env {
+        trust,
+        kinds,
+        trust_domain,
+    };
+    load_texts(&profile_files, &mapping_files, &env, problems)
 }
 
 /// Loads and checks profiles and mappings given as `(file name, text)` pairs: [`load`] without
@@ -163,30 +171,36 @@ pub fn load_files(
     mapping_files: &[(PathBuf, String)],
     trust: &TrustRegistry,
     kinds: &KindRegistry,
+    trust_domain: &str,
 ) -> Result<Catalog, LoadErrors> {
-    load_texts(
-        profile_files,
-        mapping_files,
+    let env = Env {
         trust,
         kinds,
-        Problems(Vec::new()),
-    )
+        trust_domain,
+    };
+    load_texts(profile_files, mapping_files, &env, Problems(Vec::new()))
+}
+
+/// What profiles are checked against: the trust entries, the kinds, our trust domain.
+struct Env<'a> {
+    trust: &'a TrustRegistry,
+    kinds: &'a KindRegistry,
+    trust_domain: &'a str,
 }
 
 fn load_texts(
     profile_files: &[(PathBuf, String)],
     mapping_files: &[(PathBuf, String)],
-    trust: &TrustRegistry,
-    kinds: &KindRegistry,
+    env: &Env<'_>,
     mut problems: Problems,
 ) -> Result<Catalog, LoadErrors> {
-    let mappings = load_mappings(mapping_files, kinds, &mut problems);
+    let mappings = load_mappings(mapping_files, env.kinds, &mut problems);
     let mut profiles = Vec::new();
     for (file, text) in profile_files {
         let (file, text) = (file.as_path(), text.as_str());
         match serde_saphyr::from_str::<ProfileFile>(text) {
             Ok(pf) => {
-                if let Some(p) = compile_profile(file, pf, trust, kinds, &mappings, &mut problems) {
+                if let Some(p) = compile_profile(file, pf, env, &mappings, &mut problems) {
                     profiles.push(Arc::new(p));
                 }
             }
@@ -380,11 +394,11 @@ fn compile_expr(
 fn compile_profile(
     file: &Path,
     pf: ProfileFile,
-    trust: &TrustRegistry,
-    kinds: &KindRegistry,
+    env: &Env<'_>,
     mappings: &HashMap<String, Arc<Mapping>>,
     problems: &mut Problems,
 ) -> Option<Profile> {
+    let (trust, kinds) = (env.trust, env.kinds);
     let before = problems.0.len();
     let callers: Vec<CallerPattern> = pf
         .callers
@@ -491,7 +505,27 @@ fn compile_profile(
                 None
             }
         });
-    let kind = kind?;
+    let mut kind = kind?;
+    let subject_types: Vec<&str> = subject_sources.iter().flat_map(|s| s.types()).collect();
+    let kind_env = ProfileEnv {
+        options: pf.issue.options.as_ref().map(|o| &o.value),
+        audiences: &audiences,
+        subject_types: &subject_types,
+        trust_domain: env.trust_domain,
+    };
+    match kind.configure(&kind_env) {
+        Ok(Some(configured)) => kind = configured,
+        Ok(None) => {}
+        Err(messages) => {
+            for m in messages {
+                match &pf.issue.options {
+                    Some(o) => problems.at(file, o, format!("issue.{m}")),
+                    None => problems.at(file, &pf.issue.kind, format!("issue.{m}")),
+                }
+            }
+            return None;
+        }
+    }
     if let Some(m) = &mapping {
         for claim in m.claim_names().filter(|c| !kind.may_write(c)) {
             problems.at(
@@ -558,7 +592,9 @@ impl Sample {
             request: json!({
                 "audience": ["sample-audience"], "resource": [], "scope": "read",
                 "requested_token_type": "", "subject_token_type": subject_type,
-                "actor_token_type": ""
+                "actor_token_type": "",
+                "request_context": {"req_ip": "192.0.2.1", "authn": "pwd"},
+                "request_details": {"action": "BUY", "ticker": "MSFT"}
             }),
             now,
         }

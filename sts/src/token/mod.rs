@@ -21,6 +21,9 @@ mod issued_wit;
 mod oauth_jwt;
 mod oidc_id_token;
 pub mod scope;
+mod self_signed;
+mod txn_token;
+mod unsigned_json;
 mod wit;
 
 use std::fmt;
@@ -34,6 +37,9 @@ pub use introspection::IntrospectionKind;
 pub use issued_wit::WitMinter;
 pub use oauth_jwt::OauthJwtKind;
 pub use oidc_id_token::OidcIdTokenKind;
+pub use self_signed::SelfSignedKind;
+pub use txn_token::{DEFAULT_CHAIN_CLAIM, TXN_TYP, TxnTokenKind, TxnTokenMinter};
+pub use unsigned_json::UnsignedJsonKind;
 pub use wit::{WIT_TYP, WPT_TYP, WitKind};
 
 use crate::auth::Caller;
@@ -47,13 +53,18 @@ use crate::keys::Signer;
 use crate::profile::Profile;
 use crate::secret::Token;
 use crate::store::ReplayGuard;
-use crate::trust::{HttpFetcher, KeyStore};
+use crate::trust::{HttpFetcher, KeyStore, OwnKeys};
 
 /// RFC 8693 §3 token type identifiers used by the built-in kinds.
 pub mod types {
     pub const ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
     pub const ID_TOKEN: &str = "urn:ietf:params:oauth:token-type:id_token";
     pub const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
+    pub const REFRESH_TOKEN: &str = "urn:ietf:params:oauth:token-type:refresh_token";
+    /// Txn-Token draft §4.3 / §10.
+    pub const TXN_TOKEN: &str = "urn:ietf:params:oauth:token-type:txn_token";
+    pub const SELF_SIGNED: &str = "urn:ietf:params:oauth:token-type:self_signed";
+    pub const UNSIGNED_JSON: &str = "urn:ietf:params:oauth:token-type:unsigned_json";
 }
 
 /// Why an input token was refused. Every message is safe to return to the client.
@@ -194,6 +205,9 @@ pub struct VerifyContext<'a> {
     pub replay: &'a dyn ReplayGuard,
     /// The token-exchange parameters, when the request is one (a proof may bind its tokens).
     pub exchange: Option<&'a ExchangeRequest>,
+    /// The authenticated client, once there is one: a kind may bind a token to it (a
+    /// `self_signed` token is verified with the key the caller proved).
+    pub caller: Option<&'a Caller>,
 }
 
 impl fmt::Debug for VerifyContext<'_> {
@@ -279,6 +293,14 @@ pub trait Verifier: Send + Sync + fmt::Debug {
         false
     }
 
+    /// Whether a successful verification depends only on the token, this entry's keys and
+    /// the time — not on the request, the caller or an upstream's answer — so that the engine
+    /// may remember it (keyed by the token's hash, until its `exp`, dropped when the keys
+    /// change).
+    fn cacheable(&self) -> bool {
+        false
+    }
+
     /// Whether it accepts JWTs without an explicit type of its own (`typ` absent or `JWT`).
     /// Two such entries of different kinds may not share an issuer: nothing would keep one
     /// kind's tokens from passing as the other's (RFC 8725 §3.12).
@@ -332,6 +354,10 @@ pub trait Verifier: Send + Sync + fmt::Debug {
 pub struct KindEnv<'a> {
     /// Our issuer identifier: the default audience incoming tokens must name.
     pub our_issuer: &'a str,
+    /// Our trust domain (the `aud` of our Txn-Tokens).
+    pub trust_domain: &'a str,
+    /// Our own public signing keys (for kinds that verify what we issued).
+    pub own_keys: &'a OwnKeys,
     /// Outbound HTTP with our timeouts, size limit and no redirects.
     pub http: &'a HttpFetcher,
 }
@@ -408,6 +434,19 @@ pub struct Minted {
     pub scope: Option<String>,
 }
 
+/// What an output kind may check of a profile that issues it, when profiles load.
+#[derive(Debug, Clone, Copy)]
+pub struct ProfileEnv<'a> {
+    /// `issue.options` as written (a YAML mapping), if any.
+    pub options: Option<&'a serde_json::Value>,
+    /// `issue.audiences`.
+    pub audiences: &'a [String],
+    /// Token types the profile's subject trust entries take.
+    pub subject_types: &'a [&'a str],
+    /// Our trust domain.
+    pub trust_domain: &'a str,
+}
+
 /// Claims no mapping may write, whatever the kind (design §4).
 pub const ALWAYS_RESERVED: &[&str] = &[
     "iss", "aud", "exp", "iat", "nbf", "jti", "cnf", "act", "may_act",
@@ -426,6 +465,23 @@ pub trait Minter: Send + Sync + 'static {
     fn reserved_claims(&self) -> &'static [&'static str];
     /// The longest `issue.lifetime` a profile may ask for.
     fn max_lifetime(&self) -> Duration;
+    /// Binds a profile's `issue.options` (and checks what the kind requires of the profile)
+    /// when the profile loads: returns the minter that profile uses, or the problems (each a
+    /// message about a key under `issue`). The default takes no options.
+    fn configure(&self, profile: &ProfileEnv<'_>) -> Result<Option<Arc<dyn Minter>>, Vec<String>> {
+        match profile.options {
+            None => Ok(None),
+            Some(_) => Err(vec![format!(
+                "options: kind {} takes no options",
+                self.name()
+            )]),
+        }
+    }
+    /// Cheap checks of the request's shape for this kind, before any token is verified (no
+    /// crypto, no I/O): e.g. parameters the kind requires, token types it refuses.
+    fn check_request(&self, _req: &ExchangeRequest) -> Result<(), OAuthError> {
+        Ok(())
+    }
     /// Whether a mapping may write `claim` (checked when profiles load).
     fn may_write(&self, claim: &str) -> bool {
         !ALWAYS_RESERVED.contains(&claim) && !self.reserved_claims().contains(&claim)
@@ -481,8 +537,12 @@ impl KindRegistry {
             .with_input(Arc::new(OidcIdTokenKind))
             .with_input(Arc::new(IntrospectionKind))
             .with_input(Arc::new(WitKind))
+            .with_input(Arc::new(TxnTokenKind))
+            .with_input(Arc::new(SelfSignedKind))
+            .with_input(Arc::new(UnsignedJsonKind))
             .with_output(Arc::new(AccessTokenMinter))
             .with_output(Arc::new(WitMinter))
+            .with_output(Arc::new(TxnTokenMinter::default()))
     }
 
     pub fn empty() -> Self {

@@ -152,6 +152,10 @@ impl Verifier for AccessTokenVerifier {
     fn accepts_untyped(&self) -> bool {
         self.allow_untyped
     }
+    /// Signature, issuer, audience and times: nothing from the request.
+    fn cacheable(&self) -> bool {
+        true
+    }
 }
 
 /// RFC 8693 §4.1/§4.4: `act` and `may_act`, when present, are objects whose `sub` (if any) is

@@ -199,6 +199,11 @@ impl Verifier for IdTokenVerifier {
         self.jws.recognizes(presented)
     }
 
+    /// Signature, issuer, audience, `azp` and times: nothing from the request.
+    fn cacheable(&self) -> bool {
+        true
+    }
+
     async fn verify(
         &self,
         presented: Presented<'_>,

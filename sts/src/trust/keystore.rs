@@ -130,6 +130,11 @@ pub struct KeyStore {
     refresh: Duration,
     last_load: Mutex<Option<Instant>>,
     fetches: AtomicU64,
+    /// Bumped whenever a load installs a key document that differs from the last one: what
+    /// was verified under an older generation may no longer verify.
+    generation: AtomicU64,
+    /// SHA-256 of the last installed key document.
+    installed: Mutex<Option<[u8; 32]>>,
 }
 
 impl KeyStore {
@@ -145,7 +150,14 @@ impl KeyStore {
             refresh: jwks.refresh,
             last_load: Mutex::new(None),
             fetches: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
+            installed: Mutex::new(None),
         }
+    }
+
+    /// Which key set is installed: changes whenever the keys change (0: never loaded).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// The file the keys come from, when they are local.
@@ -211,8 +223,15 @@ impl KeyStore {
             tracing::warn!(keys = %self.name, "skipped a key: {s}");
         }
         tracing::debug!(keys = %self.name, count = set.len(), "loaded keys");
+        let digest = crate::secret::sha256(&doc.jwks);
         if let Ok(mut g) = self.current.write() {
             *g = Some(Arc::new(set));
+        }
+        if let Ok(mut last) = self.installed.lock()
+            && *last != Some(digest)
+        {
+            *last = Some(digest);
+            self.generation.fetch_add(1, Ordering::AcqRel);
         }
         Ok(())
     }

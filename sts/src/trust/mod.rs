@@ -8,6 +8,7 @@
 mod bundle;
 mod fetch;
 mod keystore;
+mod own;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,12 +16,16 @@ use std::sync::Arc;
 pub use bundle::BundleKeys;
 pub use fetch::{HttpFetcher, OutboundError, discovery_urls};
 pub use keystore::{KeyDocument, KeyFetch, KeyLookupError, KeyStore, key_fetch};
+pub use own::OwnKeys;
 
 use crate::config::{ConfigError, ConfigProblems, TrustEntry};
 use crate::token::{InputKind, KindEnv, KindRegistry, Verifier};
 
 /// One configured trust entry, ready to verify tokens.
 pub struct TrustSource {
+    /// Unique among every trust source this process built (a reload builds new ones): what
+    /// remembered verifications are tied to.
+    pub id: u64,
     pub name: Arc<str>,
     pub kind: Arc<dyn InputKind>,
     pub verifier: Arc<dyn Verifier>,
@@ -125,7 +130,9 @@ impl TrustRegistry {
                 ),
             ));
         }
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Ok(TrustSource {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             name: Arc::from(entry.name.as_str()),
             kind: kind.clone(),
             verifier,

@@ -1,0 +1,542 @@
+//! Transaction Tokens (draft-ietf-oauth-transaction-tokens, editor's copy after -08): the
+//! output kind `txn-token`, which mints them, and the input kind `txn-token`, which verifies
+//! ours when one is presented for replacement (§4.8 of our digest).
+//!
+//! The minter owns every Txn-Token rule: `typ` `txntoken+jwt`; `aud` our trust domain; a new
+//! unique `txn`; `scope` required and never wider than the subject's (a subject whose scope
+//! cannot be determined is refused, draft §7.2 step 5); `req_wl` from the authenticated caller,
+//! never from request input; `tctx`/`rctx` from the mapping; `token_type` `N_A`; the subject
+//! token never copied in. Replacement keeps `txn`, `sub` and `aud`, only adds to `tctx` and
+//! `rctx`, narrows `scope`, records the earlier requesters in the chain claim and bounds how
+//! far and how often the lifetime may be extended.
+//!
+//! Neither kind applies profile policy beyond these rules, and neither does I/O.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::oauth_jwt::sample;
+use super::{
+    ClaimsExt, Draft, InputKind, JwsEntry, KindEnv, MintRequest, Minter, Presented, ProfileEnv,
+    Rejection, TypRule, Verified, Verifier, VerifyContext, audience_contains, scope, types,
+};
+use crate::config::{ConfigError, DEFAULT_ALGS, EMPTY_ALGORITHMS, JwksSettings, TrustEntry};
+use crate::error::OAuthError;
+use crate::exchange::ExchangeRequest;
+use crate::jose::{Alg, Claims, media_type_eq};
+use crate::trust::KeyStore;
+
+/// The JOSE `typ` of a Txn-Token (draft §4.1).
+pub const TXN_TYP: &str = "txntoken+jwt";
+/// The name of both kinds.
+const KIND: &str = "txn-token";
+/// The longest lifetime a profile may give a Txn-Token: "minutes or less" (draft §9).
+const MAX_LIFETIME: Duration = Duration::from_secs(10 * 60);
+/// The default name of the claim that keeps earlier requesters across replacements.
+pub const DEFAULT_CHAIN_CLAIM: &str = "req_wl_chain";
+
+/// Claims the minter sets; a mapping may write `sub` (fresh tokens only), `tctx`, `rctx` and
+/// claims of its own.
+const RESERVED: &[&str] = &["txn", "req_wl", "scope"];
+
+/// `issue.options` of a profile that issues Txn-Tokens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Options {
+    /// The claim holding the earlier requesting workloads of a replaced token, oldest first.
+    #[serde(default = "default_chain_claim")]
+    chain_claim: String,
+    /// How far past the replaced token's `exp` a replacement may live (needs
+    /// `may_outlive_subject: true`; default: not at all).
+    #[serde(default, with = "humantime_serde")]
+    max_extension: Duration,
+    /// How many times one transaction's token may be replaced.
+    #[serde(default = "default_max_replacements")]
+    max_replacements: usize,
+}
+
+fn default_chain_claim() -> String {
+    DEFAULT_CHAIN_CLAIM.to_owned()
+}
+fn default_max_replacements() -> usize {
+    8
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            chain_claim: default_chain_claim(),
+            max_extension: Duration::ZERO,
+            max_replacements: default_max_replacements(),
+        }
+    }
+}
+
+/// The `txn-token` output kind.
+#[derive(Default)]
+pub struct TxnTokenMinter {
+    options: Options,
+}
+
+#[async_trait::async_trait(?Send)]
+impl Minter for TxnTokenMinter {
+    fn name(&self) -> &'static str {
+        KIND
+    }
+
+    fn issued_token_type(&self) -> &'static str {
+        types::TXN_TOKEN
+    }
+
+    fn typ(&self) -> &'static str {
+        TXN_TYP
+    }
+
+    fn reserved_claims(&self) -> &'static [&'static str] {
+        RESERVED
+    }
+
+    fn may_write(&self, claim: &str) -> bool {
+        !super::ALWAYS_RESERVED.contains(&claim)
+            && !RESERVED.contains(&claim)
+            && claim != self.options.chain_claim
+    }
+
+    fn max_lifetime(&self) -> Duration {
+        MAX_LIFETIME
+    }
+
+    fn configure(&self, p: &ProfileEnv<'_>) -> Result<Option<Arc<dyn Minter>>, Vec<String>> {
+        let mut problems = Vec::new();
+        // Draft §4.2: `aud` identifies the trust domain the token is valid in: ours.
+        if p.audiences != [p.trust_domain] {
+            problems.push(format!(
+                "audiences: a Txn-Token's audience is this service's trust domain; write \
+                 audiences: [{}]",
+                p.trust_domain
+            ));
+        }
+        // Draft §9: refresh tokens MUST NOT be used to request Txn-Tokens.
+        if p.subject_types.contains(&types::REFRESH_TOKEN) {
+            problems.push(
+                "kind: Txn-Tokens are never issued for refresh tokens; remove the entry that \
+                 takes them from subject.accept"
+                    .to_owned(),
+            );
+        }
+        let options = match p.options {
+            None => Options::default(),
+            Some(v) => match serde_path_to_error::deserialize::<_, Options>(v.clone()) {
+                Ok(o) => o,
+                Err(e) => {
+                    let (message, field) = crate::yaml::humanize_serde(&e.inner().to_string());
+                    let path = e.path().to_string();
+                    let key = match field {
+                        Some(f) if path == "." => f,
+                        _ => path,
+                    };
+                    problems.push(format!("options.{key}: {message}"));
+                    Options::default()
+                }
+            },
+        };
+        let claim_ok = !options.chain_claim.is_empty()
+            && options
+                .chain_claim
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !claim_ok
+            || super::ALWAYS_RESERVED.contains(&options.chain_claim.as_str())
+            || RESERVED.contains(&options.chain_claim.as_str())
+            || ["sub", "tctx", "rctx"].contains(&options.chain_claim.as_str())
+        {
+            problems.push(
+                "options.chain_claim: must be a claim name of letters, digits and `_` that no \
+                 other Txn-Token claim uses"
+                    .to_owned(),
+            );
+        }
+        if options.max_extension > MAX_LIFETIME {
+            problems.push("options.max_extension: at most 10m".to_owned());
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(p.options
+            .is_some()
+            .then(|| Arc::new(TxnTokenMinter { options }) as Arc<dyn Minter>))
+    }
+
+    fn check_request(&self, req: &ExchangeRequest) -> Result<(), OAuthError> {
+        if req.subject.token_type == types::REFRESH_TOKEN {
+            return Err(OAuthError::invalid_request(
+                "a refresh token cannot be exchanged for a Txn-Token",
+            ));
+        }
+        // Draft §4.3 (our digest): `scope` is REQUIRED in a Txn-Token request.
+        if req.scope.is_none() {
+            return Err(OAuthError::invalid_request(
+                "scope is required when requesting a Txn-Token",
+            ));
+        }
+        Ok(())
+    }
+
+    async fn prepare(&self, req: MintRequest<'_>) -> Result<Draft, OAuthError> {
+        let subject = &req.subject.claims;
+        // Draft §4.4 step 5: the subject's scope must be known; never "unconstrained".
+        if !matches!(subject.get("scope"), Some(Value::String(s)) if !s.trim().is_empty()) {
+            return Err(OAuthError::invalid_request(
+                "the subject_token's scope cannot be determined, so no Txn-Token scope can be granted",
+            ));
+        }
+        let scope = scope::decide(req.profile, subject, req.request, req.vars)?
+            .ok_or_else(|| OAuthError::invalid_scope("none of the requested scope can be granted"))?;
+        let mut mapped = req.claims;
+        let replaced = (req.subject.kind == KIND).then_some(subject);
+        let mut claims = Map::new();
+        let (txn, sub, expires_at) = match replaced {
+            None => (
+                new_txn()?,
+                mapped_sub(&mut mapped).unwrap_or_else(|| req.common.subject.clone()),
+                req.common.expires_at,
+            ),
+            Some(input) => self.replacement(input, &mut mapped, req.common, &mut claims)?,
+        };
+        let tctx = merged_context("tctx", replaced, mapped.remove("tctx"))?;
+        let rctx = merged_context("rctx", replaced, mapped.remove("rctx"))?;
+        refuse_copied_token(&req.request.subject.token, [&tctx, &rctx])?;
+        // The mapping's own claims first; the kind's and the engine's last.
+        claims.extend(mapped);
+        let r = req.common;
+        claims.insert("iss".into(), r.issuer.clone().into());
+        claims.insert("aud".into(), super::audience_value(&r.audience));
+        claims.insert("iat".into(), r.issued_at.into());
+        claims.insert("exp".into(), expires_at.into());
+        claims.insert("txn".into(), txn.into());
+        claims.insert("sub".into(), sub.into());
+        claims.insert("scope".into(), scope.clone().into());
+        // Draft §4.4 step 8: the requesting workload, from authentication only.
+        claims.insert("req_wl".into(), req.caller.id.clone().into());
+        for (name, value) in [("tctx", tctx), ("rctx", rctx)] {
+            if let Some(v) = value {
+                claims.insert(name.into(), Value::Object(v));
+            }
+        }
+        if let Some(act) = &r.act {
+            claims.insert("act".into(), act.clone());
+        }
+        self_check(&claims)?;
+        Ok(Draft {
+            claims,
+            expires_at,
+            issued_token_type: types::TXN_TOKEN,
+            // Draft §4.5: a Txn-Token is not an access token.
+            token_type: "N_A",
+            scope: Some(scope),
+        })
+    }
+}
+
+impl TxnTokenMinter {
+    /// Draft §4.8 (our digest): the replacement keeps `txn`, `sub` and `aud`; the requester of
+    /// the replaced token joins the chain; the lifetime extends at most `max_extension` past
+    /// the replaced token's `exp`, and a transaction is replaced at most `max_replacements`
+    /// times. Returns (txn, sub, exp) and writes the chain claim into `claims`.
+    fn replacement(
+        &self,
+        input: &Claims,
+        mapped: &mut Claims,
+        common: &super::CommonClaims,
+        claims: &mut Claims,
+    ) -> Result<(String, String, i64), OAuthError> {
+        let bad = |m: &'static str| OAuthError::invalid_request(m);
+        let txn = input
+            .str_claim("txn")
+            .ok()
+            .flatten()
+            .ok_or_else(|| bad("the Txn-Token to replace has no txn"))?;
+        let sub = input
+            .str_claim("sub")
+            .ok()
+            .flatten()
+            .ok_or_else(|| bad("the Txn-Token to replace has no sub"))?;
+        if mapped_sub(mapped).is_some_and(|s| s != sub) {
+            return Err(bad("a replacement Txn-Token keeps the sub of the one it replaces"));
+        }
+        if !same_audience(input.get("aud"), &common.audience) {
+            return Err(bad("a replacement Txn-Token keeps the aud of the one it replaces"));
+        }
+        let mut chain: Vec<Value> = match input.get(&self.options.chain_claim) {
+            None => Vec::new(),
+            Some(Value::Array(a)) if a.iter().all(Value::is_string) => a.clone(),
+            Some(_) => return Err(bad("the Txn-Token to replace has a malformed requester chain")),
+        };
+        let previous = input
+            .str_claim("req_wl")
+            .ok()
+            .flatten()
+            .ok_or_else(|| bad("the Txn-Token to replace has no req_wl"))?;
+        chain.push(previous.into());
+        if chain.len() > self.options.max_replacements {
+            return Err(bad("this transaction's Txn-Token has been replaced too many times"));
+        }
+        claims.insert(self.options.chain_claim.clone(), Value::Array(chain));
+        let input_exp = input.time_claim("exp").ok().flatten().unwrap_or(0);
+        let limit = input_exp.saturating_add(self.options.max_extension.as_secs() as i64);
+        Ok((
+            txn.to_owned(),
+            sub.to_owned(),
+            common.expires_at.min(limit),
+        ))
+    }
+}
+
+/// The mapping's `sub`, when it wrote a non-empty string.
+fn mapped_sub(mapped: &mut Claims) -> Option<String> {
+    match mapped.remove("sub") {
+        Some(Value::String(s)) if !s.is_empty() => Some(s),
+        _ => None,
+    }
+}
+
+/// Whether `aud` as the replaced token carries it is exactly `ours`.
+fn same_audience(aud: Option<&Value>, ours: &[String]) -> bool {
+    match aud {
+        Some(Value::String(s)) => ours == [s.as_str()],
+        Some(Value::Array(a)) => {
+            a.len() == ours.len() && a.iter().zip(ours).all(|(v, o)| v.as_str() == Some(o))
+        }
+        _ => false,
+    }
+}
+
+/// `tctx` or `rctx`: the mapping's object for a new token. For a replacement, the replaced
+/// token's object with the mapping's members added; a member it already has may not change
+/// (the context only narrows or grows, draft §4.8 of our digest) and none is dropped.
+fn merged_context(
+    name: &'static str,
+    replaced: Option<&Claims>,
+    mapped: Option<Value>,
+) -> Result<Option<Map<String, Value>>, OAuthError> {
+    let mapped = match mapped {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(o)) => Some(o),
+        Some(_) => {
+            return Err(OAuthError::invalid_request(format!(
+                "{name} must be a JSON object"
+            )));
+        }
+    };
+    let Some(input) = replaced else {
+        return Ok(mapped);
+    };
+    let mut out = match input.get(name) {
+        None => Map::new(),
+        Some(Value::Object(o)) => o.clone(),
+        Some(_) => {
+            return Err(OAuthError::invalid_request(format!(
+                "the Txn-Token to replace has a malformed {name}"
+            )));
+        }
+    };
+    for (k, v) in mapped.unwrap_or_default() {
+        match out.get(&k) {
+            Some(old) if *old != v => {
+                return Err(OAuthError::invalid_request(format!(
+                    "a replacement Txn-Token cannot change members of {name}"
+                )));
+            }
+            _ => {
+                out.insert(k, v);
+            }
+        }
+    }
+    Ok((!out.is_empty() || input.contains_key(name)).then_some(out))
+}
+
+/// Draft §4.4 step 7: the access token presented at the edge never travels inside the
+/// Txn-Token, even when a gateway put it into the request context.
+fn refuse_copied_token(
+    token: &crate::secret::Token,
+    contexts: [&Option<Map<String, Value>>; 2],
+) -> Result<(), OAuthError> {
+    fn carries(v: &Value, token: &str) -> bool {
+        match v {
+            Value::String(s) => s.contains(token),
+            Value::Array(a) => a.iter().any(|v| carries(v, token)),
+            Value::Object(o) => o.iter().any(|(k, v)| k.contains(token) || carries(v, token)),
+            _ => false,
+        }
+    }
+    let token = token.expose();
+    for ctx in contexts.into_iter().flatten() {
+        if ctx.iter().any(|(k, v)| k.contains(token) || carries(v, token)) {
+            return Err(OAuthError::invalid_request(
+                "the request context must not carry the subject_token",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A new transaction identifier: a random (version 4) UUID, RFC 9562 §5.4.
+fn new_txn() -> Result<String, OAuthError> {
+    let mut b = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut b).map_err(|_| OAuthError::server_error("no randomness"))?;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    Ok(format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    ))
+}
+
+/// The Txn-Token must carry every REQUIRED claim (draft §4.2) before it leaves.
+fn self_check(c: &Claims) -> Result<(), OAuthError> {
+    let text = |n: &str| c.get(n).and_then(Value::as_str).is_some_and(|s| !s.is_empty());
+    let (Some(iat), Some(exp)) = (
+        c.get("iat").and_then(Value::as_i64),
+        c.get("exp").and_then(Value::as_i64),
+    ) else {
+        return Err(OAuthError::server_error("issued token failed its self-check"));
+    };
+    let lifetime_ok = exp > iat && exp - iat <= MAX_LIFETIME.as_secs() as i64;
+    if !lifetime_ok || !["aud", "txn", "sub", "scope", "req_wl"].iter().all(|n| text(n)) {
+        return Err(OAuthError::server_error("issued token failed its self-check"));
+    }
+    Ok(())
+}
+
+/// The `txn-token` input kind: our own Txn-Tokens, presented for replacement.
+pub struct TxnTokenKind;
+
+/// A `txn-token` trust entry's block: only the algorithms (our keys are the key source).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Block {
+    #[serde(default)]
+    algorithms: Option<Vec<Alg>>,
+}
+
+impl InputKind for TxnTokenKind {
+    fn name(&self) -> &'static str {
+        KIND
+    }
+
+    fn token_types(&self) -> &'static [&'static str] {
+        &[types::TXN_TOKEN]
+    }
+
+    fn sample_claims(&self) -> Claims {
+        sample(json!({
+            "aud": "example.com", "txn": "97053963-771d-49cc-a4e3-20aad399c312",
+            "scope": "read", "req_wl": "sample-caller",
+            "tctx": {"action": "BUY"}, "rctx": {"req_ip": "192.0.2.1"},
+        }))
+    }
+
+    fn configure(
+        &self,
+        entry: &TrustEntry,
+        env: &KindEnv<'_>,
+    ) -> Result<Arc<dyn Verifier>, ConfigError> {
+        let b: Block = entry.parse_block()?;
+        let algorithms = match b.algorithms {
+            None => DEFAULT_ALGS.to_vec(),
+            Some(list) if list.is_empty() => {
+                return Err(entry.error("algorithms", EMPTY_ALGORITHMS));
+            }
+            Some(list) => list,
+        };
+        if env.trust_domain.is_empty() {
+            return Err(entry.error(
+                "",
+                "our trust domain is unknown: set trust_domain in the settings",
+            ));
+        }
+        let name = format!("trust `{}`", entry.name);
+        let keys = KeyStore::new(
+            &name,
+            env.own_keys.fetch(),
+            &algorithms,
+            &JwksSettings::default(),
+        );
+        Ok(Arc::new(TxnTokenVerifier {
+            jws: JwsEntry {
+                trust: Arc::from(entry.name.as_str()),
+                issuer: env.our_issuer.to_owned(),
+                algorithms,
+                keys,
+            },
+            trust_domain: vec![env.trust_domain.to_owned()],
+        }))
+    }
+}
+
+/// Verifies Txn-Tokens we issued (draft §4.7 receiver rules, plus explicit typing).
+#[derive(Debug)]
+struct TxnTokenVerifier {
+    jws: JwsEntry,
+    trust_domain: Vec<String>,
+}
+
+#[async_trait::async_trait]
+impl Verifier for TxnTokenVerifier {
+    fn recognizes(&self, presented: &Presented<'_>) -> bool {
+        presented.jws.as_ref().is_ok_and(|j| {
+            j.header.typ.as_deref().is_some_and(|t| media_type_eq(t, TXN_TYP))
+        })
+    }
+
+    async fn verify(
+        &self,
+        presented: Presented<'_>,
+        ctx: &VerifyContext<'_>,
+    ) -> Result<Verified, Rejection> {
+        let typ = TypRule {
+            explicit: &[TXN_TYP],
+            untyped_ok: false,
+        };
+        let claims = self.jws.verify(presented.jws?, typ, ctx).await?.claims;
+        // We minted it: our issuer, our trust domain.
+        if claims.required_str("iss")? != self.jws.issuer {
+            return Err(Rejection::UntrustedIssuer);
+        }
+        if !audience_contains(claims.get("aud"), &self.trust_domain)? {
+            return Err(Rejection::WrongAudience);
+        }
+        for name in ["txn", "sub", "scope", "req_wl"] {
+            if claims.required_str(name)?.is_empty() {
+                return Err(Rejection::BadClaim(name));
+            }
+        }
+        for name in ["tctx", "rctx"] {
+            if claims.get(name).is_some_and(|v| !v.is_object()) {
+                return Err(Rejection::BadClaim(name));
+            }
+        }
+        Ok(Verified {
+            claims,
+            trust: self.jws.trust.clone(),
+            kind: KIND,
+            proven_key: None,
+        })
+    }
+
+    fn issuer(&self) -> &str {
+        &self.jws.issuer
+    }
+
+    fn keys(&self) -> Option<&KeyStore> {
+        Some(&self.jws.keys)
+    }
+}
