@@ -20,4 +20,5 @@ mod negative_suite;
 mod profiles_load;
 mod properties;
 mod replay;
+mod txn_tokens;
 mod wimse;

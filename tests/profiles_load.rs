@@ -32,8 +32,8 @@ fn load(profiles: &[(&str, &str)], mappings: &[(&str, &str)]) -> Result<usize, V
         &kinds,
         "example.com",
     )
-        .map(|c| c.profiles.len())
-        .map_err(|e| e.0.iter().map(|p| p.to_string()).collect())
+    .map(|c| c.profiles.len())
+    .map_err(|e| e.0.iter().map(|p| p.to_string()).collect())
 }
 
 const GOOD: &str = "name: good\ncallers: [gateway]\nsubject: {accept: [corp-idp]}\nissue: {kind: access-token, audiences: [x], lifetime: 1m}\n";
@@ -204,7 +204,9 @@ fn the_repository_examples_load_in_development_mode() {
     sts::dev::prepare(&mut settings).unwrap();
     let http = sts::trust::HttpFetcher::new(std::time::Duration::from_secs(1)).unwrap();
     let kinds = sts::token::KindRegistry::builtin();
-    let (_, _, catalog) = sts::app::Snapshot::policy(&settings, &kinds, &http).unwrap();
+    let (_, _, catalog) =
+        sts::app::Snapshot::policy(&settings, &kinds, &http, &sts::trust::OwnKeys::empty())
+            .unwrap();
     assert_eq!(
         catalog.profiles.len(),
         std::fs::read_dir(root.join("profiles")).unwrap().count()

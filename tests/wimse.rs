@@ -62,7 +62,7 @@ fn request_with_access_token(token: &str) -> ExchangeRequest {
         FormParams::parse(body.as_bytes(), 32).unwrap(),
         &sts::config::Limits::default(),
     )
-        .unwrap()
+    .unwrap()
 }
 
 #[actix_web::test]

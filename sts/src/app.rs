@@ -62,6 +62,8 @@ pub struct Snapshot {
     pub catalog: Catalog,
     /// This token endpoint's URL, from configuration (shared by every request's facts).
     pub endpoint: Arc<str>,
+    /// Our trust domain (`trust_domain`, else the issuer's host).
+    pub trust_domain: Arc<str>,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -86,6 +88,7 @@ impl Snapshot {
         let endpoint = Arc::from(settings.token_endpoint());
         Ok(Self {
             endpoint,
+            trust_domain: Arc::from(settings.trust_domain()),
             settings,
             signer,
             trust,
@@ -110,7 +113,13 @@ impl Snapshot {
         };
         let trust = TrustRegistry::build(&settings.trust, kinds, &env)?;
         let clients = ClientRegistry::from_settings(settings, http).map_err(StartError::Other)?;
-        let catalog = profile::load(&settings.profiles, &settings.mappings, &trust, kinds, &trust_domain)?;
+        let catalog = profile::load(
+            &settings.profiles,
+            &settings.mappings,
+            &trust,
+            kinds,
+            &trust_domain,
+        )?;
         Ok((trust, clients, catalog))
     }
 
@@ -136,6 +145,7 @@ impl Snapshot {
         let (trust, clients, catalog) = Self::policy(&settings, kinds, &http, &own)?;
         Ok(Self {
             endpoint: Arc::from(settings.token_endpoint()),
+            trust_domain: Arc::from(settings.trust_domain()),
             signer,
             settings,
             trust,

@@ -153,8 +153,8 @@ pub async fn explain(snap: &Snapshot, req: Request) -> Explanation {
         ex.outcome = Outcome::refused(&OAuthError::invalid_client("client authentication failed"));
     }
     let limits = &snap.settings.limits;
-    let parsed = form_of(&req, limits.max_params)
-        .and_then(|f| ExchangeRequest::from_params(f, limits));
+    let parsed =
+        form_of(&req, limits.max_params).and_then(|f| ExchangeRequest::from_params(f, limits));
     let request = match parsed {
         Ok(r) => r,
         Err(e) => {

@@ -643,9 +643,12 @@ pub fn decode_issued(
     check_exp: bool,
 ) -> Value {
     let header = jsonwebtoken::decode_header(token).unwrap();
-    // The explicit types we issue: RFC 9068 access tokens and WIMSE WITs.
+    // The explicit types we issue: RFC 9068 access tokens, WIMSE WITs, Txn-Tokens.
     assert!(
-        matches!(header.typ.as_deref(), Some("at+jwt" | "wit+jwt")),
+        matches!(
+            header.typ.as_deref(),
+            Some("at+jwt" | "wit+jwt" | "txntoken+jwt")
+        ),
         "{:?}",
         header.typ
     );

@@ -138,7 +138,10 @@ impl Default for GatewaySettings {
             default_scope: String::new(),
             subject_token_type: "urn:ietf:params:oauth:token-type:access_token".into(),
             context_headers: headers(&[("req_ip", "x-real-ip")]),
-            details_headers: headers(&[("method", "x-original-method"), ("path", "x-original-uri")]),
+            details_headers: headers(&[
+                ("method", "x-original-method"),
+                ("path", "x-original-uri"),
+            ]),
         }
     }
 }
@@ -169,7 +172,10 @@ impl GatewaySettings {
             if h.is_empty() || !h.chars().all(token_char) {
                 out.push((key, "must be an HTTP header name".into()));
             } else if h.eq_ignore_ascii_case("authorization") {
-                out.push((key, "must not be Authorization (it carries the user's token)".into()));
+                out.push((
+                    key,
+                    "must not be Authorization (it carries the user's token)".into(),
+                ));
             }
         }
         out
@@ -658,7 +664,9 @@ impl Settings {
         for (key, m) in self.gateway.problems() {
             bad(&format!("gateway.{key}"), m);
         }
-        if self.limits.max_context_bytes == 0 || self.limits.max_context_bytes > self.limits.max_body_bytes {
+        if self.limits.max_context_bytes == 0
+            || self.limits.max_context_bytes > self.limits.max_body_bytes
+        {
             bad(
                 "limits.max_context_bytes",
                 "between 1 and max_body_bytes".into(),
@@ -705,8 +713,7 @@ impl Settings {
 /// and `_`, at most 255 bytes.
 fn is_trust_domain(s: &str) -> bool {
     s.len() <= 255
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b))
 }
 

@@ -17,7 +17,9 @@ use serde::Serialize;
 use serde_json::json;
 
 pub use grant::{GRANT_TYPES, Grant, TOKEN_EXCHANGE};
-pub use request::{ExchangeRequest, FormParams, TypedToken, decode_component, parse_basic};
+pub use request::{
+    ExchangeRequest, FormParams, TypedToken, check_scope, decode_component, parse_basic,
+};
 pub use subject_cache::SubjectCache;
 
 use std::sync::Arc;
@@ -140,7 +142,7 @@ pub async fn token_exchange<'s>(
     // Step 4: subject and actor, each against the trust sources the profile names for it.
     let ctx = VerifyContext {
         exchange: Some(req),
-        caller: None,
+        caller: Some(caller),
         ..ctx
     };
     let subject = verify_subject(subjects, &req.subject, &profile.subject_sources, &ctx).await?;
@@ -497,10 +499,10 @@ fn expiry(
             }
         };
         if input_exp <= now {
-            return Err(OAuthError::invalid_request(format!(
-                "{which} rejected: token is expired"
-            ))
-            .about_input(which));
+            return Err(
+                OAuthError::invalid_request(format!("{which} rejected: token is expired"))
+                    .about_input(which),
+            );
         }
         if !profile.may_outlive_subject {
             exp = exp.min(input_exp);

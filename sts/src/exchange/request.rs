@@ -293,7 +293,7 @@ fn check_resource(r: &str) -> Result<(), OAuthError> {
 }
 
 /// RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ), separated by single spaces.
-fn check_scope(s: &str) -> Result<(), OAuthError> {
+pub fn check_scope(s: &str) -> Result<(), OAuthError> {
     let token_ok = |t: &str| {
         !t.is_empty()
             && t.bytes()

@@ -113,7 +113,11 @@ impl SubjectCache {
         let Some(entries) = &self.entries else {
             return;
         };
-        let Some(exp) = verified.claims.get("exp").and_then(serde_json::Value::as_i64) else {
+        let Some(exp) = verified
+            .claims
+            .get("exp")
+            .and_then(serde_json::Value::as_i64)
+        else {
             return;
         };
         if exp <= now || !source.verifier.cacheable() {

@@ -75,7 +75,7 @@ impl ResponseError for ApiError {
 }
 
 /// RFC 6749 §5.2: `error_description` uses %x20-21 / %x23-5B / %x5D-7E only.
-fn safe_text(s: &str) -> String {
+pub(super) fn safe_text(s: &str) -> String {
     s.chars()
         .map(|c| match c {
             ' ' | '!' | '#'..='[' | ']'..='~' => c,

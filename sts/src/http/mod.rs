@@ -5,6 +5,7 @@
 //! they make no policy decisions of their own.
 
 mod error;
+mod gateway;
 mod meta;
 mod token;
 
@@ -19,6 +20,10 @@ use crate::app::AppState;
 /// Registers every route; `main` and the tests use this same function.
 pub fn configure(state: Arc<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg: &mut web::ServiceConfig| {
+        let gateway = state.snapshot().settings.gateway.path.clone();
+        if !gateway.is_empty() {
+            cfg.route(&gateway, web::route().to(gateway::txn_token));
+        }
         cfg.app_data(web::Data::from(state))
             .service(
                 web::resource("/token")

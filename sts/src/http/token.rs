@@ -97,7 +97,11 @@ async fn typed_request(
 /// forwarded headers), and only the headers a registered kind declares.
 /// A declared header whose value is not visible ASCII is refused, never repaired: a stand-in
 /// value could match a hash.
-fn facts(req: &HttpRequest, state: &AppState, snap: &Snapshot) -> Result<RequestFacts, ApiError> {
+pub(super) fn facts(
+    req: &HttpRequest,
+    state: &AppState,
+    snap: &Snapshot,
+) -> Result<RequestFacts, ApiError> {
     // One pass over the request's few headers, comparing names with the declared ones (no
     // map lookups per declared name: most requests carry none of them).
     let declared = state.kinds.headers();

@@ -20,6 +20,17 @@ pub fn decide(
     vars: &Variables,
 ) -> Result<Option<String>, OAuthError> {
     let subject_scope = subject.str_claim("scope").ok().flatten().unwrap_or("");
+    decide_within(profile, subject_scope, req, vars)
+}
+
+/// [`decide`] against a held scope that a trusted source other than the subject token states
+/// (e.g. a profile's `subject_scope` for ID tokens, which carry none).
+pub fn decide_within(
+    profile: &Profile,
+    subject_scope: &str,
+    req: &ExchangeRequest,
+    vars: &Variables,
+) -> Result<Option<String>, OAuthError> {
     let held: Vec<&str> = subject_scope.split(' ').filter(|s| !s.is_empty()).collect();
     let requested = req.scope_tokens();
     if let Some(r) = &requested

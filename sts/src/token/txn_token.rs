@@ -56,6 +56,11 @@ struct Options {
     /// How many times one transaction's token may be replaced.
     #[serde(default = "default_max_replacements")]
     max_replacements: usize,
+    /// The scope a subject token without a `scope` claim (an ID token, an unsigned subject)
+    /// is deemed to hold: the admin is the trusted source the draft allows (§7.2 step 5).
+    /// Absent: such subjects are refused.
+    #[serde(default)]
+    subject_scope: Option<String>,
 }
 
 fn default_chain_claim() -> String {
@@ -71,6 +76,7 @@ impl Default for Options {
             chain_claim: default_chain_claim(),
             max_extension: Duration::ZERO,
             max_replacements: default_max_replacements(),
+            subject_scope: None,
         }
     }
 }
@@ -159,6 +165,12 @@ impl Minter for TxnTokenMinter {
                     .to_owned(),
             );
         }
+        if let Some(s) = &options.subject_scope
+            && (s.trim().is_empty() || crate::exchange::check_scope(s).is_err())
+        {
+            problems
+                .push("options.subject_scope: a space-separated list of scope values".to_owned());
+        }
         if options.max_extension > MAX_LIFETIME {
             problems.push("options.max_extension: at most 10m".to_owned());
         }
@@ -187,14 +199,23 @@ impl Minter for TxnTokenMinter {
 
     async fn prepare(&self, req: MintRequest<'_>) -> Result<Draft, OAuthError> {
         let subject = &req.subject.claims;
-        // Draft §4.4 step 5: the subject's scope must be known; never "unconstrained".
-        if !matches!(subject.get("scope"), Some(Value::String(s)) if !s.trim().is_empty()) {
-            return Err(OAuthError::invalid_request(
-                "the subject_token's scope cannot be determined, so no Txn-Token scope can be granted",
-            ));
-        }
-        let scope = scope::decide(req.profile, subject, req.request, req.vars)?
-            .ok_or_else(|| OAuthError::invalid_scope("none of the requested scope can be granted"))?;
+        // Draft §4.4 step 5: the subject's scope must be known — from the token, or from the
+        // profile for tokens that carry none — and is never taken as unconstrained.
+        let held = match subject.get("scope") {
+            Some(Value::String(s)) if !s.trim().is_empty() => s.as_str(),
+            None if self.options.subject_scope.is_some() => {
+                self.options.subject_scope.as_deref().unwrap_or_default()
+            }
+            _ => {
+                return Err(OAuthError::invalid_request(
+                    "the subject_token's scope cannot be determined, so no Txn-Token scope can be granted",
+                ));
+            }
+        };
+        let scope =
+            scope::decide_within(req.profile, held, req.request, req.vars)?.ok_or_else(|| {
+                OAuthError::invalid_scope("none of the requested scope can be granted")
+            })?;
         let mut mapped = req.claims;
         let replaced = (req.subject.kind == KIND).then_some(subject);
         let mut claims = Map::new();
@@ -265,15 +286,23 @@ impl TxnTokenMinter {
             .flatten()
             .ok_or_else(|| bad("the Txn-Token to replace has no sub"))?;
         if mapped_sub(mapped).is_some_and(|s| s != sub) {
-            return Err(bad("a replacement Txn-Token keeps the sub of the one it replaces"));
+            return Err(bad(
+                "a replacement Txn-Token keeps the sub of the one it replaces",
+            ));
         }
         if !same_audience(input.get("aud"), &common.audience) {
-            return Err(bad("a replacement Txn-Token keeps the aud of the one it replaces"));
+            return Err(bad(
+                "a replacement Txn-Token keeps the aud of the one it replaces",
+            ));
         }
         let mut chain: Vec<Value> = match input.get(&self.options.chain_claim) {
             None => Vec::new(),
             Some(Value::Array(a)) if a.iter().all(Value::is_string) => a.clone(),
-            Some(_) => return Err(bad("the Txn-Token to replace has a malformed requester chain")),
+            Some(_) => {
+                return Err(bad(
+                    "the Txn-Token to replace has a malformed requester chain",
+                ));
+            }
         };
         let previous = input
             .str_claim("req_wl")
@@ -282,16 +311,14 @@ impl TxnTokenMinter {
             .ok_or_else(|| bad("the Txn-Token to replace has no req_wl"))?;
         chain.push(previous.into());
         if chain.len() > self.options.max_replacements {
-            return Err(bad("this transaction's Txn-Token has been replaced too many times"));
+            return Err(bad(
+                "this transaction's Txn-Token has been replaced too many times",
+            ));
         }
         claims.insert(self.options.chain_claim.clone(), Value::Array(chain));
         let input_exp = input.time_claim("exp").ok().flatten().unwrap_or(0);
         let limit = input_exp.saturating_add(self.options.max_extension.as_secs() as i64);
-        Ok((
-            txn.to_owned(),
-            sub.to_owned(),
-            common.expires_at.min(limit),
-        ))
+        Ok((txn.to_owned(), sub.to_owned(), common.expires_at.min(limit)))
     }
 }
 
@@ -368,13 +395,18 @@ fn refuse_copied_token(
         match v {
             Value::String(s) => s.contains(token),
             Value::Array(a) => a.iter().any(|v| carries(v, token)),
-            Value::Object(o) => o.iter().any(|(k, v)| k.contains(token) || carries(v, token)),
+            Value::Object(o) => o
+                .iter()
+                .any(|(k, v)| k.contains(token) || carries(v, token)),
             _ => false,
         }
     }
     let token = token.expose();
     for ctx in contexts.into_iter().flatten() {
-        if ctx.iter().any(|(k, v)| k.contains(token) || carries(v, token)) {
+        if ctx
+            .iter()
+            .any(|(k, v)| k.contains(token) || carries(v, token))
+        {
             return Err(OAuthError::invalid_request(
                 "the request context must not carry the subject_token",
             ));
@@ -402,16 +434,28 @@ fn new_txn() -> Result<String, OAuthError> {
 
 /// The Txn-Token must carry every REQUIRED claim (draft §4.2) before it leaves.
 fn self_check(c: &Claims) -> Result<(), OAuthError> {
-    let text = |n: &str| c.get(n).and_then(Value::as_str).is_some_and(|s| !s.is_empty());
+    let text = |n: &str| {
+        c.get(n)
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.is_empty())
+    };
     let (Some(iat), Some(exp)) = (
         c.get("iat").and_then(Value::as_i64),
         c.get("exp").and_then(Value::as_i64),
     ) else {
-        return Err(OAuthError::server_error("issued token failed its self-check"));
+        return Err(OAuthError::server_error(
+            "issued token failed its self-check",
+        ));
     };
     let lifetime_ok = exp > iat && exp - iat <= MAX_LIFETIME.as_secs() as i64;
-    if !lifetime_ok || !["aud", "txn", "sub", "scope", "req_wl"].iter().all(|n| text(n)) {
-        return Err(OAuthError::server_error("issued token failed its self-check"));
+    if !lifetime_ok
+        || !["aud", "txn", "sub", "scope", "req_wl"]
+            .iter()
+            .all(|n| text(n))
+    {
+        return Err(OAuthError::server_error(
+            "issued token failed its self-check",
+        ));
     }
     Ok(())
 }
@@ -493,7 +537,10 @@ struct TxnTokenVerifier {
 impl Verifier for TxnTokenVerifier {
     fn recognizes(&self, presented: &Presented<'_>) -> bool {
         presented.jws.as_ref().is_ok_and(|j| {
-            j.header.typ.as_deref().is_some_and(|t| media_type_eq(t, TXN_TYP))
+            j.header
+                .typ
+                .as_deref()
+                .is_some_and(|t| media_type_eq(t, TXN_TYP))
         })
     }
 

@@ -71,7 +71,9 @@ impl InputKind for UnsignedJsonKind {
             .callers
             .iter()
             .enumerate()
-            .map(|(i, c)| CallerPattern::parse(c).map_err(|m| entry.error(&format!("callers[{i}]"), m)))
+            .map(|(i, c)| {
+                CallerPattern::parse(c).map_err(|m| entry.error(&format!("callers[{i}]"), m))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         if b.lifetime < Duration::from_secs(1) || b.lifetime > Duration::from_secs(600) {
             return Err(entry.error("lifetime", "between 1s and 10m"));
