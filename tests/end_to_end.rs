@@ -13,9 +13,9 @@ use crate::support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sts");
 
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    base: String,
+    pub(crate) base: String,
 }
 
 impl Drop for Server {
@@ -37,7 +37,7 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -72,7 +72,7 @@ fn command(dir: &Path, port: u16, log: &str, args: &[&str]) -> Command {
     c
 }
 
-async fn start(dir: &Path, port: u16, log: &str) -> Server {
+pub(crate) async fn start(dir: &Path, port: u16, log: &str) -> Server {
     // Wrapped at once so every path (including the panic below) kills and waits for it.
     let server = Server {
         child: command(dir, port, log, &["serve"]).spawn().unwrap(),
@@ -92,7 +92,7 @@ async fn start(dir: &Path, port: u16, log: &str) -> Server {
 }
 
 /// Runs a CLI helper and returns its standard output (its logs go to the scanned files too).
-fn cli(dir: &Path, port: u16, log: &str, args: &[&str]) -> String {
+pub(crate) fn cli(dir: &Path, port: u16, log: &str, args: &[&str]) -> String {
     let mut c = Command::new(BIN);
     c.args(args).envs(env_for(dir, port)).current_dir(dir);
     let out = c.output().unwrap();
@@ -138,13 +138,13 @@ async fn exchange(
 }
 
 /// A token from the development IdP, via `sts token dev-subject ARGS`.
-fn dev_token(dir: &Path, port: u16, log: &str, args: &[&str]) -> String {
+pub(crate) fn dev_token(dir: &Path, port: u16, log: &str, args: &[&str]) -> String {
     let mut all = vec!["token", "dev-subject"];
     all.extend_from_slice(args);
     cli(dir, port, log, &all).trim().to_owned()
 }
 
-async fn get_json(http: &reqwest::Client, url: &str) -> Value {
+pub(crate) async fn get_json(http: &reqwest::Client, url: &str) -> Value {
     http.get(url).send().await.unwrap().json().await.unwrap()
 }
 

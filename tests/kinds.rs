@@ -843,3 +843,46 @@ async fn one_introspection_entry_per_list() {
         "{err}"
     );
 }
+
+#[actix_web::test]
+async fn opaque_access_tokens_become_txn_tokens_and_inactive_ones_never_do() {
+    let h = Harness::new().await;
+    let srv = start_introspector();
+    write_files(
+        &h.dir.path().join("profiles"),
+        &[(
+            "opaque-txn.yaml",
+            "name: opaque-txn\ncallers: [gateway]\nsubject: {accept: [corp-introspect]}\n\
+             issue: {kind: txn-token, audiences: [sts.test], lifetime: 1m}\n",
+        )],
+    );
+    let config = introspection_config(&h, &srv.base, "cache_max: 5m, timeout: 500ms");
+    let app = rebuild(config, h.clock.clone()).await;
+    let txn = |token: &str| {
+        Form::exchange(token)
+            .set(
+                "requested_token_type",
+                "urn:ietf:params:oauth:token-type:txn_token",
+            )
+            .set("audience", "sts.test")
+            .set("scope", "orders:read")
+    };
+    let r = post(&app, &txn("opaque-active")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json["token_type"], "N_A");
+    let jwks = get(&app, "/jwks").await.json;
+    let c = decode_issued(
+        r.json["access_token"].as_str().unwrap(),
+        &jwks,
+        STS_ISSUER,
+        Some("sts.test"),
+        false,
+    );
+    assert_eq!(c["sub"], "alice");
+    assert_eq!(c["scope"], "orders:read");
+    let d = post(&app, &txn("opaque-inactive"))
+        .await
+        .expect_error(400, "invalid_request");
+    assert_eq!(d, "subject_token rejected: token is not active");
+    assert_eq!(srv.calls("opaque-inactive"), 1);
+}

@@ -13,6 +13,7 @@ mod errors;
 mod exchange;
 mod explain;
 mod fuzz_seeds;
+mod gateway_nginx;
 mod key_sources;
 mod kinds;
 mod leaks;

@@ -4,9 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The replay tests start their own redis-server on a free loopback port.
-if ! command -v redis-server >/dev/null; then
-  apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
+# The replay tests start their own redis-server on a free loopback port; the gateway test
+# starts its own nginx (Debian package) on a free loopback port.
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+[ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 cargo fmt --all -- --check

@@ -991,3 +991,129 @@ async fn a_request_signed_with_the_wit_key_proves_possession() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Txn-Token draft: a `self_signed` subject, verified with the key the WIT-authenticated caller
+// proved in the same request.
+
+const SELF_SIGNED: &str = "urn:ietf:params:oauth:token-type:self_signed";
+const TXN_TYPE: &str = "urn:ietf:params:oauth:token-type:txn_token";
+
+#[actix_web::test]
+async fn a_self_signed_subject_verifies_only_with_the_callers_proven_key() {
+    let m = Mesh::new().await;
+    write_files(
+        &m.h.dir.path().join("profiles"),
+        &[(
+            "self-txn.yaml",
+            "name: self-txn\ncallers: [\"wimse://example.com/service/*\", gateway]\n\
+             subject: {accept: [own-claims]}\n\
+             issue: {kind: txn-token, audiences: [example.com], lifetime: 1m}\n",
+        )],
+    );
+    let entry = format!(
+        "{{name: mesh-wit, kind: wit, trust_domain: example.com, client_authentication: true, jwks: {{file: {}/wit-issuer.json}}}}\n  - {{name: own-claims, kind: self-signed}}",
+        m.h.dir.path().display()
+    );
+    let config = config_with_entry(&m.h, &entry, ("empty.yaml", "# none\n"))
+        .replace("profiles:", "trust_domain: example.com\nprofiles:");
+    std::fs::remove_file(m.h.dir.path().join("profiles/empty.yaml")).unwrap();
+    let app = rebuild(config, m.h.clock.clone()).await;
+    let caller = "wimse://example.com/service/payments";
+    let claims = |overrides: Value| {
+        let mut c = json!({"iss": caller, "sub": "user-42", "aud": STS_ISSUER, "iat": NOW - 5,
+                           "exp": NOW + 60, "scope": "orders:read orders:write"});
+        merge(&mut c, overrides);
+        c
+    };
+    let signed = |c: &Value| {
+        m.workload
+            .sign_with(json!({"alg": "EdDSA", "typ": "JWT"}), c)
+    };
+    let request = |subject: &str| {
+        let wit = m.wit(json!({}));
+        let wpt = m.wpt(&wit, json!({"ath": null}));
+        Form::exchange(subject)
+            .no_auth()
+            .without("subject_token_type")
+            .set("subject_token_type", SELF_SIGNED)
+            .set("requested_token_type", TXN_TYPE)
+            .set("audience", "example.com")
+            .set("scope", "orders:read")
+            .header("Workload-Identity-Token", &wit)
+            .header("Workload-Proof-Token", &wpt)
+    };
+    let r = post(&app, &request(&signed(&claims(json!({}))))).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let token = r.json["access_token"].as_str().unwrap();
+    let c = decode_issued(
+        token,
+        &jwks_of(&app).await,
+        STS_ISSUER,
+        Some("example.com"),
+        false,
+    );
+    assert_eq!(c["sub"], "user-42");
+    assert_eq!(c["req_wl"], caller);
+    // Signed by another key, issued by someone else, for another audience, too old, expired.
+    let other = Idp::new("x", "other", "EdDSA");
+    for (subject, want) in [
+        (
+            other.sign_with(json!({"alg": "EdDSA"}), &claims(json!({}))),
+            "token signature is invalid",
+        ),
+        (
+            signed(&claims(json!({"iss": "wimse://example.com/service/other"}))),
+            "a self_signed token's iss must be the authenticated caller",
+        ),
+        (
+            signed(&claims(json!({"aud": "https://elsewhere.test"}))),
+            "token audience does not include this service",
+        ),
+        (
+            signed(&claims(json!({"iat": NOW - 3600}))),
+            "the self_signed token is too old (iat)",
+        ),
+        (
+            signed(&claims(json!({"exp": NOW - 3600}))),
+            "token is expired",
+        ),
+        (
+            signed(&claims(json!({"exp": null}))),
+            "token lacks a required claim: exp",
+        ),
+        (
+            m.workload
+                .sign_with(json!({"alg": "EdDSA", "typ": "at+jwt"}), &claims(json!({}))),
+            "token type (typ) is not accepted",
+        ),
+    ] {
+        let d = post(&app, &request(&subject))
+            .await
+            .expect_error(400, "invalid_request");
+        assert_eq!(d, format!("subject_token rejected: {want}"));
+    }
+    // A caller that proved no key (a client secret) cannot present one at all.
+    let form = Form::exchange(&signed(&claims(json!({"iss": "gateway"}))))
+        .without("subject_token_type")
+        .set("subject_token_type", SELF_SIGNED)
+        .set("requested_token_type", TXN_TYPE)
+        .set("audience", "example.com")
+        .set("scope", "orders:read");
+    let d = post(&app, &form).await.expect_error(400, "invalid_request");
+    assert_eq!(
+        d,
+        "subject_token rejected: a self_signed token is accepted only from a caller that proved a key in this request"
+    );
+}
+
+async fn jwks_of<S>(app: &S) -> Value
+where
+    S: actix_web::dev::Service<
+            actix_http::Request,
+            Response = actix_web::dev::ServiceResponse,
+            Error = actix_web::Error,
+        >,
+{
+    get(app, "/jwks").await.json
+}

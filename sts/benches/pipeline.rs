@@ -98,14 +98,17 @@ fn body(token: &str) -> String {
 
 /// One full exchange in process: form parsing to signed response.
 fn run_exchange(f: &Fixture, caller: &Caller, body: &str) -> sts::exchange::TokenResponse {
-    let req = ExchangeRequest::from_params(FormParams::parse(body.as_bytes(), 32).unwrap(), 16384)
-        .unwrap();
+    let limits = sts::config::Limits::default();
+    let req =
+        ExchangeRequest::from_params(FormParams::parse(body.as_bytes(), 32).unwrap(), &limits)
+            .unwrap();
     let snap = f.state.snapshot();
     let facts = sts::token::RequestFacts::post(&snap.endpoint);
     let ctx =
         sts::exchange::verify_context(&snap, &facts, f.state.replay.as_ref(), SystemClock.now());
     f.rt.block_on(sts::exchange::token_exchange(
         &snap,
+        &f.state.subjects,
         caller,
         &req,
         ctx,
@@ -156,7 +159,7 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             ExchangeRequest::from_params(
                 FormParams::parse(black_box(body.as_bytes()), 32).unwrap(),
-                16384,
+                &sts::config::Limits::default(),
             )
             .unwrap()
         })

@@ -44,7 +44,7 @@ const SIGNATURE_HEADERS: [&str; 5] = [
     "authorization",
 ];
 const TXN_HEADER: &str = "txn-token";
-const TXN_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:txn_token";
+const TXN_TOKEN_TYPE: &str = types::TXN_TOKEN;
 /// WIT-SVID (SPIFFE WIT-SVID.md): the nine RS/ES/PS algorithms, of which these are supported.
 const SVID_ALGS: [Alg; 8] = [
     Alg::RS256,
