@@ -6,8 +6,17 @@
 //! expression and a mapping; `--profile plain` for audience and lifetime only), N request bodies
 //! each carrying a distinct ES256 subject token, and the wrk Lua script that sends them in order.
 //!
+//! `--profile txn` prepares Txn-Token requests at ingress instead (ES256 access token in, ES256
+//! Txn-Token out) and also writes `gateway.lua`, which sends the same tokens as
+//! `Authorization: Bearer` to a gateway. `--tokens N --zipf S` draws the requests from N live
+//! user tokens with Zipf-distributed reuse (rank k has weight 1/k^S) instead of one per request.
+//!
 //! `sts-bench floor` times raw aws-lc-rs ES256 verify and sign on the current core, so a load
 //! test run on this noisy VM can be set against the floor measured minutes apart.
+//!
+//! `sts-bench rate` sends the prepared requests open-loop at a fixed rate over keep-alive
+//! connections and prints latency percentiles measured from each request's scheduled time (so
+//! a stalled server is not hidden by a waiting client).
 //! It is a tool, not part of the service.
 
 use std::fs;
@@ -46,9 +55,33 @@ enum Cmd {
         /// Signing algorithm of the issued tokens (ES256, EdDSA, RS256).
         #[arg(long, default_value = "ES256")]
         alg: String,
-        /// `mapped`: CEL condition, scope expression and claim mapping; `plain`: none of them.
+        /// `mapped`: CEL condition, scope expression and claim mapping; `plain`: none of them;
+        /// `txn`: Txn-Tokens at ingress (condition, mapping with tctx/rctx).
         #[arg(long, default_value = "mapped")]
         profile: String,
+        /// Live user tokens the requests are drawn from (0: a distinct token per request).
+        #[arg(long, default_value_t = 0)]
+        tokens: usize,
+        /// Zipf exponent of token reuse when --tokens is set.
+        #[arg(long, default_value_t = 1.1)]
+        zipf: f64,
+    },
+    /// Send the prepared requests open-loop at --rate per second for --seconds and print
+    /// latency percentiles.
+    Rate {
+        #[arg(long)]
+        dir: PathBuf,
+        /// `token`: POST the bodies to /token; `gateway`: GET with each token as Bearer.
+        #[arg(long, default_value = "token")]
+        mode: String,
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        rate: f64,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
     },
     /// Time raw ES256 verify and sign (aws-lc-rs, pre-parsed keys) for --seconds; print the
     /// floor in exchanges/s (one verify plus one sign each).
@@ -69,8 +102,18 @@ fn main() -> Result<(), String> {
             count,
             alg,
             profile,
-        } => prepare(dir, port, count, &alg, &profile),
+            tokens,
+            zipf,
+        } => prepare(dir, port, count, &alg, &profile, Reuse { tokens, zipf }),
         Cmd::Floor { seconds } => floor(seconds),
+        Cmd::Rate {
+            dir,
+            mode,
+            url,
+            rate,
+            seconds,
+            connections,
+        } => open_loop(&dir, &mode, &url, rate, seconds, connections),
     }
 }
 
@@ -83,6 +126,11 @@ const MAPPED_PROFILE: &str = "name: bench\ncallers: [gateway]\nsubject: {accept:
      \x20 claims: bench-claims\n";
 const MAPPED_CLAIMS: &str = "name: bench-claims\nclaims:\n  email: \"has(subject.email) ? subject.email : null\"\n\
      \x20 origin:\n    issuer: subject.iss\n    client: subject.client_id\n";
+const TXN_PROFILE: &str = "name: bench\ncallers: [gateway]\nsubject: {accept: [corp-idp]}\n\
+     when: \"'orders:read' in subject.scope.split(' ')\"\n\
+     issue:\n  kind: txn-token\n  audiences: [bench.example]\n  lifetime: 2m\n  claims: bench-claims\n";
+const TXN_CLAIMS: &str = "name: bench-claims\nclaims:\n  sub: subject.sub\n\
+     \x20 tctx: request.request_details\n  rctx: request.request_context\n";
 const PLAIN_PROFILE: &str = "name: bench\ncallers: [gateway]\nsubject: {accept: [corp-idp]}\n\
      issue:\n  kind: access-token\n  audiences: [orders-api]\n  lifetime: 5m\n";
 
@@ -122,13 +170,30 @@ fn floor(seconds: f64) -> Result<(), String> {
     Ok(())
 }
 
-fn prepare(dir: PathBuf, port: u16, count: usize, alg: &str, profile: &str) -> Result<(), String> {
+/// How requests reuse user tokens.
+#[derive(Clone, Copy)]
+struct Reuse {
+    /// Live tokens (0: one per request).
+    tokens: usize,
+    zipf: f64,
+}
+
+fn prepare(
+    dir: PathBuf,
+    port: u16,
+    count: usize,
+    alg: &str,
+    profile: &str,
+    reuse: Reuse,
+) -> Result<(), String> {
     let alg: Alg = alg.parse().map_err(|()| format!("unsupported alg {alg}"))?;
     let (profile_yaml, mapping_yaml) = match profile {
         "mapped" => (MAPPED_PROFILE, Some(MAPPED_CLAIMS)),
         "plain" => (PLAIN_PROFILE, None),
-        other => return Err(format!("unknown profile {other} (mapped or plain)")),
+        "txn" => (TXN_PROFILE, Some(TXN_CLAIMS)),
+        other => return Err(format!("unknown profile {other} (mapped, plain or txn)")),
     };
+    let txn = profile == "txn";
     let io = |e: std::io::Error| e.to_string();
     fs::create_dir_all(dir.join("profiles")).map_err(io)?;
     fs::create_dir_all(dir.join("mappings")).map_err(io)?;
@@ -146,7 +211,7 @@ fn prepare(dir: PathBuf, port: u16, count: usize, alg: &str, profile: &str) -> R
     fs::write(
         dir.join("sts.yaml"),
         format!(
-            "issuer: {issuer}\nlisten: 127.0.0.1:{port}\nworkers: 1\nkeys: {{dir: {d}/keys, alg: {alg}}}\n\
+            "issuer: {issuer}\nlisten: 127.0.0.1:{port}\nworkers: 1\ntrust_domain: bench.example\nkeys: {{dir: {d}/keys, alg: {alg}}}\n\
              profiles: {d}/profiles\nmappings: {d}/mappings\ntrust:\n  - {{name: corp-idp, kind: oauth-jwt, \
              issuer: \"https://idp.bench\", algorithms: [ES256], jwks: {{file: {d}/idp-jwks.json}}}}\n\
              clients:\n  - {{id: gateway, secret_hash: \"{hash}\"}}\n"
@@ -165,33 +230,67 @@ fn prepare(dir: PathBuf, port: u16, count: usize, alg: &str, profile: &str) -> R
         .duration_since(UNIX_EPOCH)
         .map_err(|e| e.to_string())?
         .as_secs() as i64;
+    let distinct = if reuse.tokens == 0 {
+        count
+    } else {
+        reuse.tokens
+    };
+    let tokens: Vec<String> = (0..distinct)
+        .map(|i| {
+            let claims = serde_json::json!({
+                "iss": "https://idp.bench", "sub": format!("user-{i}"), "aud": issuer,
+                "client_id": "web-app", "scope": "orders:read orders:write profile",
+                "email": format!("user-{i}@example.com"), "iat": now, "exp": now + 3600,
+                "jti": format!("bench-{i}"),
+            });
+            let serde_json::Value::Object(claims) = claims else {
+                unreachable!()
+            };
+            idp.sign_jws("at+jwt", &claims).map_err(|e| e.to_string())
+        })
+        .collect::<Result<_, _>>()?;
+    let order: Vec<usize> = if reuse.tokens == 0 {
+        (0..count).collect()
+    } else {
+        zipf_draws(reuse.tokens, reuse.zipf, count)
+    };
     let mut bodies = BufWriter::new(fs::File::create(dir.join("bodies.txt")).map_err(io)?);
-    for i in 0..count {
-        let claims = serde_json::json!({
-            "iss": "https://idp.bench", "sub": format!("user-{i}"), "aud": issuer,
-            "client_id": "web-app", "scope": "orders:read orders:write profile",
-            "email": format!("user-{i}@example.com"), "iat": now, "exp": now + 3600,
-            "jti": format!("bench-{i}"),
-        });
-        let serde_json::Value::Object(claims) = claims else {
-            unreachable!()
-        };
-        let token = idp.sign_jws("at+jwt", &claims).map_err(|e| e.to_string())?;
-        let body = form_urlencoded::Serializer::new(String::new())
-            .append_pair(
-                "grant_type",
-                "urn:ietf:params:oauth:grant-type:token-exchange",
+    let mut bearer = BufWriter::new(fs::File::create(dir.join("tokens.txt")).map_err(io)?);
+    for (n, &i) in order.iter().enumerate() {
+        let token = &tokens[i];
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        form.append_pair(
+            "grant_type",
+            "urn:ietf:params:oauth:grant-type:token-exchange",
+        )
+        .append_pair("subject_token", token)
+        .append_pair(
+            "subject_token_type",
+            "urn:ietf:params:oauth:token-type:access_token",
+        );
+        if txn {
+            form.append_pair(
+                "requested_token_type",
+                "urn:ietf:params:oauth:token-type:txn_token",
             )
-            .append_pair("subject_token", &token)
+            .append_pair("audience", "bench.example")
+            .append_pair("scope", "orders:read")
             .append_pair(
-                "subject_token_type",
-                "urn:ietf:params:oauth:token-type:access_token",
+                "request_context",
+                &format!("{{\"req_ip\":\"192.0.2.{}\"}}", n % 250),
             )
-            .append_pair("audience", "orders-api")
-            .finish();
-        writeln!(bodies, "{body}").map_err(io)?;
+            .append_pair(
+                "request_details",
+                &format!("{{\"action\":\"BUY\",\"order\":\"{n}\"}}"),
+            );
+        } else {
+            form.append_pair("audience", "orders-api");
+        }
+        writeln!(bodies, "{}", form.finish()).map_err(io)?;
+        writeln!(bearer, "{token}").map_err(io)?;
     }
     bodies.flush().map_err(io)?;
+    bearer.flush().map_err(io)?;
 
     let auth = STANDARD.encode(format!("gateway:{CLIENT_SECRET}"));
     fs::write(
@@ -213,6 +312,141 @@ fn prepare(dir: PathBuf, port: u16, count: usize, alg: &str, profile: &str) -> R
         ),
     )
     .map_err(io)?;
-    println!("prepared {count} requests in {d}");
+    fs::write(
+        dir.join("gateway.lua"),
+        format!(
+            "-- Sends each prepared user token once, in order, as a Bearer token to a gateway.\n\
+             local tokens = {{}}\n\
+             for line in io.lines(\"{d}/tokens.txt\") do tokens[#tokens + 1] = line end\n\
+             local i = 0\n\
+             request = function()\n\
+             \x20 i = i + 1\n\
+             \x20 if i > #tokens then i = 1 end\n\
+             \x20 return wrk.format(\"GET\", \"/orders/1\", {{[\"Authorization\"] = \"Bearer \" .. tokens[i]}})\n\
+             end\n"
+        ),
+    )
+    .map_err(io)?;
+    fs::write(dir.join("gateway-basic.txt"), &auth).map_err(io)?;
+    println!("prepared {count} requests over {distinct} user tokens in {d}");
+    Ok(())
+}
+
+/// `count` ranks in 0..n drawn with probability ∝ 1/(rank+1)^s, from a fixed seed (the same
+/// files every time).
+fn zipf_draws(n: usize, s: f64, count: usize) -> Vec<usize> {
+    let mut cdf = Vec::with_capacity(n);
+    let mut total = 0.0;
+    for k in 1..=n {
+        total += 1.0 / (k as f64).powf(s);
+        cdf.push(total);
+    }
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..count)
+        .map(|_| {
+            // xorshift64*: enough for drawing a benchmark's request order.
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            let u = (state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64;
+            cdf.partition_point(|&c| c < u * total).min(n - 1)
+        })
+        .collect()
+}
+
+/// Open-loop load: `connections` workers share `rate` requests per second; request k of
+/// worker w is due at start + (k·connections + w)/rate, and its latency counts from then.
+fn open_loop(
+    dir: &std::path::Path,
+    mode: &str,
+    url: &str,
+    rate: f64,
+    seconds: f64,
+    connections: usize,
+) -> Result<(), String> {
+    use std::time::{Duration, Instant};
+    let file = if mode == "gateway" {
+        "tokens.txt"
+    } else {
+        "bodies.txt"
+    };
+    let lines: Vec<String> = fs::read_to_string(dir.join(file))
+        .map_err(|e| e.to_string())?
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let basic = fs::read_to_string(dir.join("gateway-basic.txt")).map_err(|e| e.to_string())?;
+    let lines = std::sync::Arc::new(lines);
+    let gateway = mode == "gateway";
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(connections)
+        .http1_only()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let total = (rate * seconds) as usize;
+    let (lat, failed) = rt.block_on(async {
+        let start = Instant::now() + Duration::from_millis(100);
+        let mut tasks = Vec::new();
+        for w in 0..connections {
+            let (client, lines, url, basic) =
+                (client.clone(), lines.clone(), url.to_owned(), basic.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut lat = Vec::new();
+                let mut failed = 0usize;
+                let mut k = w;
+                while k < total {
+                    let due = start + Duration::from_secs_f64(k as f64 / rate);
+                    tokio::time::sleep_until(due.into()).await;
+                    let line = &lines[k % lines.len()];
+                    let req = if gateway {
+                        client.get(&url).bearer_auth(line)
+                    } else {
+                        client
+                            .post(&url)
+                            .header("authorization", format!("Basic {basic}"))
+                            .header("content-type", "application/x-www-form-urlencoded")
+                            .body(line.clone())
+                    };
+                    match req.send().await {
+                        Ok(r) if r.status().is_success() => {
+                            let _ = r.bytes().await;
+                            lat.push(due.elapsed().as_micros() as u64);
+                        }
+                        _ => failed += 1,
+                    }
+                    k += connections;
+                }
+                (lat, failed)
+            }));
+        }
+        let mut all = Vec::new();
+        let mut failed = 0;
+        for t in tasks {
+            if let Ok((l, f)) = t.await {
+                all.extend(l);
+                failed += f;
+            }
+        }
+        (all, failed)
+    });
+    let mut lat = lat;
+    lat.sort_unstable();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0) as f64
+            / 1000.0
+    };
+    println!(
+        "open loop {rate:.0}/s for {seconds:.0}s: {} ok, {failed} failed; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        lat.len(),
+        pct(0.50),
+        pct(0.99),
+        lat.last().copied().unwrap_or(0) as f64 / 1000.0
+    );
     Ok(())
 }
