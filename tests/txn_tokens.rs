@@ -677,12 +677,33 @@ where
     for (n, v) in headers {
         req = req.insert_header((*n, *v));
     }
-    let resp = test::call_service(app, req.to_request()).await;
+    // What the service logs while it answers holds none of the credentials sent or issued.
+    use tracing::instrument::WithSubscriber;
+    let logs = crate::support::leaks::LogCapture::default();
+    let resp = test::call_service(app, req.to_request())
+        .with_subscriber(logs.subscriber())
+        .await;
     let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
+    let response_headers = resp.headers().clone();
     let body = test::read_body(resp).await;
+    let mut sent: Vec<String> = headers
+        .iter()
+        .filter(|(n, _)| n.contains("authorization"))
+        .map(|(_, v)| v.split_once(' ').map_or(*v, |(_, t)| t).to_owned())
+        .collect();
+    if let Some(t) = response_headers.get("txn-token") {
+        sent.push(t.to_str().unwrap().to_owned());
+    }
+    logs.assert_free_of(&sent);
+    let text = String::from_utf8_lossy(&body);
+    for s in &sent {
+        assert!(
+            s.len() < 10 || !text.contains(s.as_str()),
+            "the answer echoes a credential"
+        );
+    }
     let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    (status, headers, json)
+    (status, response_headers, json)
 }
 
 fn gateway_basic() -> String {

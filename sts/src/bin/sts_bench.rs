@@ -355,7 +355,10 @@ fn zipf_draws(n: usize, s: f64, count: usize) -> Vec<usize> {
 }
 
 /// Open-loop load: `connections` workers share `rate` requests per second; request k of
-/// worker w is due at start + (k·connections + w)/rate, and its latency counts from then.
+/// worker w is due at start + (k·connections + w)/rate, and its latency counts from then when
+/// its connection was still busy at that time. Each
+/// worker keeps one HTTP/1.1 connection and writes pre-built requests on it, so the sender
+/// costs a few microseconds per request and does not distort what it measures.
 fn open_loop(
     dir: &std::path::Path,
     mode: &str,
@@ -370,53 +373,70 @@ fn open_loop(
     } else {
         "bodies.txt"
     };
-    let lines: Vec<String> = fs::read_to_string(dir.join(file))
+    let basic = fs::read_to_string(dir.join("gateway-basic.txt")).map_err(|e| e.to_string())?;
+    let (addr, path) = url
+        .strip_prefix("http://")
+        .and_then(|rest| rest.split_once('/'))
+        .map(|(a, p)| (a.to_owned(), format!("/{p}")))
+        .ok_or("url must be http://host:port/path")?;
+    // Every request, ready to write.
+    let requests: Vec<Vec<u8>> = fs::read_to_string(dir.join(file))
         .map_err(|e| e.to_string())?
         .lines()
-        .map(str::to_owned)
+        .map(|line| {
+            if mode == "gateway" {
+                format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {line}\r\n\r\n")
+            } else {
+                format!(
+                    "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic {basic}\r\n\
+                     Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{line}",
+                    line.len()
+                )
+            }
+            .into_bytes()
+        })
         .collect();
-    let basic = fs::read_to_string(dir.join("gateway-basic.txt")).map_err(|e| e.to_string())?;
-    let lines = std::sync::Arc::new(lines);
-    let gateway = mode == "gateway";
+    let requests = std::sync::Arc::new(requests);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(connections)
-        .http1_only()
-        .build()
-        .map_err(|e| e.to_string())?;
     let total = (rate * seconds) as usize;
     let (lat, failed) = rt.block_on(async {
-        let start = Instant::now() + Duration::from_millis(100);
+        let start = Instant::now() + Duration::from_millis(200);
         let mut tasks = Vec::new();
         for w in 0..connections {
-            let (client, lines, url, basic) =
-                (client.clone(), lines.clone(), url.to_owned(), basic.clone());
+            let (requests, addr) = (requests.clone(), addr.clone());
             tasks.push(tokio::spawn(async move {
                 let mut lat = Vec::new();
                 let mut failed = 0usize;
+                let Ok(mut conn) = Conn::open(&addr).await else {
+                    return (lat, total / connections);
+                };
                 let mut k = w;
+                let mut free_at = start;
                 while k < total {
                     let due = start + Duration::from_secs_f64(k as f64 / rate);
                     tokio::time::sleep_until(due.into()).await;
-                    let line = &lines[k % lines.len()];
-                    let req = if gateway {
-                        client.get(&url).bearer_auth(line)
-                    } else {
-                        client
-                            .post(&url)
-                            .header("authorization", format!("Basic {basic}"))
-                            .header("content-type", "application/x-www-form-urlencoded")
-                            .body(line.clone())
-                    };
-                    match req.send().await {
-                        Ok(r) if r.status().is_success() => {
-                            let _ = r.bytes().await;
-                            lat.push(due.elapsed().as_micros() as u64);
+                    // Latency counts from when the request was due if the connection was still
+                    // busy then (the server's backlog), else from when it was sent (the
+                    // timer's millisecond granularity is the sender's, not the server's).
+                    let from = if free_at > due { due } else { Instant::now() };
+                    let result = conn.call(&requests[k % requests.len()]).await;
+                    free_at = Instant::now();
+                    match result {
+                        Ok(200) => lat.push((
+                            due.duration_since(start).as_millis() as u64,
+                            from.elapsed().as_micros() as u64,
+                        )),
+                        Ok(_) => failed += 1,
+                        Err(_) => {
+                            failed += 1;
+                            match Conn::open(&addr).await {
+                                Ok(c) => conn = c,
+                                Err(_) => break,
+                            }
                         }
-                        _ => failed += 1,
                     }
                     k += connections;
                 }
@@ -433,7 +453,16 @@ fn open_loop(
         }
         (all, failed)
     });
-    let mut lat = lat;
+    // The worst latency of each 500 ms of the schedule: shows whether a tail is steady or
+    // comes from stalls.
+    let mut worst = vec![0u64; (seconds * 2.0).ceil() as usize + 1];
+    for &(at, l) in &lat {
+        let slot = (at / 500) as usize;
+        if let Some(w) = worst.get_mut(slot) {
+            *w = (*w).max(l);
+        }
+    }
+    let mut lat: Vec<u64> = lat.into_iter().map(|(_, l)| l).collect();
     lat.sort_unstable();
     let pct = |p: f64| {
         lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
@@ -442,11 +471,70 @@ fn open_loop(
             / 1000.0
     };
     println!(
-        "open loop {rate:.0}/s for {seconds:.0}s: {} ok, {failed} failed; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        "open loop {rate:.0}/s for {seconds:.0}s: {} ok, {failed} failed; latency p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         lat.len(),
         pct(0.50),
+        pct(0.90),
         pct(0.99),
         lat.last().copied().unwrap_or(0) as f64 / 1000.0
     );
+    if std::env::var_os("STS_BENCH_TIMELINE").is_some() {
+        let shown: Vec<String> = worst
+            .iter()
+            .map(|w| format!("{:.1}", *w as f64 / 1000.0))
+            .collect();
+        println!("worst latency per 500 ms (ms): {}", shown.join(" "));
+    }
     Ok(())
+}
+
+/// One keep-alive HTTP/1.1 connection of the open-loop sender.
+struct Conn {
+    stream: tokio::io::BufReader<tokio::net::TcpStream>,
+    line: String,
+}
+
+impl Conn {
+    async fn open(addr: &str) -> std::io::Result<Self> {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            stream: tokio::io::BufReader::new(stream),
+            line: String::new(),
+        })
+    }
+
+    /// Writes one request and reads its response; returns the status.
+    async fn call(&mut self, request: &[u8]) -> std::io::Result<u16> {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+        self.stream.get_mut().write_all(request).await?;
+        let bad = || std::io::Error::other("malformed response");
+        self.line.clear();
+        self.stream.read_line(&mut self.line).await?;
+        let status: u16 = self
+            .line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(bad)?;
+        let mut length = 0usize;
+        loop {
+            self.line.clear();
+            if self.stream.read_line(&mut self.line).await? == 0 {
+                return Err(bad());
+            }
+            let header = self.line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().map_err(|_| bad())?;
+            }
+        }
+        let mut body = vec![0u8; length];
+        self.stream.read_exact(&mut body).await?;
+        Ok(status)
+    }
 }

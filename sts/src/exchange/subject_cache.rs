@@ -5,17 +5,21 @@
 //! which trust source verified it (by its unique id, so a reload never reuses an entry) and
 //! that source's key generation. It is used only while the token has not reached its `exp`,
 //! only for a profile that accepts that source for that token type, and only while the
-//! source's keys are unchanged; the cache is bounded (least recently used entries go first).
+//! source's keys are unchanged; the cache is bounded (least recently used entries go first, in 16 locked shards).
 //! Only sources whose verification depends on nothing but the token, their keys and the time
 //! are cached (`Verifier::cacheable`). Profile policy (conditions, mapping, scope) is never
 //! cached: it runs on every request. This module holds no token, only digests.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
 
 use crate::clock::UnixTime;
 use crate::token::Verified;
 use crate::trust::TrustSource;
+
+/// Shards of the cache (each its own lock), so concurrent workers rarely wait on each other.
+const SHARDS: usize = 16;
 
 /// One remembered verification.
 #[derive(Debug)]
@@ -24,31 +28,35 @@ struct Entry {
     source: u64,
     generation: u64,
     exp: UnixTime,
-    ttl: Duration,
 }
 
-struct UntilExp;
+/// The keys are SHA-256 digests already: their first eight bytes are a uniform hash.
+#[derive(Default)]
+struct DigestHasher(u64);
 
-impl moka::Expiry<[u8; 32], Arc<Entry>> for UntilExp {
-    fn expire_after_create(
-        &self,
-        _key: &[u8; 32],
-        value: &Arc<Entry>,
-        _created_at: Instant,
-    ) -> Option<Duration> {
-        Some(value.ttl)
+impl Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for (i, b) in bytes.iter().take(8).enumerate() {
+            self.0 ^= u64::from(*b) << (8 * i);
+        }
     }
 }
 
-/// Verified subject tokens, bounded in number.
+type Shard = lru::LruCache<[u8; 32], Arc<Entry>, BuildHasherDefault<DigestHasher>>;
+
+/// Verified subject tokens, bounded in number (least recently used go first).
 pub struct SubjectCache {
-    entries: Option<moka::sync::Cache<[u8; 32], Arc<Entry>>>,
+    shards: Vec<Mutex<Shard>>,
 }
 
 impl std::fmt::Debug for SubjectCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SubjectCache")
-            .field("entries", &self.entries.as_ref().map(|c| c.entry_count()))
+            .field("entries", &self.len())
             .finish()
     }
 }
@@ -56,17 +64,26 @@ impl std::fmt::Debug for SubjectCache {
 impl SubjectCache {
     /// A cache of at most `capacity` tokens; 0 remembers nothing.
     pub fn new(capacity: u64) -> Self {
-        let entries = (capacity > 0).then(|| {
-            moka::sync::Cache::builder()
-                .max_capacity(capacity)
-                .expire_after(UntilExp)
-                .build()
-        });
-        Self { entries }
+        let capacity = usize::try_from(capacity).unwrap_or(usize::MAX);
+        let shards = if capacity == 0 {
+            Vec::new()
+        } else {
+            let n = SHARDS.min(capacity);
+            let each = NonZeroUsize::new(capacity.div_ceil(n)).unwrap_or(NonZeroUsize::MIN);
+            (0..n)
+                .map(|_| Mutex::new(Shard::with_hasher(each, BuildHasherDefault::default())))
+                .collect()
+        };
+        Self { shards }
     }
 
     pub fn is_enabled(&self) -> bool {
-        self.entries.is_some()
+        !self.shards.is_empty()
+    }
+
+    fn shard(&self, key: &[u8; 32]) -> Option<&Mutex<Shard>> {
+        let n = self.shards.len();
+        (n > 0).then(|| &self.shards[usize::from(key[31]) % n])
     }
 
     /// The key of a presented token.
@@ -89,7 +106,7 @@ impl SubjectCache {
         accepted: impl Iterator<Item = &'s Arc<TrustSource>>,
         now: UnixTime,
     ) -> Option<Arc<Verified>> {
-        let entry = self.entries.as_ref()?.get(key)?;
+        let entry = self.shard(key)?.lock().ok()?.get(key).cloned()?;
         if now >= entry.exp {
             return None;
         }
@@ -110,7 +127,7 @@ impl SubjectCache {
         verified: Arc<Verified>,
         now: UnixTime,
     ) {
-        let Some(entries) = &self.entries else {
+        let Some(shard) = self.shard(&key) else {
             return;
         };
         let Some(exp) = verified
@@ -123,25 +140,23 @@ impl SubjectCache {
         if exp <= now || !source.verifier.cacheable() {
             return;
         }
-        let ttl = Duration::from_secs(u64::try_from(exp - now).unwrap_or(0));
-        entries.insert(
-            key,
-            Arc::new(Entry {
-                verified,
-                source: source.id,
-                generation,
-                exp,
-                ttl,
-            }),
-        );
+        let entry = Arc::new(Entry {
+            verified,
+            source: source.id,
+            generation,
+            exp,
+        });
+        if let Ok(mut s) = shard.lock() {
+            s.put(key, entry);
+        }
     }
 
-    /// How many tokens are remembered (approximate; for metrics and tests).
+    /// How many tokens are remembered (for metrics and tests).
     pub fn len(&self) -> u64 {
-        self.entries.as_ref().map_or(0, |c| {
-            c.run_pending_tasks();
-            c.entry_count()
-        })
+        self.shards
+            .iter()
+            .filter_map(|s| s.lock().ok().map(|s| s.len() as u64))
+            .sum()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Txn-Tokens at ingress (docs/benchmarks.md): ES256 access token in, ES256 Txn-Token out.
+# The server runs on core 0 with one worker; wrk (and nginx, in the gateway runs) on core 1;
+# keep-alive connections. For each workload it measures the peak (wrk, median of RUNS runs),
+# then the latency at 80% of that peak with an open-loop sender (sts-bench rate), with the
+# crypto floor measured on the server's core before and after.
+#   (a) distinct: a new user token on every request
+#   (b) zipf:     requests drawn Zipf(s=1.1) over 1,000 live user tokens (verified-subject cache)
+#   then both again through nginx configured as in docs/ingress.md.
+#   bash sts/benches/txn.sh
+#   RUNS=3 DURATION=5s SKIP_NGINX=1 bash sts/benches/txn.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+DURATION=${DURATION:-10s}
+RUNS=${RUNS:-5}
+CONNECTIONS=${CONNECTIONS:-64}
+COUNT=${COUNT:-200000}
+PORT=${PORT:-18080}
+NGINX_PORT=${NGINX_PORT:-18081}
+UPSTREAM_PORT=${UPSTREAM_PORT:-18082}
+OUT=$(pwd)/sts/benches/out-txn
+LOG=${RUST_LOG:-info}
+
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+[ -x /usr/sbin/nginx ] || { apt-get update -qq && apt-get install -y -qq nginx-light; }
+cargo build --release -q -p sts --bins
+rm -rf "$OUT" && mkdir -p "$OUT"
+target/release/sts-bench prepare --dir "$OUT/distinct" --port "$PORT" --count "$COUNT" --profile txn >/dev/null
+target/release/sts-bench prepare --dir "$OUT/zipf" --port "$PORT" --count "$COUNT" --profile txn --tokens 1000 --zipf 1.1 >/dev/null
+
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+start_sts() { # dir
+  RUST_LOG=$LOG taskset -c 0 target/release/sts serve --config "$1/sts.yaml" >"$1/server.log" 2>&1 &
+  SERVER=$!
+  PIDS+=("$SERVER")
+  for _ in $(seq 1 100); do
+    curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null && return
+    sleep 0.1
+  done
+  echo "sts did not start"; cat "$1/server.log"; exit 1
+}
+
+# The upstream behind nginx: a tiny HTTP responder (python) on core 1.
+start_upstream() {
+  taskset -c 1 python3 -c "
+import http.server, socketserver
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = 'HTTP/1.1'
+    def do_GET(self):
+        self.send_response(200); self.send_header('Content-Length', '2'); self.end_headers(); self.wfile.write(b'ok')
+    def log_message(self, *a): pass
+socketserver.ThreadingTCPServer.allow_reuse_address = True
+socketserver.ThreadingTCPServer(('127.0.0.1', $UPSTREAM_PORT), H).serve_forever()
+" &
+  PIDS+=("$!")
+}
+
+start_nginx() { # dir
+  local prefix="$1/nginx"
+  mkdir -p "$prefix/logs"
+  local basic
+  basic=$(cat "$1/gateway-basic.txt")
+  awk '/^```nginx$/ {on=1; next} /^```$/ {on=0} on' docs/ingress.md \
+    | sed -e "s/127.0.0.1:8080/127.0.0.1:$PORT/" -e "s/127.0.0.1:9000/127.0.0.1:$UPSTREAM_PORT/" \
+          -e "s/127.0.0.1:8000/127.0.0.1:$NGINX_PORT/" -e "s#ZWRnZS1nYXRld2F5OkNIQU5HRS1NRQ==#$basic#" \
+    >"$prefix/nginx.conf"
+  taskset -c 1 /usr/sbin/nginx -p "$prefix" -e "$prefix/logs/error.log" -c "$prefix/nginx.conf" \
+    -g "daemon off; pid $prefix/nginx.pid;" &
+  NGINX=$!
+  PIDS+=("$NGINX")
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$NGINX_PORT") 2>/dev/null && return
+    sleep 0.1
+  done
+  echo "nginx did not start"; cat "$prefix/logs/error.log"; exit 1
+}
+
+median() { sort -n | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
+
+# measure NAME DIR URL SCRIPT MODE
+measure() {
+  local name=$1 dir=$2 url=$3 script=$4 mode=$5
+  taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d2s -s "$dir/$script" "$url" >/dev/null # warm-up
+  for run in $(seq 1 "$RUNS"); do
+    taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$dir/$script" "$url" >"$dir/wrk-$name-$run.txt"
+    if grep -q "Non-2xx" "$dir/wrk-$name-$run.txt"; then
+      echo "$name run $run had failed requests:"; cat "$dir/wrk-$name-$run.txt"; exit 1
+    fi
+    awk '/Requests\/sec/ {print $2}' "$dir/wrk-$name-$run.txt"
+  done >"$dir/rates-$name.txt"
+  local peak
+  peak=$(median <"$dir/rates-$name.txt")
+  local rate
+  rate=$(awk -v p="$peak" 'BEGIN {printf "%d", p * 0.8}')
+  local target="$url/token"
+  [ "$mode" = gateway ] && target="$url/orders/1"
+  local lat
+  lat=$(taskset -c 1 target/release/sts-bench rate --dir "$dir" --mode "$mode" --url "$target" \
+        --rate "$rate" --seconds "${DURATION%s}" --connections "$CONNECTIONS")
+  printf "%-16s peak %8.0f/s (runs: %s)\n                 at 80%%: %s\n" "$name" "$peak" \
+    "$(tr '\n' ' ' <"$dir/rates-$name.txt")" "$lat"
+  echo "$peak" >"$dir/peak-$name.txt"
+}
+
+floor_before=$(taskset -c 0 target/release/sts-bench floor)
+echo "== Txn-Tokens: ES256 in, ES256 out; server core 0 (1 worker), load on core 1; $CONNECTIONS connections, $RUNS x $DURATION"
+start_sts "$OUT/distinct"
+measure "distinct" "$OUT/distinct" "http://127.0.0.1:$PORT" load.lua token
+if [ -z "${SKIP_NGINX:-}" ]; then
+  start_upstream
+  start_nginx "$OUT/distinct"
+  measure "distinct+nginx" "$OUT/distinct" "http://127.0.0.1:$NGINX_PORT" gateway.lua gateway
+  kill "$NGINX"; wait "$NGINX" 2>/dev/null || true
+fi
+echo "server RSS: $(ps -o rss= -p "$SERVER" | tr -d ' ') KiB"
+kill "$SERVER"; wait "$SERVER" 2>/dev/null || true
+start_sts "$OUT/zipf"
+measure "zipf" "$OUT/zipf" "http://127.0.0.1:$PORT" load.lua token
+if [ -z "${SKIP_NGINX:-}" ]; then
+  start_nginx "$OUT/zipf"
+  measure "zipf+nginx" "$OUT/zipf" "http://127.0.0.1:$NGINX_PORT" gateway.lua gateway
+fi
+echo "server RSS: $(ps -o rss= -p "$SERVER" | tr -d ' ') KiB"
+floor_after=$(taskset -c 0 target/release/sts-bench floor)
+echo "$floor_before (before)"
+echo "$floor_after (after)"
+awk -v f1="${floor_before##* = }" -v f2="${floor_after##* = }" \
+    -v d="$(cat "$OUT/distinct/peak-distinct.txt")" -v z="$(cat "$OUT/zipf/peak-zipf.txt")" 'BEGIN {
+  f = (f1 + f2) / 2
+  printf "distinct: %.0f/s = %.0f%% of the floor (%.0f/s); zipf: %.0f/s = %.2fx distinct\n", d, 100*d/f, f, z, z/d
+}'
