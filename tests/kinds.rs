@@ -97,6 +97,7 @@ impl Verifier for ToyVerifier {
             trust: self.trust.clone(),
             kind: "toy",
             proven_key: None,
+            asserted_by_caller: false,
         })
     }
     fn issuer(&self) -> &str {

@@ -24,7 +24,7 @@ const PROFILES: &[(&str, &str)] = &[
         r#"
 name: ingress
 callers: [gateway, lonely]
-subject: {accept: [corp-idp, edge-json]}
+subject: {accept: [corp-idp]}
 issue:
   kind: txn-token
   audiences: [example.com]
@@ -36,14 +36,14 @@ issue:
         "ingress-oidc.yaml",
         r#"
 name: ingress-oidc
-callers: [gateway]
-subject: {accept: [corp-oidc]}
+callers: [gateway, lonely]
+subject: {accept: [corp-oidc, edge-json]}
 issue:
   kind: txn-token
   audiences: [example.com]
   lifetime: 5m
   claims: txn-claims
-  options: {subject_scope: "openid orders:read"}
+  options: {subject_scope: "openid orders:read reports"}
 "#,
     ),
     (
@@ -101,7 +101,7 @@ impl Txn {
         let h = Harness::with(&[], TEST_MAPPINGS, "").await;
         write_files(&h.dir.path().join("profiles"), PROFILES);
         write_files(&h.dir.path().join("mappings"), MAPPINGS);
-        let config = harness_config(h.dir.path(), &format!("trust_domain: {DOMAIN}\n{extra}"))
+        let config = harness_config(h.dir.path(), &format!("trust_domain: {DOMAIN}\ngateway: {{path: /gateway/txn-token}}\n{extra}"))
             .replace(
                 "trust:\n",
                 "trust:\n  - {name: our-txn, kind: txn-token}\n  - {name: edge-json, kind: unsigned-json, callers: [gateway]}\n",
@@ -874,4 +874,128 @@ async fn the_cache_can_be_turned_off_and_never_serves_another_profiles_sources()
     post(&app, &replace(&subject, "orders:read"))
         .await
         .expect_error(400, "invalid_request");
+}
+
+#[actix_web::test]
+async fn a_replacement_extends_the_lifetime_no_further_than_max_extension() {
+    let t = Txn::new().await;
+    let app = t.app().await;
+    let subject =
+        t.h.idp
+            .access_token(json!({"exp": NOW + 40, "scope": "orders:read"}));
+    let (first, c1) = expect_txn(
+        &post(&app, &txn_request(&subject, "orders:read")).await,
+        &t.jwks(),
+    );
+    assert_eq!(c1["exp"], NOW + 40);
+    // The replace profile: lifetime 5m, may_outlive_subject, max_extension 2m.
+    let (_, c2) = expect_txn(
+        &post(&app, &replace(&first, "orders:read")).await,
+        &t.jwks(),
+    );
+    assert_eq!(c2["exp"], NOW + 40 + 120);
+    // A mapping cannot write the reserved claims of the kind (txn, req_wl, scope, the chain).
+    let h = Harness::with(&[], TEST_MAPPINGS, "").await;
+    write_files(
+        &h.dir.path().join("profiles"),
+        &[(
+            "w.yaml",
+            "name: w\ncallers: [gateway]\nsubject: {accept: [corp-idp]}\nissue: {kind: txn-token, audiences: [example.com], lifetime: 1m, claims: sets-txn}\n",
+        )],
+    );
+    write_files(
+        &h.dir.path().join("mappings"),
+        &[(
+            "sets-txn.yaml",
+            "name: sets-txn\nclaims:\n  txn: \"'fixed'\"\n  req_wl_chain: \"['x']\"\n",
+        )],
+    );
+    let config = harness_config(h.dir.path(), "trust_domain: example.com");
+    let err = AppState::build(Settings::from_yaml(&config).unwrap(), h.clock.clone())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("mapping `sets-txn` writes `txn`, which kind txn-token reserves"),
+        "{err}"
+    );
+    assert!(
+        err.contains("mapping `sets-txn` writes `req_wl_chain`, which kind txn-token reserves"),
+        "{err}"
+    );
+}
+
+#[actix_web::test]
+async fn txn_tokens_and_caller_asserted_subjects_feed_txn_tokens_only() {
+    for (profile, want) in [
+        (
+            "name: p\ncallers: [gateway]\nsubject: {accept: [our-txn]}\nissue: {kind: access-token, audiences: [api], lifetime: 1m}\n",
+            "trust entry `our-txn` (kind txn-token) can only be the subject of an issue.kind txn-token profile",
+        ),
+        (
+            "name: p\ncallers: [gateway]\nsubject: {accept: [edge-json]}\nissue: {kind: access-token, audiences: [api], lifetime: 1m}\n",
+            "trust entry `edge-json` (kind unsigned-json) can only be the subject of an issue.kind txn-token profile",
+        ),
+        (
+            "name: p\ncallers: [gateway]\nsubject: {accept: [corp-idp]}\nactor: {mode: optional, accept: [our-txn]}\nissue: {kind: access-token, audiences: [api], lifetime: 1m}\n",
+            "trust entry `our-txn` (kind txn-token) cannot be an actor",
+        ),
+        (
+            "name: p\ncallers: [gateway]\nsubject: {accept: [edge-json]}\nissue: {kind: txn-token, audiences: [example.com], lifetime: 1m}\n",
+            "the subject_token's scope is asserted by the caller",
+        ),
+    ] {
+        let h = Harness::with(&[], TEST_MAPPINGS, "").await;
+        write_files(&h.dir.path().join("profiles"), &[("p.yaml", profile)]);
+        let config = harness_config(h.dir.path(), "trust_domain: example.com").replace(
+            "trust:\n",
+            "trust:\n  - {name: our-txn, kind: txn-token}\n  - {name: edge-json, kind: unsigned-json, callers: [gateway]}\n",
+        );
+        match AppState::build(Settings::from_yaml(&config).unwrap(), h.clock.clone()).await {
+            Err(e) => assert!(e.to_string().contains(want), "{e}"),
+            Ok(state) => {
+                // Loads, but the caller's word has no ceiling: refused at request time.
+                let app = app_of(state).await;
+                let subject = json!({"sub": "u", "scope": "a"}).to_string();
+                let d = post(
+                    &app,
+                    &txn_request(&subject, "a")
+                        .without("subject_token_type")
+                        .set("subject_token_type", UNSIGNED),
+                )
+                .await
+                .expect_error(400, "invalid_request");
+                assert!(d.starts_with(want), "{d}");
+            }
+        }
+    }
+}
+
+#[actix_web::test]
+async fn gateway_settings_refuse_caller_asserted_types_and_shared_headers() {
+    let h = Harness::with(&[], TEST_MAPPINGS, "").await;
+    for (gateway, want) in [
+        (
+            "{path: /g, subject_token_type: \"urn:ietf:params:oauth:token-type:unsigned_json\"}",
+            "gateway.subject_token_type: one of: urn:ietf:params:oauth:token-type:access_token",
+        ),
+        (
+            "{path: /g, scope_header: gateway-authorization}",
+            "gateway.scope_header: `gateway-authorization` is already used by another gateway setting",
+        ),
+        (
+            "{path: /g, context_headers: {req_ip: Authorization}}",
+            "gateway.context_headers.req_ip: must not be Authorization",
+        ),
+        ("{path: token}", "gateway.path: must start with /"),
+        ("{path: /jwks}", "gateway.path: must start with /"),
+    ] {
+        let config = harness_config(h.dir.path(), &format!("gateway: {gateway}"));
+        let err = Settings::from_yaml(&config).unwrap_err().to_string();
+        assert!(err.contains(want), "{gateway}: {err}");
+    }
+    // Off unless a path is set.
+    let app = h.app().await;
+    let r = get(&app, "/gateway/txn-token").await;
+    assert_eq!(r.status, 404);
 }

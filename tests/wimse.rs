@@ -1008,7 +1008,8 @@ async fn a_self_signed_subject_verifies_only_with_the_callers_proven_key() {
             "self-txn.yaml",
             "name: self-txn\ncallers: [\"wimse://example.com/service/*\", gateway]\n\
              subject: {accept: [own-claims]}\n\
-             issue: {kind: txn-token, audiences: [example.com], lifetime: 1m}\n",
+             issue: {kind: txn-token, audiences: [example.com], lifetime: 1m, \
+             options: {subject_scope: \"orders:read orders:write\"}}\n",
         )],
     );
     let entry = format!(

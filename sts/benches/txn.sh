@@ -43,18 +43,9 @@ start_sts() { # dir
   echo "sts did not start"; cat "$1/server.log"; exit 1
 }
 
-# The upstream behind nginx: a tiny HTTP responder (python) on core 1.
+# The upstream behind nginx: sts-bench's minimal HTTP responder, on core 1.
 start_upstream() {
-  taskset -c 1 python3 -c "
-import http.server, socketserver
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = 'HTTP/1.1'
-    def do_GET(self):
-        self.send_response(200); self.send_header('Content-Length', '2'); self.end_headers(); self.wfile.write(b'ok')
-    def log_message(self, *a): pass
-socketserver.ThreadingTCPServer.allow_reuse_address = True
-socketserver.ThreadingTCPServer(('127.0.0.1', $UPSTREAM_PORT), H).serve_forever()
-" &
+  taskset -c 1 target/release/sts-bench upstream --port "$UPSTREAM_PORT" &
   PIDS+=("$!")
 }
 

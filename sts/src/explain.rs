@@ -376,6 +376,7 @@ async fn input(
                     trust: Arc::clone(&source.name),
                     kind: source.kind.name(),
                     proven_key: None,
+                    asserted_by_caller: false,
                 },
                 false,
             ))

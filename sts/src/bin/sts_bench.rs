@@ -66,6 +66,12 @@ enum Cmd {
         #[arg(long, default_value_t = 1.1)]
         zipf: f64,
     },
+    /// A minimal upstream for the gateway runs: answers every HTTP/1.1 request with `200 ok`
+    /// (one write per response, keep-alive) until killed.
+    Upstream {
+        #[arg(long)]
+        port: u16,
+    },
     /// Send the prepared requests open-loop at --rate per second for --seconds and print
     /// latency percentiles.
     Rate {
@@ -106,6 +112,7 @@ fn main() -> Result<(), String> {
             zipf,
         } => prepare(dir, port, count, &alg, &profile, Reuse { tokens, zipf }),
         Cmd::Floor { seconds } => floor(seconds),
+        Cmd::Upstream { port } => upstream(port),
         Cmd::Rate {
             dir,
             mode,
@@ -211,7 +218,7 @@ fn prepare(
     fs::write(
         dir.join("sts.yaml"),
         format!(
-            "issuer: {issuer}\nlisten: 127.0.0.1:{port}\nworkers: 1\ntrust_domain: bench.example\nkeys: {{dir: {d}/keys, alg: {alg}}}\n\
+            "issuer: {issuer}\nlisten: 127.0.0.1:{port}\nworkers: 1\ntrust_domain: bench.example\ngateway: {{path: /gateway/txn-token}}\nkeys: {{dir: {d}/keys, alg: {alg}}}\n\
              profiles: {d}/profiles\nmappings: {d}/mappings\ntrust:\n  - {{name: corp-idp, kind: oauth-jwt, \
              issuer: \"https://idp.bench\", algorithms: [ES256], jwks: {{file: {d}/idp-jwks.json}}}}\n\
              clients:\n  - {{id: gateway, secret_hash: \"{hash}\"}}\n"
@@ -537,4 +544,40 @@ impl Conn {
         self.stream.read_exact(&mut body).await?;
         Ok(status)
     }
+}
+
+/// Answers every request on every connection with `200 ok`: reads up to the end of the headers
+/// (the gateway runs send no bodies) and writes the whole response at once.
+fn upstream(port: u16) -> Result<(), String> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .map_err(|e| e.to_string())?;
+        loop {
+            let (stream, _) = listener.accept().await.map_err(|e| e.to_string())?;
+            tokio::spawn(async move {
+                let _ = stream.set_nodelay(true);
+                let mut stream = BufReader::new(stream);
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    match stream.read_line(&mut line).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) if line == "\r\n" => {
+                            let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                            if stream.get_mut().write_all(reply).await.is_err() {
+                                return;
+                            }
+                        }
+                        Ok(_) => {}
+                    }
+                }
+            });
+        }
+    })
 }

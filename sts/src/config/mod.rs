@@ -93,6 +93,9 @@ pub struct SubjectCacheSettings {
     pub capacity: u64,
 }
 
+/// The largest `subject_cache.capacity` accepted (its table is allocated at start).
+pub const MAX_SUBJECT_CACHE: u64 = 1_000_000;
+
 impl Default for SubjectCacheSettings {
     fn default() -> Self {
         Self { capacity: 10_000 }
@@ -105,7 +108,7 @@ impl Default for SubjectCacheSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GatewaySettings {
-    /// The adapter's path; empty turns it off.
+    /// The adapter's path; empty (the default) turns it off.
     pub path: String,
     /// The header carrying the gateway's own client credentials (`Basic`, RFC 6749 §2.3.1),
     /// since `Authorization` carries the user's token.
@@ -132,7 +135,7 @@ impl Default for GatewaySettings {
                 .collect()
         };
         Self {
-            path: "/gateway/txn-token".into(),
+            path: String::new(),
             client_header: "gateway-authorization".into(),
             scope_header: "txn-scope".into(),
             default_scope: String::new(),
@@ -168,15 +171,35 @@ impl GatewaySettings {
         for (m, h) in self.details_headers.iter() {
             names.push((format!("details_headers.{m}"), h));
         }
+        let mut seen: Vec<String> = Vec::new();
         for (key, h) in names {
+            let lower = h.to_ascii_lowercase();
             if h.is_empty() || !h.chars().all(token_char) {
                 out.push((key, "must be an HTTP header name".into()));
-            } else if h.eq_ignore_ascii_case("authorization") {
+            } else if lower == "authorization" {
                 out.push((
                     key,
                     "must not be Authorization (it carries the user's token)".into(),
                 ));
+            } else if seen.contains(&lower) {
+                out.push((
+                    key,
+                    format!("`{h}` is already used by another gateway setting"),
+                ));
             }
+            seen.push(lower);
+        }
+        // The bearer token is declared by this type: only types of tokens users present.
+        let user_types = [
+            "urn:ietf:params:oauth:token-type:access_token",
+            "urn:ietf:params:oauth:token-type:jwt",
+            "urn:ietf:params:oauth:token-type:id_token",
+        ];
+        if !user_types.contains(&self.subject_token_type.as_str()) {
+            out.push((
+                "subject_token_type".into(),
+                format!("one of: {}", user_types.join(", ")),
+            ));
         }
         out
     }
@@ -663,6 +686,12 @@ impl Settings {
         }
         for (key, m) in self.gateway.problems() {
             bad(&format!("gateway.{key}"), m);
+        }
+        if self.subject_cache.capacity > MAX_SUBJECT_CACHE {
+            bad(
+                "subject_cache.capacity",
+                format!("at most {MAX_SUBJECT_CACHE}"),
+            );
         }
         if self.limits.max_context_bytes == 0
             || self.limits.max_context_bytes > self.limits.max_body_bytes

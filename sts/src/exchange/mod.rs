@@ -405,6 +405,8 @@ async fn verify_typed<'s>(
         // an upstream we depend on being down is not the token's fault (invariant 12).
         if r.is_unavailable() {
             OAuthError::unavailable(format!("{which} could not be checked: {r}"))
+        } else if r.is_about_caller() {
+            OAuthError::invalid_request(format!("{which} rejected: {r}"))
         } else {
             OAuthError::invalid_request(format!("{which} rejected: {r}")).about_input(which)
         }

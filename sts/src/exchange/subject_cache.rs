@@ -163,3 +163,133 @@ impl SubjectCache {
         self.len() == 0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::{OauthJwtKind, Presented, Rejection, Verifier, VerifyContext};
+    use serde_json::json;
+
+    #[derive(Debug)]
+    struct Fixed {
+        cacheable: bool,
+    }
+
+    #[async_trait::async_trait]
+    impl Verifier for Fixed {
+        fn recognizes(&self, _: &Presented<'_>) -> bool {
+            true
+        }
+        async fn verify(
+            &self,
+            _: Presented<'_>,
+            _: &VerifyContext<'_>,
+        ) -> Result<Verified, Rejection> {
+            Err(Rejection::Inactive)
+        }
+        fn issuer(&self) -> &str {
+            "urn:fixed"
+        }
+        fn cacheable(&self) -> bool {
+            self.cacheable
+        }
+    }
+
+    fn source(id: u64, cacheable: bool) -> Arc<TrustSource> {
+        Arc::new(TrustSource {
+            id,
+            name: Arc::from("t"),
+            kind: Arc::new(OauthJwtKind),
+            verifier: Arc::new(Fixed { cacheable }),
+        })
+    }
+
+    fn verified(exp: i64) -> Arc<Verified> {
+        let claims = match json!({"sub": "alice", "exp": exp}) {
+            serde_json::Value::Object(m) => m,
+            _ => serde_json::Map::new(),
+        };
+        Arc::new(Verified {
+            claims,
+            trust: Arc::from("t"),
+            kind: "oauth-jwt",
+            proven_key: None,
+            asserted_by_caller: false,
+        })
+    }
+
+    #[test]
+    fn keys_bind_the_declared_type_and_the_whole_token() {
+        let a = SubjectCache::key("urn:a", "tok");
+        assert_eq!(a, SubjectCache::key("urn:a", "tok"));
+        assert_ne!(a, SubjectCache::key("urn:b", "tok"));
+        assert_ne!(a, SubjectCache::key("urn:a", "tok2"));
+        assert_ne!(
+            SubjectCache::key("urn:a", "btok"),
+            SubjectCache::key("urn:ab", "tok")
+        );
+    }
+
+    #[test]
+    fn an_entry_serves_only_its_source_before_exp() {
+        let cache = SubjectCache::new(10);
+        let s = source(7, true);
+        let key = SubjectCache::key("t", "token");
+        cache.put(key, &s, 0, verified(2000), 1000);
+        assert_eq!(cache.len(), 1);
+        assert!(cache.get(&key, [&s].into_iter(), 1000).is_some());
+        assert!(cache.get(&key, [&s].into_iter(), 1999).is_some());
+        assert!(
+            cache.get(&key, [&s].into_iter(), 2000).is_none(),
+            "exp is exclusive"
+        );
+        // Another source instance (a reload, another profile's entry) never gets it.
+        let other = source(8, true);
+        assert!(cache.get(&key, [&other].into_iter(), 1000).is_none());
+        assert!(cache.get(&key, [&other, &s].into_iter(), 1000).is_some());
+        assert!(cache.get(&key, std::iter::empty(), 1000).is_none());
+        assert!(
+            cache
+                .get(&SubjectCache::key("t", "other"), [&s].into_iter(), 1000)
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn expired_uncacheable_and_disabled_are_never_stored() {
+        let cache = SubjectCache::new(10);
+        let key = SubjectCache::key("t", "token");
+        cache.put(key, &source(1, true), 0, verified(1000), 1000);
+        cache.put(key, &source(1, false), 0, verified(2000), 1000);
+        assert!(cache.is_empty());
+        let no_exp = Arc::new(Verified {
+            claims: serde_json::Map::new(),
+            ..(*verified(0)).clone()
+        });
+        cache.put(key, &source(1, true), 0, no_exp, 1000);
+        assert!(cache.is_empty());
+        let off = SubjectCache::new(0);
+        assert!(!off.is_enabled());
+        off.put(key, &source(1, true), 0, verified(2000), 1000);
+        assert!(
+            off.get(&key, [&source(1, true)].into_iter(), 1000)
+                .is_none()
+        );
+        assert!(cache.is_enabled());
+    }
+
+    #[test]
+    fn the_cache_is_bounded_and_forgets_the_least_recently_used() {
+        let cache = SubjectCache::new(32);
+        let s = source(1, true);
+        let keys: Vec<[u8; 32]> = (0..200)
+            .map(|i| SubjectCache::key("t", &format!("token-{i}")))
+            .collect();
+        for k in &keys {
+            cache.put(*k, &s, 0, verified(5000), 1000);
+        }
+        assert!(cache.len() <= 32, "{}", cache.len());
+        assert!(cache.get(&keys[199], [&s].into_iter(), 1000).is_some());
+        assert!(cache.get(&keys[0], [&s].into_iter(), 1000).is_none());
+    }
+}

@@ -506,6 +506,46 @@ fn compile_profile(
             }
         });
     let mut kind = kind?;
+    // Kinds whose tokens mean something for one output only (our Txn-Tokens, subjects a
+    // caller asserts) feed that output alone, and never as actors.
+    for (at, source) in pf
+        .subject
+        .accept
+        .iter()
+        .filter_map(|n| Some((n, trust.get(&n.value)?)))
+    {
+        if let Some(only) = source.kind.only_for_output()
+            && only != kind.name()
+        {
+            problems.at(
+                file,
+                at,
+                format!(
+                    "trust entry `{}` (kind {}) can only be the subject of an issue.kind {only} profile",
+                    source.name,
+                    source.kind.name()
+                ),
+            );
+        }
+    }
+    for (at, source) in pf
+        .actor
+        .accept
+        .iter()
+        .filter_map(|n| Some((n, trust.get(&n.value)?)))
+    {
+        if source.kind.only_for_output().is_some() {
+            problems.at(
+                file,
+                at,
+                format!(
+                    "trust entry `{}` (kind {}) cannot be an actor",
+                    source.name,
+                    source.kind.name()
+                ),
+            );
+        }
+    }
     let subject_types: Vec<&str> = subject_sources.iter().flat_map(|s| s.types()).collect();
     let kind_env = ProfileEnv {
         options: pf.issue.options.as_ref().map(|o| &o.value),

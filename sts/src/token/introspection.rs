@@ -337,6 +337,7 @@ impl Verifier for IntrospectionVerifier {
                 trust: self.trust.clone(),
                 kind: KIND,
                 proven_key: None,
+                asserted_by_caller: false,
             });
         }
         let mut claims = self.introspect(token).await?;
@@ -348,6 +349,7 @@ impl Verifier for IntrospectionVerifier {
             trust: self.trust.clone(),
             kind: KIND,
             proven_key: None,
+            asserted_by_caller: false,
         })
     }
 

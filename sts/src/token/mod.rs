@@ -38,7 +38,7 @@ pub use issued_wit::WitMinter;
 pub use oauth_jwt::OauthJwtKind;
 pub use oidc_id_token::OidcIdTokenKind;
 pub use self_signed::SelfSignedKind;
-pub use txn_token::{DEFAULT_CHAIN_CLAIM, TXN_TYP, TxnTokenKind, TxnTokenMinter};
+pub use txn_token::{CHAIN_CLAIM, TXN_TYP, TxnTokenKind, TxnTokenMinter};
 pub use unsigned_json::UnsignedJsonKind;
 pub use wit::{WIT_TYP, WPT_TYP, WitKind};
 
@@ -108,6 +108,10 @@ pub enum Rejection {
     /// A kind-specific refusal, with safe, fixed text.
     #[error("{0}")]
     Kind(&'static str),
+    /// The token may be fine, but not from this caller (who may present it, with which key):
+    /// a refusal of the caller, not of the token.
+    #[error("{0}")]
+    Caller(&'static str),
 }
 
 impl Rejection {
@@ -115,6 +119,11 @@ impl Rejection {
     /// `temporarily_unavailable`, design invariant 12).
     pub fn is_unavailable(&self) -> bool {
         matches!(self, Self::KeysUnavailable | Self::Upstream(_))
+    }
+
+    /// Whether the refusal is about the caller rather than the token.
+    pub fn is_about_caller(&self) -> bool {
+        matches!(self, Self::Caller(_))
     }
 }
 
@@ -268,6 +277,10 @@ pub struct Verified {
     /// The key whose possession this request proved for the token (a WIT's `cnf.jwk`, proven
     /// by its WPT): an output kind may bind what it issues to it.
     pub proven_key: Option<ProvenKey>,
+    /// Whether its claims are asserted by the caller itself (an unsigned or self-signed
+    /// subject) rather than by an issuer we trust: an output kind must then not take its
+    /// `scope` as a ceiling on its own word.
+    pub asserted_by_caller: bool,
 }
 
 /// A public key the request proved it holds, and until when the credential that binds it to
@@ -375,6 +388,12 @@ pub trait InputKind: Send + Sync + 'static {
     }
     /// Typical verified claims, for evaluating profile CEL at load.
     fn sample_claims(&self) -> Claims;
+    /// The only output kind (`issue.kind`) its tokens may be the subject of, when the kind's
+    /// tokens are meaningful for one output only (our own Txn-Tokens, subjects a caller
+    /// asserts); such entries are never accepted as actors either. Checked when profiles load.
+    fn only_for_output(&self) -> Option<&'static str> {
+        None
+    }
     /// Parses and validates this kind's block of `entry` (unknown keys are errors) and builds
     /// the entry's verifier. No network I/O: keys load later.
     fn configure(

@@ -138,6 +138,7 @@ impl Verifier for AccessTokenVerifier {
             trust: self.jws.trust.clone(),
             kind: "oauth-jwt",
             proven_key: None,
+            asserted_by_caller: false,
         })
     }
 

@@ -232,6 +232,7 @@ impl Verifier for IdTokenVerifier {
             trust: self.jws.trust.clone(),
             kind: KIND,
             proven_key: None,
+            asserted_by_caller: false,
         })
     }
 

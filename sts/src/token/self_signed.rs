@@ -58,6 +58,10 @@ impl InputKind for SelfSignedKind {
         sample(json!({"iss": "wimse://example.com/gateway", "scope": "read"}))
     }
 
+    fn only_for_output(&self) -> Option<&'static str> {
+        Some("txn-token")
+    }
+
     fn configure(
         &self,
         entry: &TrustEntry,
@@ -110,10 +114,10 @@ impl Verifier for SelfSignedVerifier {
         ctx: &VerifyContext<'_>,
     ) -> Result<Verified, Rejection> {
         let jws = presented.jws?;
-        let caller = ctx.caller.ok_or(Rejection::Kind(
+        let caller = ctx.caller.ok_or(Rejection::Caller(
             "a self_signed token needs an authenticated caller",
         ))?;
-        let proven = caller.proven_key.as_ref().ok_or(Rejection::Kind(
+        let proven = caller.proven_key.as_ref().ok_or(Rejection::Caller(
             "a self_signed token is accepted only from a caller that proved a key in this request",
         ))?;
         // No explicit type is defined for these tokens: `JWT` or none.
@@ -136,7 +140,7 @@ impl Verifier for SelfSignedVerifier {
         claims.check_times(ctx)?;
         // The signer is the caller: `iss` is its identity, byte for byte.
         if claims.required_str("iss")? != caller.id {
-            return Err(Rejection::Kind(
+            return Err(Rejection::Caller(
                 "a self_signed token's iss must be the authenticated caller",
             ));
         }
@@ -153,11 +157,13 @@ impl Verifier for SelfSignedVerifier {
             return Err(Rejection::BadClaim("sub"));
         }
         claims.str_claim("scope")?;
+        super::unsigned_json::refuse_delegation_and_binding(&claims)?;
         Ok(Verified {
             claims,
             trust: self.trust.clone(),
             kind: KIND,
             proven_key: None,
+            asserted_by_caller: true,
         })
     }
 

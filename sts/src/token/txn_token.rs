@@ -35,20 +35,21 @@ pub const TXN_TYP: &str = "txntoken+jwt";
 const KIND: &str = "txn-token";
 /// The longest lifetime a profile may give a Txn-Token: "minutes or less" (draft §9).
 const MAX_LIFETIME: Duration = Duration::from_secs(10 * 60);
-/// The default name of the claim that keeps earlier requesters across replacements.
-pub const DEFAULT_CHAIN_CLAIM: &str = "req_wl_chain";
+/// The claim that keeps the earlier requesting workloads across replacements, oldest first
+/// (the draft requires the chain to be kept and defines no claim for it). One name for every
+/// profile, so no profile can start a fresh chain.
+pub const CHAIN_CLAIM: &str = "req_wl_chain";
+/// The most replacements a profile may allow in one chain.
+const MAX_REPLACEMENTS: usize = 16;
 
 /// Claims the minter sets; a mapping may write `sub` (fresh tokens only), `tctx`, `rctx` and
 /// claims of its own.
-const RESERVED: &[&str] = &["txn", "req_wl", "scope"];
+const RESERVED: &[&str] = &["txn", "req_wl", "scope", CHAIN_CLAIM];
 
 /// `issue.options` of a profile that issues Txn-Tokens.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Options {
-    /// The claim holding the earlier requesting workloads of a replaced token, oldest first.
-    #[serde(default = "default_chain_claim")]
-    chain_claim: String,
     /// How far past the replaced token's `exp` a replacement may live (needs
     /// `may_outlive_subject: true`; default: not at all).
     #[serde(default, with = "humantime_serde")]
@@ -63,9 +64,6 @@ struct Options {
     subject_scope: Option<String>,
 }
 
-fn default_chain_claim() -> String {
-    DEFAULT_CHAIN_CLAIM.to_owned()
-}
 fn default_max_replacements() -> usize {
     8
 }
@@ -73,7 +71,6 @@ fn default_max_replacements() -> usize {
 impl Default for Options {
     fn default() -> Self {
         Self {
-            chain_claim: default_chain_claim(),
             max_extension: Duration::ZERO,
             max_replacements: default_max_replacements(),
             subject_scope: None,
@@ -103,12 +100,6 @@ impl Minter for TxnTokenMinter {
 
     fn reserved_claims(&self) -> &'static [&'static str] {
         RESERVED
-    }
-
-    fn may_write(&self, claim: &str) -> bool {
-        !super::ALWAYS_RESERVED.contains(&claim)
-            && !RESERVED.contains(&claim)
-            && claim != self.options.chain_claim
     }
 
     fn max_lifetime(&self) -> Duration {
@@ -149,21 +140,10 @@ impl Minter for TxnTokenMinter {
                 }
             },
         };
-        let claim_ok = !options.chain_claim.is_empty()
-            && options
-                .chain_claim
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_');
-        if !claim_ok
-            || super::ALWAYS_RESERVED.contains(&options.chain_claim.as_str())
-            || RESERVED.contains(&options.chain_claim.as_str())
-            || ["sub", "tctx", "rctx"].contains(&options.chain_claim.as_str())
-        {
-            problems.push(
-                "options.chain_claim: must be a claim name of letters, digits and `_` that no \
-                 other Txn-Token claim uses"
-                    .to_owned(),
-            );
+        if !(1..=MAX_REPLACEMENTS).contains(&options.max_replacements) {
+            problems.push(format!(
+                "options.max_replacements: between 1 and {MAX_REPLACEMENTS}"
+            ));
         }
         if let Some(s) = &options.subject_scope
             && (s.trim().is_empty() || crate::exchange::check_scope(s).is_err())
@@ -201,19 +181,9 @@ impl Minter for TxnTokenMinter {
         let subject = &req.subject.claims;
         // Draft §4.4 step 5: the subject's scope must be known — from the token, or from the
         // profile for tokens that carry none — and is never taken as unconstrained.
-        let held = match subject.get("scope") {
-            Some(Value::String(s)) if !s.trim().is_empty() => s.as_str(),
-            None if self.options.subject_scope.is_some() => {
-                self.options.subject_scope.as_deref().unwrap_or_default()
-            }
-            _ => {
-                return Err(OAuthError::invalid_request(
-                    "the subject_token's scope cannot be determined, so no Txn-Token scope can be granted",
-                ));
-            }
-        };
+        let held = self.held_scope(req.subject)?;
         let scope =
-            scope::decide_within(req.profile, held, req.request, req.vars)?.ok_or_else(|| {
+            scope::decide_within(req.profile, &held, req.request, req.vars)?.ok_or_else(|| {
                 OAuthError::invalid_scope("none of the requested scope can be granted")
             })?;
         let mut mapped = req.claims;
@@ -229,7 +199,6 @@ impl Minter for TxnTokenMinter {
         };
         let tctx = merged_context("tctx", replaced, mapped.remove("tctx"))?;
         let rctx = merged_context("rctx", replaced, mapped.remove("rctx"))?;
-        refuse_copied_token(&req.request.subject.token, [&tctx, &rctx])?;
         // The mapping's own claims first; the kind's and the engine's last.
         claims.extend(mapped);
         let r = req.common;
@@ -250,6 +219,7 @@ impl Minter for TxnTokenMinter {
         if let Some(act) = &r.act {
             claims.insert("act".into(), act.clone());
         }
+        refuse_copied_token(&req.request.subject.token, &claims)?;
         self_check(&claims)?;
         Ok(Draft {
             claims,
@@ -263,6 +233,39 @@ impl Minter for TxnTokenMinter {
 }
 
 impl TxnTokenMinter {
+    /// The scope the subject holds (draft §4.4 step 5): its `scope` claim when an issuer we
+    /// trust vouches for it; the profile's `subject_scope` for subjects without one (ID
+    /// tokens); and for subjects the caller asserts itself, at most the profile's
+    /// `subject_scope`, which such profiles must set. Never "unconstrained".
+    fn held_scope(&self, subject: &super::Verified) -> Result<String, OAuthError> {
+        let unknown = || {
+            OAuthError::invalid_request(
+                "the subject_token's scope cannot be determined, so no Txn-Token scope can be granted",
+            )
+        };
+        let claimed = match subject.claims.get("scope") {
+            None => None,
+            Some(Value::String(s)) if !s.trim().is_empty() => Some(s.as_str()),
+            Some(_) => return Err(unknown()),
+        };
+        let ceiling = self.options.subject_scope.as_deref();
+        match (claimed, ceiling, subject.asserted_by_caller) {
+            (Some(c), _, false) => Ok(c.to_owned()),
+            (None, Some(p), _) => Ok(p.to_owned()),
+            (Some(c), Some(p), true) => {
+                let allowed: Vec<&str> = p.split(' ').collect();
+                Ok(c.split(' ')
+                    .filter(|s| allowed.contains(s))
+                    .collect::<Vec<_>>()
+                    .join(" "))
+            }
+            (_, None, true) => Err(OAuthError::invalid_request(
+                "the subject_token's scope is asserted by the caller; the exchange profile must set options.subject_scope",
+            )),
+            (None, None, false) => Err(unknown()),
+        }
+    }
+
     /// Draft §4.8 (our digest): the replacement keeps `txn`, `sub` and `aud`; the requester of
     /// the replaced token joins the chain; the lifetime extends at most `max_extension` past
     /// the replaced token's `exp`, and a transaction is replaced at most `max_replacements`
@@ -295,7 +298,7 @@ impl TxnTokenMinter {
                 "a replacement Txn-Token keeps the aud of the one it replaces",
             ));
         }
-        let mut chain: Vec<Value> = match input.get(&self.options.chain_claim) {
+        let mut chain: Vec<Value> = match input.get(CHAIN_CLAIM) {
             None => Vec::new(),
             Some(Value::Array(a)) if a.iter().all(Value::is_string) => a.clone(),
             Some(_) => {
@@ -315,7 +318,7 @@ impl TxnTokenMinter {
                 "this transaction's Txn-Token has been replaced too many times",
             ));
         }
-        claims.insert(self.options.chain_claim.clone(), Value::Array(chain));
+        claims.insert(CHAIN_CLAIM.to_owned(), Value::Array(chain));
         let input_exp = input.time_claim("exp").ok().flatten().unwrap_or(0);
         let limit = input_exp.saturating_add(self.options.max_extension.as_secs() as i64);
         Ok((txn.to_owned(), sub.to_owned(), common.expires_at.min(limit)))
@@ -386,11 +389,8 @@ fn merged_context(
 }
 
 /// Draft §4.4 step 7: the access token presented at the edge never travels inside the
-/// Txn-Token, even when a gateway put it into the request context.
-fn refuse_copied_token(
-    token: &crate::secret::Token,
-    contexts: [&Option<Map<String, Value>>; 2],
-) -> Result<(), OAuthError> {
+/// Txn-Token, whichever claim a mapping or the request context would put it in.
+fn refuse_copied_token(token: &crate::secret::Token, claims: &Claims) -> Result<(), OAuthError> {
     fn carries(v: &Value, token: &str) -> bool {
         match v {
             Value::String(s) => s.contains(token),
@@ -402,15 +402,13 @@ fn refuse_copied_token(
         }
     }
     let token = token.expose();
-    for ctx in contexts.into_iter().flatten() {
-        if ctx
-            .iter()
-            .any(|(k, v)| k.contains(token) || carries(v, token))
-        {
-            return Err(OAuthError::invalid_request(
-                "the request context must not carry the subject_token",
-            ));
-        }
+    if claims
+        .iter()
+        .any(|(k, v)| k.contains(token) || carries(v, token))
+    {
+        return Err(OAuthError::invalid_request(
+            "the request context must not carry the subject_token",
+        ));
     }
     Ok(())
 }
@@ -487,6 +485,10 @@ impl InputKind for TxnTokenKind {
             "scope": "read", "req_wl": "sample-caller",
             "tctx": {"action": "BUY"}, "rctx": {"req_ip": "192.0.2.1"},
         }))
+    }
+
+    fn only_for_output(&self) -> Option<&'static str> {
+        Some(KIND)
     }
 
     fn configure(
@@ -577,6 +579,7 @@ impl Verifier for TxnTokenVerifier {
             trust: self.jws.trust.clone(),
             kind: KIND,
             proven_key: None,
+            asserted_by_caller: false,
         })
     }
 
@@ -586,5 +589,346 @@ impl Verifier for TxnTokenVerifier {
 
     fn keys(&self) -> Option<&KeyStore> {
         Some(&self.jws.keys)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Token;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        }
+    }
+
+    fn env<'a>(
+        options: Option<&'a Value>,
+        audiences: &'a [String],
+        types: &'a [&'a str],
+    ) -> ProfileEnv<'a> {
+        ProfileEnv {
+            options,
+            audiences,
+            subject_types: types,
+            trust_domain: "example.com",
+        }
+    }
+
+    #[test]
+    fn txn_values_are_random_version_4_uuids() {
+        let a = new_txn().unwrap();
+        let b = new_txn().unwrap();
+        assert_ne!(a, b);
+        for t in [&a, &b] {
+            assert_eq!(t.len(), 36);
+            let dashes: Vec<usize> = t.match_indices('-').map(|(i, _)| i).collect();
+            assert_eq!(dashes, [8, 13, 18, 23]);
+            assert_eq!(&t[14..15], "4");
+            assert!("89ab".contains(&t[19..20]), "{t}");
+            assert!(t.bytes().all(|c| c == b'-' || c.is_ascii_hexdigit()));
+            assert!(!t.bytes().any(|c| c.is_ascii_uppercase()));
+        }
+    }
+
+    #[test]
+    fn contexts_of_new_tokens_are_the_mapped_objects() {
+        assert_eq!(merged_context("tctx", None, None).unwrap(), None);
+        assert_eq!(
+            merged_context("tctx", None, Some(Value::Null)).unwrap(),
+            None
+        );
+        let m = json!({"a": 1});
+        assert_eq!(
+            merged_context("tctx", None, Some(m.clone())).unwrap(),
+            Some(obj(m))
+        );
+        let e = merged_context("rctx", None, Some(json!([1]))).unwrap_err();
+        assert_eq!(e.description, "rctx must be a JSON object");
+    }
+
+    #[test]
+    fn replacement_contexts_only_grow() {
+        let input = obj(json!({"tctx": {"a": 1}, "rctx": {}}));
+        let grown = merged_context("tctx", Some(&input), Some(json!({"b": 2}))).unwrap();
+        assert_eq!(grown, Some(obj(json!({"a": 1, "b": 2}))));
+        let same = merged_context("tctx", Some(&input), Some(json!({"a": 1}))).unwrap();
+        assert_eq!(same, Some(obj(json!({"a": 1}))));
+        let kept = merged_context("tctx", Some(&input), None).unwrap();
+        assert_eq!(kept, Some(obj(json!({"a": 1}))));
+        let e = merged_context("tctx", Some(&input), Some(json!({"a": 2}))).unwrap_err();
+        assert_eq!(
+            e.description,
+            "a replacement Txn-Token cannot change members of tctx"
+        );
+        // An empty object the input had stays; one it lacked does not appear.
+        assert_eq!(
+            merged_context("rctx", Some(&input), None).unwrap(),
+            Some(Map::new())
+        );
+        let bare = obj(json!({}));
+        assert_eq!(merged_context("rctx", Some(&bare), None).unwrap(), None);
+        let bad = obj(json!({"tctx": "x"}));
+        let e = merged_context("tctx", Some(&bad), None).unwrap_err();
+        assert_eq!(
+            e.description,
+            "the Txn-Token to replace has a malformed tctx"
+        );
+    }
+
+    #[test]
+    fn audiences_compare_exactly() {
+        let ours = ["example.com".to_owned()];
+        assert!(same_audience(Some(&json!("example.com")), &ours));
+        assert!(!same_audience(Some(&json!("example.org")), &ours));
+        assert!(same_audience(Some(&json!(["example.com"])), &ours));
+        assert!(!same_audience(
+            Some(&json!(["example.com", "example.org"])),
+            &ours
+        ));
+        assert!(!same_audience(Some(&json!(["example.org"])), &ours));
+        assert!(!same_audience(Some(&json!([])), &ours));
+        assert!(!same_audience(None, &ours));
+        assert!(!same_audience(Some(&json!(1)), &ours));
+    }
+
+    #[test]
+    fn the_self_check_wants_every_required_claim_and_minutes() {
+        let good = json!({"iat": 100, "exp": 700, "aud": "d", "txn": "t", "sub": "s",
+                          "scope": "a", "req_wl": "w"});
+        assert!(self_check(&obj(good.clone())).is_ok());
+        for (k, v) in [
+            ("exp", json!(100)),
+            ("exp", json!(99)),
+            ("exp", json!(701)),
+            ("iat", json!("x")),
+            ("txn", json!("")),
+            ("sub", json!(1)),
+            ("scope", Value::Null),
+            ("req_wl", json!("")),
+            ("aud", json!("")),
+        ] {
+            let mut c = good.clone();
+            c[k] = v;
+            assert!(self_check(&obj(c)).is_err(), "{k}");
+        }
+    }
+
+    #[test]
+    fn the_subject_token_is_found_anywhere_in_the_contexts() {
+        let t = Token::new("eyJ.secret.sig");
+        let clean = obj(json!({"a": "b", "n": [1, {"x": "y"}]}));
+        assert!(refuse_copied_token(&t, &clean).is_ok());
+        for bad in [
+            json!({"a": "Bearer eyJ.secret.sig"}),
+            json!({"a": ["x", {"b": "eyJ.secret.sig"}]}),
+            json!({"eyJ.secret.sig": 1}),
+            json!({"a": {"eyJ.secret.sig": 1}}),
+        ] {
+            assert!(refuse_copied_token(&t, &obj(bad)).is_err());
+        }
+    }
+
+    #[test]
+    fn profiles_must_name_our_trust_domain_and_refuse_refresh_tokens() {
+        let m = TxnTokenMinter::default();
+        let ours = ["example.com".to_owned()];
+        assert!(
+            m.configure(&env(None, &ours, &[types::ACCESS_TOKEN]))
+                .unwrap()
+                .is_none()
+        );
+        let other = ["orders-api".to_owned()];
+        let e = m
+            .configure(&env(None, &other, &[types::ACCESS_TOKEN]))
+            .err()
+            .unwrap();
+        assert!(e[0].starts_with("audiences: "), "{e:?}");
+        let two = ["example.com".to_owned(), "x".to_owned()];
+        assert!(m.configure(&env(None, &two, &[])).is_err());
+        let e = m
+            .configure(&env(
+                None,
+                &ours,
+                &[types::ACCESS_TOKEN, types::REFRESH_TOKEN],
+            ))
+            .err()
+            .unwrap();
+        assert!(e[0].starts_with("kind: Txn-Tokens are never issued for refresh tokens"));
+    }
+
+    #[test]
+    fn options_are_checked() {
+        let m = TxnTokenMinter::default();
+        let ours = ["example.com".to_owned()];
+        let check = |v: Value| m.configure(&env(Some(&v), &ours, &[])).map(|o| o.is_some());
+        assert_eq!(check(json!({})), Ok(true));
+        assert_eq!(
+            check(json!({"max_extension": "10m", "max_replacements": 16, "subject_scope": "a b"})),
+            Ok(true)
+        );
+        for (bad, want) in [
+            (
+                json!({"max_extension": "11m"}),
+                "options.max_extension: at most 10m",
+            ),
+            (json!({"max_replacements": 0}), "options.max_replacements"),
+            (json!({"max_replacements": 17}), "options.max_replacements"),
+            (json!({"chain_claim": "hops"}), "options.chain_claim"),
+            (json!({"subject_scope": " "}), "options.subject_scope"),
+            (json!({"subject_scope": "a\"b"}), "options.subject_scope"),
+            (json!({"bogus": 1}), "options.bogus"),
+        ] {
+            let e = m.configure(&env(Some(&bad), &ours, &[])).err().unwrap();
+            assert!(e[0].starts_with(want), "{bad}: {e:?}");
+        }
+        for reserved in [
+            "txn",
+            "req_wl",
+            "req_wl_chain",
+            "scope",
+            "iss",
+            "aud",
+            "exp",
+            "jti",
+            "act",
+        ] {
+            assert!(!m.may_write(reserved), "{reserved}");
+        }
+        for free in ["sub", "tctx", "rctx", "tenant"] {
+            assert!(m.may_write(free), "{free}");
+        }
+    }
+
+    fn common(exp: i64) -> super::super::CommonClaims {
+        super::super::CommonClaims {
+            issuer: "https://sts".into(),
+            subject: "alice".into(),
+            audience: vec!["example.com".into()],
+            issued_at: 1000,
+            expires_at: exp,
+            jti: "j".into(),
+            act: None,
+        }
+    }
+
+    fn minter(options: Value) -> TxnTokenMinter {
+        TxnTokenMinter {
+            options: serde_json::from_value(options).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_replacement_keeps_txn_and_sub_and_extends_as_far_as_allowed() {
+        let input = obj(json!({"txn": "t-1", "sub": "alice", "aud": "example.com",
+                               "req_wl": "gw", "exp": 1100}));
+        let m = minter(json!({"max_extension": "60s", "max_replacements": 2}));
+        let mut claims = Map::new();
+        let (txn, sub, exp) = m
+            .replacement(&input, &mut Map::new(), &common(1300), &mut claims)
+            .unwrap();
+        assert_eq!((txn.as_str(), sub.as_str(), exp), ("t-1", "alice", 1160));
+        assert_eq!(claims["req_wl_chain"], json!(["gw"]));
+        // Within the extension, the engine's exp stands.
+        let (_, _, exp) = m
+            .replacement(&input, &mut Map::new(), &common(1150), &mut Map::new())
+            .unwrap();
+        assert_eq!(exp, 1150);
+        let (_, _, exp) = minter(json!({}))
+            .replacement(&input, &mut Map::new(), &common(1300), &mut Map::new())
+            .unwrap();
+        assert_eq!(exp, 1100, "no extension by default");
+        // The chain grows by one per replacement, up to the limit.
+        let mut chained = input.clone();
+        chained.insert("req_wl_chain".into(), json!(["a"]));
+        let mut claims = Map::new();
+        m.replacement(&chained, &mut Map::new(), &common(1300), &mut claims)
+            .unwrap();
+        assert_eq!(claims["req_wl_chain"], json!(["a", "gw"]));
+        chained.insert("req_wl_chain".into(), json!(["a", "b"]));
+        let e = m
+            .replacement(&chained, &mut Map::new(), &common(1300), &mut Map::new())
+            .unwrap_err();
+        assert_eq!(
+            e.description,
+            "this transaction's Txn-Token has been replaced too many times"
+        );
+    }
+
+    #[test]
+    fn a_replacement_refuses_what_would_change_the_transaction() {
+        let m = minter(json!({}));
+        let base = json!({"txn": "t-1", "sub": "alice", "aud": "example.com", "req_wl": "gw",
+                          "exp": 1100});
+        let run = |input: Value, mapped: Value| {
+            m.replacement(
+                &obj(input),
+                &mut obj(mapped),
+                &common(1300),
+                &mut Map::new(),
+            )
+            .map(|_| ())
+            .map_err(|e| e.description.into_owned())
+        };
+        assert_eq!(run(base.clone(), json!({"sub": "alice"})), Ok(()));
+        assert_eq!(
+            run(base.clone(), json!({"sub": "mallory"})).unwrap_err(),
+            "a replacement Txn-Token keeps the sub of the one it replaces"
+        );
+        for (k, want) in [
+            ("txn", "the Txn-Token to replace has no txn"),
+            ("sub", "the Txn-Token to replace has no sub"),
+            ("req_wl", "the Txn-Token to replace has no req_wl"),
+            (
+                "aud",
+                "a replacement Txn-Token keeps the aud of the one it replaces",
+            ),
+        ] {
+            let mut input = base.clone();
+            input.as_object_mut().unwrap().remove(k);
+            assert_eq!(run(input, json!({})).unwrap_err(), want, "{k}");
+        }
+        let mut other_aud = base.clone();
+        other_aud["aud"] = json!("example.org");
+        assert!(run(other_aud, json!({})).is_err());
+        for chain in [json!("gw"), json!([1]), json!({"a": 1})] {
+            let mut input = base.clone();
+            input["req_wl_chain"] = chain;
+            assert_eq!(
+                run(input, json!({})).unwrap_err(),
+                "the Txn-Token to replace has a malformed requester chain"
+            );
+        }
+    }
+
+    #[test]
+    fn requests_need_scope_and_never_carry_refresh_tokens() {
+        use crate::exchange::{ExchangeRequest, FormParams};
+        let limits = crate::config::Limits::default();
+        let req = |body: &str| {
+            ExchangeRequest::from_params(FormParams::parse(body.as_bytes(), 32).unwrap(), &limits)
+                .unwrap()
+        };
+        let m = TxnTokenMinter::default();
+        let ok = req("subject_token=a&subject_token_type=urn:x&scope=s");
+        assert!(m.check_request(&ok).is_ok());
+        let e = m
+            .check_request(&req("subject_token=a&subject_token_type=urn:x"))
+            .unwrap_err();
+        assert_eq!(
+            e.description,
+            "scope is required when requesting a Txn-Token"
+        );
+        let refresh = format!(
+            "subject_token=a&subject_token_type={}&scope=s",
+            types::REFRESH_TOKEN
+        );
+        let e = m.check_request(&req(&refresh)).unwrap_err();
+        assert_eq!(
+            e.description,
+            "a refresh token cannot be exchanged for a Txn-Token"
+        );
     }
 }

@@ -18,6 +18,17 @@ use super::oauth_jwt::sample;
 use super::{
     ClaimsExt, InputKind, KindEnv, Presented, Rejection, Verified, Verifier, VerifyContext, types,
 };
+
+/// What a caller asserts on its own word may not carry delegation (`act`, `may_act`) or a key
+/// binding (`cnf`): the engine would carry them into what it signs.
+pub(super) fn refuse_delegation_and_binding(claims: &Claims) -> Result<(), Rejection> {
+    for name in ["act", "may_act", "cnf"] {
+        if claims.contains_key(name) {
+            return Err(Rejection::BadClaim(name));
+        }
+    }
+    Ok(())
+}
 use crate::config::{ConfigError, TrustEntry};
 use crate::jose::{Claims, JoseError, parse_object};
 use crate::profile::CallerPattern;
@@ -53,6 +64,10 @@ impl InputKind for UnsignedJsonKind {
 
     fn sample_claims(&self) -> Claims {
         sample(json!({"scope": "read"}))
+    }
+
+    fn only_for_output(&self) -> Option<&'static str> {
+        Some("txn-token")
     }
 
     fn configure(
@@ -106,11 +121,11 @@ impl Verifier for UnsignedJsonVerifier {
         presented: Presented<'_>,
         ctx: &VerifyContext<'_>,
     ) -> Result<Verified, Rejection> {
-        let caller = ctx.caller.ok_or(Rejection::Kind(
+        let caller = ctx.caller.ok_or(Rejection::Caller(
             "an unsigned_json token needs an authenticated caller",
         ))?;
         if !self.callers.iter().any(|p| p.matches(&caller.id)) {
-            return Err(Rejection::Kind(
+            return Err(Rejection::Caller(
                 "this caller may not present unsigned_json subject tokens",
             ));
         }
@@ -123,6 +138,7 @@ impl Verifier for UnsignedJsonVerifier {
             return Err(Rejection::BadClaim("sub"));
         }
         claims.str_claim("scope")?;
+        refuse_delegation_and_binding(&claims)?;
         // Never signed, so never "forever": an expiry is always set.
         if claims.time_claim("exp")?.is_none() {
             claims.insert("exp".into(), ctx.now.saturating_add(self.lifetime).into());
@@ -133,6 +149,7 @@ impl Verifier for UnsignedJsonVerifier {
             trust: self.trust.clone(),
             kind: KIND,
             proven_key: None,
+            asserted_by_caller: true,
         })
     }
 

@@ -295,6 +295,7 @@ impl Verifier for WitVerifier {
             trust: self.trust.clone(),
             kind: "wit",
             proven_key,
+            asserted_by_caller: false,
         })
     }
 
