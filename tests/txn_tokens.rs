@@ -817,7 +817,9 @@ async fn the_verified_subject_cache_pays_once_and_never_outlives_exp_or_keys() {
     let subject = t.h.idp.access_token(json!({"exp": NOW + 300}));
     let form = txn_request(&subject, "orders:read");
     expect_txn(&post(&app, &form).await, &t.jwks());
-    assert_eq!(t.state.subjects.len(), 1);
+    assert_eq!(t.state.subjects.len(), 0, "seen once: only noted");
+    expect_txn(&post(&app, &form).await, &t.jwks());
+    assert_eq!(t.state.subjects.len(), 1, "seen twice: remembered");
     // The same token again: answered from the cache (another new txn each time).
     let (_, a) = expect_txn(&post(&app, &form).await, &t.jwks());
     let (_, b) = expect_txn(&post(&app, &form).await, &t.jwks());

@@ -49,7 +49,7 @@ fn fixture() -> Fixture {
     )
     .unwrap();
     let config = format!(
-        "issuer: https://sts.bench\nlisten: 127.0.0.1:0\nkeys: {{dir: {d}/keys}}\nprofiles: {d}/p\nmappings: {d}/m\n\
+        "issuer: https://sts.bench\nlisten: 127.0.0.1:0\nsubject_cache: {{capacity: 0}}\nkeys: {{dir: {d}/keys}}\nprofiles: {d}/p\nmappings: {d}/m\n\
          trust:\n  - {{name: corp-idp, kind: oauth-jwt, issuer: \"https://idp.bench\", jwks: {{file: {d}/idp.json}}}}\n"
     );
     let rt = tokio::runtime::Builder::new_current_thread()

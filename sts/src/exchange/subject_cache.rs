@@ -5,13 +5,16 @@
 //! which trust source verified it (by its unique id, so a reload never reuses an entry) and
 //! that source's key generation. It is used only while the token has not reached its `exp`,
 //! only for a profile that accepts that source for that token type, and only while the
-//! source's keys are unchanged; the cache is bounded (least recently used entries go first, in 16 locked shards).
-//! Only sources whose verification depends on nothing but the token, their keys and the time
-//! are cached (`Verifier::cacheable`). Profile policy (conditions, mapping, scope) is never
-//! cached: it runs on every request. This module holds no token, only digests.
+//! source's keys are unchanged. The cache is bounded: least recently used entries go first,
+//! in 16 locked shards. Only sources whose verification depends on nothing but the token,
+//! their keys and the time are cached (`Verifier::cacheable`), and a token is remembered only
+//! from the second time it is verified, so traffic of distinct tokens pays a lookup and
+//! nothing more. Profile policy (conditions, mapping, scope) is never cached: it runs on every
+//! request. This module holds no token, only digests.
 
 use std::hash::{BuildHasherDefault, Hasher};
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::clock::UnixTime;
@@ -51,6 +54,9 @@ type Shard = lru::LruCache<[u8; 32], Arc<Entry>, BuildHasherDefault<DigestHasher
 /// Verified subject tokens, bounded in number (least recently used go first).
 pub struct SubjectCache {
     shards: Vec<Mutex<Shard>>,
+    /// Fingerprints of tokens seen once (direct-mapped): a token is remembered only when it
+    /// comes back, so traffic of distinct tokens costs a lookup here and nothing more.
+    seen: Vec<AtomicU64>,
 }
 
 impl std::fmt::Debug for SubjectCache {
@@ -65,16 +71,32 @@ impl SubjectCache {
     /// A cache of at most `capacity` tokens; 0 remembers nothing.
     pub fn new(capacity: u64) -> Self {
         let capacity = usize::try_from(capacity).unwrap_or(usize::MAX);
-        let shards = if capacity == 0 {
-            Vec::new()
-        } else {
-            let n = SHARDS.min(capacity);
-            let each = NonZeroUsize::new(capacity.div_ceil(n)).unwrap_or(NonZeroUsize::MIN);
-            (0..n)
-                .map(|_| Mutex::new(Shard::with_hasher(each, BuildHasherDefault::default())))
-                .collect()
-        };
-        Self { shards }
+        if capacity == 0 {
+            return Self {
+                shards: Vec::new(),
+                seen: Vec::new(),
+            };
+        }
+        let n = SHARDS.min(capacity);
+        let each = NonZeroUsize::new(capacity.div_ceil(n)).unwrap_or(NonZeroUsize::MIN);
+        let shards = (0..n)
+            .map(|_| Mutex::new(Shard::with_hasher(each, BuildHasherDefault::default())))
+            .collect();
+        // Four slots per entry: a returning token is rarely overwritten in between.
+        let slots = capacity.saturating_mul(4).next_power_of_two().min(1 << 22);
+        let seen = (0..slots).map(|_| AtomicU64::new(0)).collect();
+        Self { shards, seen }
+    }
+
+    /// Whether the token with `key` was seen before (and remembers that it now has been).
+    fn seen_before(&self, key: &[u8; 32]) -> bool {
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&key[..8]);
+        let mut second = [0u8; 8];
+        second.copy_from_slice(&key[8..16]);
+        let slot = (u64::from_le_bytes(first) as usize) & (self.seen.len() - 1);
+        let fingerprint = u64::from_le_bytes(second) | 1;
+        self.seen[slot].swap(fingerprint, Ordering::Relaxed) == fingerprint
     }
 
     pub fn is_enabled(&self) -> bool {
@@ -118,7 +140,8 @@ impl SubjectCache {
     }
 
     /// Remembers that `source` verified the token with `key` while its keys were at
-    /// `generation`, until the token's `exp`.
+    /// `generation`, until the token's `exp` — from the second time the token is verified
+    /// (a token seen once is only noted).
     pub fn put(
         &self,
         key: [u8; 32],
@@ -137,7 +160,7 @@ impl SubjectCache {
         else {
             return;
         };
-        if exp <= now || !source.verifier.cacheable() {
+        if exp <= now || !source.verifier.cacheable() || !self.seen_before(&key) {
             return;
         }
         let entry = Arc::new(Entry {
@@ -236,6 +259,9 @@ mod tests {
         let s = source(7, true);
         let key = SubjectCache::key("t", "token");
         cache.put(key, &s, 0, verified(2000), 1000);
+        assert_eq!(cache.len(), 0, "a token seen once is not remembered");
+        assert!(cache.get(&key, [&s].into_iter(), 1000).is_none());
+        cache.put(key, &s, 0, verified(2000), 1000);
         assert_eq!(cache.len(), 1);
         assert!(cache.get(&key, [&s].into_iter(), 1000).is_some());
         assert!(cache.get(&key, [&s].into_iter(), 1999).is_some());
@@ -259,17 +285,21 @@ mod tests {
     fn expired_uncacheable_and_disabled_are_never_stored() {
         let cache = SubjectCache::new(10);
         let key = SubjectCache::key("t", "token");
-        cache.put(key, &source(1, true), 0, verified(1000), 1000);
-        cache.put(key, &source(1, false), 0, verified(2000), 1000);
+        for _ in 0..2 {
+            cache.put(key, &source(1, true), 0, verified(1000), 1000);
+            cache.put(key, &source(1, false), 0, verified(2000), 1000);
+        }
         assert!(cache.is_empty());
         let no_exp = Arc::new(Verified {
             claims: serde_json::Map::new(),
             ..(*verified(0)).clone()
         });
+        cache.put(key, &source(1, true), 0, no_exp.clone(), 1000);
         cache.put(key, &source(1, true), 0, no_exp, 1000);
         assert!(cache.is_empty());
         let off = SubjectCache::new(0);
         assert!(!off.is_enabled());
+        off.put(key, &source(1, true), 0, verified(2000), 1000);
         off.put(key, &source(1, true), 0, verified(2000), 1000);
         assert!(
             off.get(&key, [&source(1, true)].into_iter(), 1000)
@@ -286,6 +316,7 @@ mod tests {
             .map(|i| SubjectCache::key("t", &format!("token-{i}")))
             .collect();
         for k in &keys {
+            cache.put(*k, &s, 0, verified(5000), 1000);
             cache.put(*k, &s, 0, verified(5000), 1000);
         }
         assert!(cache.len() <= 32, "{}", cache.len());
