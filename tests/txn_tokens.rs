@@ -123,6 +123,33 @@ impl Txn {
     }
 }
 
+/// Why the service refuses to start with `profile` (and `mapping`, if any) beside the harness's
+/// configuration, our trust domain set, `trust` entries added first and `kinds` registered.
+async fn start_error(
+    profile: &str,
+    mapping: Option<(&str, &str)>,
+    trust: &str,
+    kinds: sts::token::KindRegistry,
+) -> String {
+    let h = Harness::with(&[], TEST_MAPPINGS, "").await;
+    write_files(&h.dir.path().join("profiles"), &[("p.yaml", profile)]);
+    if let Some(m) = mapping {
+        write_files(&h.dir.path().join("mappings"), &[m]);
+    }
+    let config = harness_config(h.dir.path(), "trust_domain: example.com")
+        .replace("trust:\n", &format!("trust:\n{trust}"));
+    match AppState::build_with(
+        Settings::from_yaml(&config).unwrap(),
+        h.clock.clone(),
+        kinds,
+    )
+    .await
+    {
+        Ok(_) => panic!("the service started"),
+        Err(e) => e.to_string(),
+    }
+}
+
 /// A Txn-Token request from `gateway` for `subject` (an access token) with `scope`.
 fn txn_request(subject: &str, scope: &str) -> Form {
     Form::exchange(subject)
@@ -209,19 +236,13 @@ async fn the_txn_token_lives_minutes_and_never_past_the_subject() {
     );
     assert_eq!(c["exp"], NOW + 40);
     // A profile cannot ask for more than 10 minutes.
-    let h = Harness::with(&[], TEST_MAPPINGS, "").await;
-    write_files(
-        &h.dir.path().join("profiles"),
-        &[(
-            "long.yaml",
-            "name: long\ncallers: [gateway]\nsubject: {accept: [corp-idp]}\nissue: {kind: txn-token, audiences: [example.com], lifetime: 1h}\n",
-        )],
-    );
-    let config = harness_config(h.dir.path(), "trust_domain: example.com");
-    let err = AppState::build(Settings::from_yaml(&config).unwrap(), h.clock.clone())
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = start_error(
+        "name: long\ncallers: [gateway]\nsubject: {accept: [corp-idp]}\nissue: {kind: txn-token, audiences: [example.com], lifetime: 1h}\n",
+        None,
+        "",
+        sts::token::KindRegistry::builtin(),
+    )
+    .await;
     assert!(
         err.contains("issue.lifetime must be between 1s and 10m for kind txn-token"),
         "{err}"
@@ -299,27 +320,13 @@ async fn refresh_tokens_are_refused_at_request_and_at_load() {
     .await;
     r.expect_error(400, "invalid_request");
     // A profile cannot even accept an entry whose kind takes refresh tokens.
-    let h = Harness::with(&[], TEST_MAPPINGS, "").await;
-    write_files(
-        &h.dir.path().join("profiles"),
-        &[(
-            "r.yaml",
-            "name: r\ncallers: [gateway]\nsubject: {accept: [refreshing]}\nissue: {kind: txn-token, audiences: [example.com], lifetime: 1m}\n",
-        )],
-    );
-    let config = harness_config(h.dir.path(), "trust_domain: example.com").replace(
-        "trust:\n",
-        "trust:\n  - {name: refreshing, kind: refresh}\n",
-    );
-    let kinds = sts::token::KindRegistry::builtin().with_input(Arc::new(RefreshKind));
-    let err = AppState::build_with(
-        Settings::from_yaml(&config).unwrap(),
-        h.clock.clone(),
-        kinds,
+    let err = start_error(
+        "name: r\ncallers: [gateway]\nsubject: {accept: [refreshing]}\nissue: {kind: txn-token, audiences: [example.com], lifetime: 1m}\n",
+        None,
+        "  - {name: refreshing, kind: refresh}\n",
+        sts::token::KindRegistry::builtin().with_input(Arc::new(RefreshKind)),
     )
-    .await
-    .unwrap_err()
-    .to_string();
+    .await;
     assert!(
         err.contains("issue.kind: Txn-Tokens are never issued for refresh tokens"),
         "{err}"
@@ -385,24 +392,17 @@ async fn the_audience_must_be_our_trust_domain() {
     .await;
     r.expect_error(400, "invalid_target");
     // A profile for another audience does not load.
-    let h = Harness::with(&[], TEST_MAPPINGS, "").await;
-    write_files(
-        &h.dir.path().join("profiles"),
-        &[(
-            "a.yaml",
-            "name: a\ncallers: [gateway]\nsubject: {accept: [corp-idp]}\nissue: {kind: txn-token, audiences: [orders-api], lifetime: 1m}\n",
-        )],
-    );
-    let config = harness_config(h.dir.path(), "trust_domain: example.com");
-    let err = AppState::build(Settings::from_yaml(&config).unwrap(), h.clock.clone())
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = start_error(
+        "name: a\ncallers: [gateway]\nsubject: {accept: [corp-idp]}\nissue: {kind: txn-token, audiences: [orders-api], lifetime: 1m}\n",
+        None,
+        "",
+        sts::token::KindRegistry::builtin(),
+    )
+    .await;
     assert!(
-        err.contains("a.yaml:3:1") || err.contains("issue.audiences: a Txn-Token's audience is this service's trust domain; write audiences: [example.com]"),
+        err.contains("issue.audiences: a Txn-Token's audience is this service's trust domain; write audiences: [example.com]"),
         "{err}"
     );
-    assert!(err.contains("write audiences: [example.com]"), "{err}");
 }
 
 #[actix_web::test]
@@ -897,26 +897,16 @@ async fn a_replacement_extends_the_lifetime_no_further_than_max_extension() {
     );
     assert_eq!(c2["exp"], NOW + 40 + 120);
     // A mapping cannot write the reserved claims of the kind (txn, req_wl, scope, the chain).
-    let h = Harness::with(&[], TEST_MAPPINGS, "").await;
-    write_files(
-        &h.dir.path().join("profiles"),
-        &[(
-            "w.yaml",
-            "name: w\ncallers: [gateway]\nsubject: {accept: [corp-idp]}\nissue: {kind: txn-token, audiences: [example.com], lifetime: 1m, claims: sets-txn}\n",
-        )],
-    );
-    write_files(
-        &h.dir.path().join("mappings"),
-        &[(
+    let err = start_error(
+        "name: w\ncallers: [gateway]\nsubject: {accept: [corp-idp]}\nissue: {kind: txn-token, audiences: [example.com], lifetime: 1m, claims: sets-txn}\n",
+        Some((
             "sets-txn.yaml",
             "name: sets-txn\nclaims:\n  txn: \"'fixed'\"\n  req_wl_chain: \"['x']\"\n",
-        )],
-    );
-    let config = harness_config(h.dir.path(), "trust_domain: example.com");
-    let err = AppState::build(Settings::from_yaml(&config).unwrap(), h.clock.clone())
-        .await
-        .unwrap_err()
-        .to_string();
+        )),
+        "",
+        sts::token::KindRegistry::builtin(),
+    )
+    .await;
     assert!(
         err.contains("mapping `sets-txn` writes `txn`, which kind txn-token reserves"),
         "{err}"

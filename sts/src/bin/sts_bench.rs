@@ -429,6 +429,12 @@ fn open_loop(
                     // busy then (the server's backlog), else from when it was sent (the
                     // timer's millisecond granularity is the sender's, not the server's).
                     let from = if free_at > due { due } else { Instant::now() };
+                    if conn.closing {
+                        match Conn::open(&addr).await {
+                            Ok(c) => conn = c,
+                            Err(_) => break,
+                        }
+                    }
                     let result = conn.call(&requests[k % requests.len()]).await;
                     free_at = Instant::now();
                     match result {
@@ -499,6 +505,8 @@ fn open_loop(
 struct Conn {
     stream: tokio::io::BufReader<tokio::net::TcpStream>,
     line: String,
+    /// The server said `Connection: close`: open a new connection before the next request.
+    closing: bool,
 }
 
 impl Conn {
@@ -508,6 +516,7 @@ impl Conn {
         Ok(Self {
             stream: tokio::io::BufReader::new(stream),
             line: String::new(),
+            closing: false,
         })
     }
 
@@ -534,10 +543,14 @@ impl Conn {
             if header.is_empty() {
                 break;
             }
-            if let Some((name, value)) = header.split_once(':')
-                && name.eq_ignore_ascii_case("content-length")
-            {
-                length = value.trim().parse().map_err(|_| bad())?;
+            if let Some((name, value)) = header.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().map_err(|_| bad())?;
+                } else if name.eq_ignore_ascii_case("connection")
+                    && value.trim().eq_ignore_ascii_case("close")
+                {
+                    self.closing = true;
+                }
             }
         }
         let mut body = vec![0u8; length];
