@@ -991,3 +991,56 @@ async fn gateway_settings_refuse_caller_asserted_types_and_shared_headers() {
     let r = get(&app, "/gateway/txn-token").await;
     assert_eq!(r.status, 404);
 }
+
+#[actix_web::test]
+async fn explain_shows_the_txn_token_that_would_be_issued_and_signs_nothing() {
+    use sts::explain::{Input, Outcome, Request, explain};
+    let t = Txn::new().await;
+    let subject =
+        t.h.idp
+            .access_token(json!({"scope": "orders:read orders:write"}));
+    let params = |scope: &str| -> Vec<(String, String)> {
+        [
+            ("subject_token_type", ACCESS_TOKEN),
+            ("requested_token_type", TXN),
+            ("audience", DOMAIN),
+            ("scope", scope),
+            ("request_details", r#"{"action": "BUY"}"#),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    };
+    let snap = t.state.snapshot();
+    let req = |scope: &str| Request {
+        client_id: "gateway".into(),
+        params: params(scope),
+        subject: Input::Token(sts::secret::Token::new(subject.clone())),
+        actor: None,
+        now: NOW,
+    };
+    let ex = explain(&snap, req("orders:read")).await;
+    let Outcome::Issued {
+        claims,
+        issued_token_type,
+        ..
+    } = &ex.outcome
+    else {
+        panic!("{:?}", ex.outcome);
+    };
+    assert_eq!(*issued_token_type, TXN);
+    assert_eq!(claims["aud"], DOMAIN);
+    assert_eq!(claims["req_wl"], "gateway");
+    assert_eq!(claims["scope"], "orders:read");
+    assert_eq!(claims["tctx"], json!({"action": "BUY"}));
+    let text = ex.to_text();
+    assert!(text.contains("  ingress ["), "{text}");
+    assert!(!text.contains(&subject), "the token is never printed");
+    let ex = explain(&snap, req("admin")).await;
+    assert!(
+        ex.to_text()
+            .contains("refused: invalid_scope: requested scope exceeds the subject_token's scope"),
+        "{}",
+        ex.to_text()
+    );
+}

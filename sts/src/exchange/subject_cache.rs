@@ -43,9 +43,10 @@ impl Hasher for DigestHasher {
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        for (i, b) in bytes.iter().take(8).enumerate() {
-            self.0 ^= u64::from(*b) << (8 * i);
-        }
+        let mut first = [0u8; 8];
+        let n = bytes.len().min(8);
+        first[..n].copy_from_slice(&bytes[..n]);
+        self.0 = u64::from_le_bytes(first);
     }
 }
 
@@ -239,6 +240,29 @@ mod tests {
             proven_key: None,
             asserted_by_caller: false,
         })
+    }
+
+    #[test]
+    fn entries_hash_by_the_digests_first_bytes_and_are_stored_only_when_seen_twice() {
+        let mut h = DigestHasher::default();
+        h.write(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+        assert_eq!(h.finish(), u64::from_le_bytes([1, 2, 3, 4, 5, 6, 7, 8]));
+        let mut short = DigestHasher::default();
+        short.write(&[7]);
+        assert_eq!(short.finish(), 7);
+        // However the fingerprints fall, a first sighting never stores.
+        let cache = SubjectCache::new(1000);
+        let s = source(1, true);
+        for i in 0..200 {
+            cache.put(
+                SubjectCache::key("t", &format!("once-{i}")),
+                &s,
+                0,
+                verified(5000),
+                1000,
+            );
+        }
+        assert!(cache.is_empty());
     }
 
     #[test]

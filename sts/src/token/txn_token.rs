@@ -130,11 +130,8 @@ impl Minter for TxnTokenMinter {
                 Ok(o) => o,
                 Err(e) => {
                     let (message, field) = crate::yaml::humanize_serde(&e.inner().to_string());
-                    let path = e.path().to_string();
-                    let key = match field {
-                        Some(f) if path == "." => f,
-                        _ => path,
-                    };
+                    // A flat block: the field the message names, else where it failed.
+                    let key = field.unwrap_or_else(|| e.path().to_string());
                     problems.push(format!("options.{key}: {message}"));
                     Options::default()
                 }
@@ -762,6 +759,23 @@ mod tests {
     #[test]
     fn options_are_checked() {
         let m = TxnTokenMinter::default();
+        let defaults: Options = serde_json::from_value(json!({})).unwrap();
+        assert_eq!(defaults.max_replacements, 8);
+        assert_eq!(defaults.max_extension, Duration::ZERO);
+        assert_eq!(defaults.subject_scope, None);
+        assert_eq!(Options::default().max_replacements, 8);
+        assert_eq!(m.name(), "txn-token");
+        assert_eq!(m.typ(), "txntoken+jwt");
+        assert_eq!(m.issued_token_type(), types::TXN_TOKEN);
+        let e = m
+            .configure(&env(
+                Some(&json!({"max_extension": "soon"})),
+                &["example.com".to_owned()],
+                &[],
+            ))
+            .err()
+            .unwrap();
+        assert!(e[0].starts_with("options.max_extension: "), "{e:?}");
         let ours = ["example.com".to_owned()];
         let check = |v: Value| m.configure(&env(Some(&v), &ours, &[])).map(|o| o.is_some());
         assert_eq!(check(json!({})), Ok(true));
