@@ -628,6 +628,15 @@ mod tests {
             assert!(t.bytes().all(|c| c == b'-' || c.is_ascii_hexdigit()));
             assert!(!t.bytes().any(|c| c.is_ascii_uppercase()));
         }
+        // Only the version and variant bits are fixed: the digits beside them still vary.
+        let many: Vec<String> = (0..64).map(|_| new_txn().unwrap()).collect();
+        for at in [15, 20] {
+            let first = &many[0][at..at + 1];
+            assert!(
+                many.iter().any(|t| &t[at..at + 1] != first),
+                "position {at}"
+            );
+        }
     }
 
     #[test]
@@ -915,6 +924,62 @@ mod tests {
                 "the Txn-Token to replace has a malformed requester chain"
             );
         }
+    }
+
+    fn subject(claims: Value, asserted_by_caller: bool) -> super::super::Verified {
+        super::super::Verified {
+            claims: obj(claims),
+            trust: Arc::from("t"),
+            kind: "k",
+            proven_key: None,
+            asserted_by_caller,
+        }
+    }
+
+    #[test]
+    fn the_held_scope_is_the_issuers_or_the_profiles_never_unknown() {
+        let plain = minter(json!({}));
+        let stated = minter(json!({"subject_scope": "a b"}));
+        let held = |m: &TxnTokenMinter, c: Value, asserted: bool| {
+            m.held_scope(&subject(c, asserted))
+                .map_err(|e| e.description.into_owned())
+        };
+        assert_eq!(
+            held(&plain, json!({"scope": "x y"}), false),
+            Ok("x y".into())
+        );
+        // An issuer's scope wins over the profile's statement.
+        assert_eq!(held(&stated, json!({"scope": "x"}), false), Ok("x".into()));
+        assert_eq!(held(&stated, json!({}), false), Ok("a b".into()));
+        let unknown =
+            "the subject_token's scope cannot be determined, so no Txn-Token scope can be granted";
+        for c in [
+            json!({}),
+            json!({"scope": " "}),
+            json!({"scope": ["a"]}),
+            json!({"scope": ""}),
+        ] {
+            assert_eq!(held(&plain, c.clone(), false), Err(unknown.into()), "{c}");
+        }
+        assert_eq!(
+            held(&stated, json!({"scope": 1}), false),
+            Err(unknown.into())
+        );
+        // The caller's own word: cut to the profile's subject_scope, which must be set.
+        assert_eq!(
+            held(&stated, json!({"scope": "b c a"}), true),
+            Ok("b a".into())
+        );
+        assert_eq!(
+            held(&stated, json!({"scope": "c"}), true),
+            Ok(String::new())
+        );
+        assert_eq!(held(&stated, json!({}), true), Ok("a b".into()));
+        assert!(
+            held(&plain, json!({"scope": "a"}), true)
+                .unwrap_err()
+                .starts_with("the subject_token's scope is asserted by the caller")
+        );
     }
 
     #[test]
