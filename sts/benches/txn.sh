@@ -71,12 +71,20 @@ start_nginx() { # dir
 
 median() { sort -n | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
 
-# measure NAME DIR URL SCRIPT MODE
+# measure NAME DIR URL SCRIPT MODE [FRESH]
+# FRESH: restart the server before every run and warm it up on the last 20,000 requests, so
+# that no user token of a run was seen by that server before (the distinct workload: a token
+# sent again would be remembered by the verified-subject cache).
 measure() {
-  local name=$1 dir=$2 url=$3 script=$4 mode=$5
-  taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d2s -s "$dir/$script" "$url" >/dev/null # warm-up
+  local name=$1 dir=$2 url=$3 script=$4 mode=$5 fresh=${6:-}
+  [ -z "$fresh" ] && taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d2s -s "$dir/$script" "$url" >/dev/null # warm-up
   for run in $(seq 1 "$RUNS"); do
-    taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$dir/$script" "$url" >"$dir/wrk-$name-$run.txt"
+    if [ -n "$fresh" ]; then
+      kill "$SERVER"; wait "$SERVER" 2>/dev/null || true
+      start_sts "$dir"
+      START=$((COUNT - 20000)) taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d2s -s "$dir/$script" "$url" >/dev/null
+    fi
+    START=0 taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$dir/$script" "$url" >"$dir/wrk-$name-$run.txt"
     if grep -q "Non-2xx" "$dir/wrk-$name-$run.txt"; then
       echo "$name run $run had failed requests:"; cat "$dir/wrk-$name-$run.txt"; exit 1
     fi
@@ -86,6 +94,11 @@ measure() {
   peak=$(median <"$dir/rates-$name.txt")
   local rate
   rate=$(awk -v p="$peak" 'BEGIN {printf "%d", p * 0.8}')
+  if [ -n "$fresh" ]; then
+    kill "$SERVER"; wait "$SERVER" 2>/dev/null || true
+    start_sts "$dir"
+    START=$((COUNT - 20000)) taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d2s -s "$dir/$script" "$url" >/dev/null
+  fi
   local target="$url/token"
   [ "$mode" = gateway ] && target="$url/orders/1"
   local lat
@@ -99,11 +112,11 @@ measure() {
 floor_before=$(taskset -c 0 target/release/sts-bench floor)
 echo "== Txn-Tokens: ES256 in, ES256 out; server core 0 (1 worker), load on core 1; $CONNECTIONS connections, $RUNS x $DURATION"
 start_sts "$OUT/distinct"
-measure "distinct" "$OUT/distinct" "http://127.0.0.1:$PORT" load.lua token
+measure "distinct" "$OUT/distinct" "http://127.0.0.1:$PORT" load.lua token fresh
 if [ -z "${SKIP_NGINX:-}" ]; then
   start_upstream
   start_nginx "$OUT/distinct"
-  measure "distinct+nginx" "$OUT/distinct" "http://127.0.0.1:$NGINX_PORT" gateway.lua gateway
+  measure "distinct+nginx" "$OUT/distinct" "http://127.0.0.1:$NGINX_PORT" gateway.lua gateway fresh
   kill "$NGINX"; wait "$NGINX" 2>/dev/null || true
 fi
 echo "server RSS: $(ps -o rss= -p "$SERVER" | tr -d ' ') KiB"

@@ -306,7 +306,9 @@ fn prepare(
             "-- Sends each pre-generated body once, in order (distinct subject token per request).\n\
              local bodies = {{}}\n\
              for line in io.lines(\"{d}/bodies.txt\") do bodies[#bodies + 1] = line end\n\
-             local i = 0\n\
+             -- START (environment): where to begin, so that runs on one server need not\n\
+             -- repeat each other's tokens.\n\
+             local i = tonumber(os.getenv(\"START\") or \"0\")\n\
              wrapped = 0\n\
              wrk.method = \"POST\"\n\
              wrk.headers[\"Content-Type\"] = \"application/x-www-form-urlencoded\"\n\
@@ -325,7 +327,7 @@ fn prepare(
             "-- Sends each prepared user token once, in order, as a Bearer token to a gateway.\n\
              local tokens = {{}}\n\
              for line in io.lines(\"{d}/tokens.txt\") do tokens[#tokens + 1] = line end\n\
-             local i = 0\n\
+             local i = tonumber(os.getenv(\"START\") or \"0\")\n\
              request = function()\n\
              \x20 i = i + 1\n\
              \x20 if i > #tokens then i = 1 end\n\
