@@ -78,6 +78,19 @@ pub async fn verify_jws(
     Ok(CheckedJws { claims, exp })
 }
 
+/// A trust entry's `algorithms` as written, or the default (ES256, EdDSA, RS256, PS256); an
+/// empty list is an error at its line (no token could ever verify).
+pub fn allowed_algorithms(
+    entry: &TrustEntry,
+    written: Option<Vec<Alg>>,
+) -> Result<Vec<Alg>, ConfigError> {
+    match written {
+        None => Ok(DEFAULT_ALGS.to_vec()),
+        Some(list) if list.is_empty() => Err(entry.error("algorithms", EMPTY_ALGORITHMS)),
+        Some(list) => Ok(list),
+    }
+}
+
 /// What every JWS trust entry has: its name, its exact issuer, its alg allowlist and its key
 /// source. It recognizes tokens by their unverified `iss` and runs the driver with the kind's
 /// `typ` rule; the kind adds its claim rules.
@@ -103,13 +116,7 @@ impl JwsEntry {
     ) -> Result<Self, ConfigError> {
         check_url("", &issuer).map_err(|e| entry.error("issuer", e.0))?;
         jwks.validate("").map_err(|e| entry.error("jwks", e.0))?;
-        let algorithms = match algorithms {
-            None => DEFAULT_ALGS.to_vec(),
-            Some(list) if list.is_empty() => {
-                return Err(entry.error("algorithms", EMPTY_ALGORITHMS));
-            }
-            Some(list) => list,
-        };
+        let algorithms = allowed_algorithms(entry, algorithms)?;
         let fetch = fetch.unwrap_or_else(|| key_fetch(&entry.name, &issuer, jwks, env.http));
         let keys = KeyStore::new(&format!("trust `{}`", entry.name), fetch, &algorithms, jwks);
         Ok(Self {

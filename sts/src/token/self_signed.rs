@@ -18,7 +18,7 @@ use super::{
     ClaimsExt, InputKind, KindEnv, Presented, Rejection, TypRule, Verified, Verifier,
     VerifyContext, audience_contains, types,
 };
-use crate::config::{ConfigError, EMPTY_ALGORITHMS, TrustEntry};
+use crate::config::{ConfigError, TrustEntry};
 use crate::jose::{Alg, Claims, parse_jwk_public};
 
 const KIND: &str = "self-signed";
@@ -68,13 +68,7 @@ impl InputKind for SelfSignedKind {
         env: &KindEnv<'_>,
     ) -> Result<Arc<dyn Verifier>, ConfigError> {
         let b: Block = entry.parse_block()?;
-        let algorithms = match b.algorithms {
-            None => vec![Alg::ES256, Alg::EdDSA, Alg::PS256, Alg::RS256],
-            Some(list) if list.is_empty() => {
-                return Err(entry.error("algorithms", EMPTY_ALGORITHMS));
-            }
-            Some(list) => list,
-        };
+        let algorithms = super::driver::allowed_algorithms(entry, b.algorithms)?;
         if b.max_age < Duration::from_secs(1) || b.max_age > Duration::from_secs(3600) {
             return Err(entry.error("max_age", "between 1s and 1h"));
         }

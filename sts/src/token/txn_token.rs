@@ -23,7 +23,7 @@ use super::{
     ClaimsExt, Draft, InputKind, JwsEntry, KindEnv, MintRequest, Minter, Presented, ProfileEnv,
     Rejection, TypRule, Verified, Verifier, VerifyContext, audience_contains, scope, types,
 };
-use crate::config::{ConfigError, DEFAULT_ALGS, EMPTY_ALGORITHMS, JwksSettings, TrustEntry};
+use crate::config::{ConfigError, JwksSettings, TrustEntry};
 use crate::error::OAuthError;
 use crate::exchange::ExchangeRequest;
 use crate::jose::{Alg, Claims, media_type_eq};
@@ -494,13 +494,7 @@ impl InputKind for TxnTokenKind {
         env: &KindEnv<'_>,
     ) -> Result<Arc<dyn Verifier>, ConfigError> {
         let b: Block = entry.parse_block()?;
-        let algorithms = match b.algorithms {
-            None => DEFAULT_ALGS.to_vec(),
-            Some(list) if list.is_empty() => {
-                return Err(entry.error("algorithms", EMPTY_ALGORITHMS));
-            }
-            Some(list) => list,
-        };
+        let algorithms = super::driver::allowed_algorithms(entry, b.algorithms)?;
         if env.trust_domain.is_empty() {
             return Err(entry.error(
                 "",
