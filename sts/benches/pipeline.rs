@@ -122,6 +122,7 @@ fn gateway() -> Caller {
         id: "gateway".into(),
         method: AuthMethod::ClientSecretBasic,
         proven_key: None,
+        certificate_thumbprint: None,
     }
 }
 

@@ -133,6 +133,7 @@ pub async fn explain(snap: &Snapshot, req: Request) -> Explanation {
         id: req.client_id.clone(),
         method: method.unwrap_or(AuthMethod::ClientSecretBasic),
         proven_key: None,
+        certificate_thumbprint: None,
     };
     let mut ex = Explanation {
         client: ClientReport {

@@ -96,5 +96,6 @@ pub(super) async fn authenticate(
         id: client.id.clone(),
         method: AuthMethod::PrivateKeyJwt,
         proven_key: None,
+        certificate_thumbprint: None,
     })
 }

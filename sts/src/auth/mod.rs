@@ -62,6 +62,9 @@ pub struct Caller {
     /// The public key (JWK) the client proved it holds in this request, when its
     /// authentication was a proof of possession (a WIT and its WPT).
     pub proven_key: Option<crate::token::ProvenKey>,
+    /// RFC 8705 §3.1: `x5t#S256` of the TLS client certificate the client authenticated
+    /// with (mutual TLS), which an output kind may bind what it issues to.
+    pub certificate_thumbprint: Option<String>,
 }
 
 /// Credentials as presented, before any check.
@@ -280,6 +283,7 @@ impl ClientRegistry {
                     id: client.id.clone(),
                     method: AuthMethod::ClientSecretBasic,
                     proven_key: None,
+                    certificate_thumbprint: None,
                 });
             }
         }
@@ -320,6 +324,7 @@ impl ClientRegistry {
                     id: client.id.clone(),
                     method: AuthMethod::ClientSecretBasic,
                     proven_key: None,
+                    certificate_thumbprint: None,
                 })
             }
             ClientCredentials::Assertion {
@@ -328,7 +333,14 @@ impl ClientRegistry {
                 client_id,
             } => {
                 if assertion_type != JWT_BEARER_ASSERTION {
-                    return Err(failed("unsupported client_assertion_type"));
+                    // Another assertion type is a trust entry's (a JWT-SVID, `jwt-spiffe`).
+                    return workload::authenticate_assertion(
+                        &assertion_type,
+                        &assertion,
+                        client_id.as_deref(),
+                        ctx,
+                    )
+                    .await;
                 }
                 assertion::authenticate(self, &assertion, client_id.as_deref(), ctx).await
             }

@@ -200,6 +200,22 @@ impl KeySet {
     /// Parses a JWK Set document. Keys that cannot be used are skipped and reported in the
     /// second value; a document with no usable key at all is an error.
     pub fn from_jwks(document: &[u8], allowed: &[Alg]) -> Result<(KeySet, Vec<String>), String> {
+        let (set, skipped) = Self::from_jwks_allow_empty(document, allowed)?;
+        if set.keys.is_empty() {
+            return Err(format!(
+                "JWK Set has no key usable with the allowed algorithms ({})",
+                skipped.join("; ")
+            ));
+        }
+        Ok((set, skipped))
+    }
+
+    /// Like [`from_jwks`](Self::from_jwks), but a set with no usable key is an empty set,
+    /// not an error (a SPIFFE bundle whose keys were all revoked).
+    pub fn from_jwks_allow_empty(
+        document: &[u8],
+        allowed: &[Alg],
+    ) -> Result<(KeySet, Vec<String>), String> {
         let doc: serde_json::Value = serde_json::from_slice(document)
             .map_err(|_| "JWK Set is not valid JSON".to_string())?;
         let Some(list) = doc.get("keys").and_then(|k| k.as_array()) else {
@@ -212,12 +228,6 @@ impl KeySet {
                 Ok(keys) => keys.into_iter().for_each(|k| set.insert(k)),
                 Err(why) => skipped.push(format!("key #{i}: {why}")),
             }
-        }
-        if set.keys.is_empty() {
-            return Err(format!(
-                "JWK Set has no key usable with the allowed algorithms ({})",
-                skipped.join("; ")
-            ));
         }
         Ok((set, skipped))
     }

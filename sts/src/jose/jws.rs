@@ -40,6 +40,9 @@ pub struct JoseHeader {
     pub alg: Alg,
     pub typ: Option<String>,
     pub kid: Option<String>,
+    /// How many members the header has in all (a kind whose spec forbids other header
+    /// parameters compares it with the members it knows, e.g. JWT-SVID §2).
+    pub member_count: usize,
 }
 
 impl JoseHeader {
@@ -64,6 +67,7 @@ impl JoseHeader {
             alg,
             typ: string("typ")?,
             kid: string("kid")?,
+            member_count: h.len(),
         })
     }
 

@@ -18,6 +18,7 @@ mod driver;
 pub mod http_sig;
 mod introspection;
 mod issued_wit;
+mod jwt_svid;
 mod oauth_jwt;
 mod oidc_id_token;
 pub mod scope;
@@ -25,6 +26,7 @@ mod self_signed;
 mod txn_token;
 mod unsigned_json;
 mod wit;
+mod x509_svid;
 
 use std::fmt;
 use std::sync::Arc;
@@ -35,12 +37,14 @@ pub use claims::{ClaimsExt, audience_contains};
 pub use driver::{CheckedJws, JwsEntry, JwsRules, TypRule, verify_jws};
 pub use introspection::IntrospectionKind;
 pub use issued_wit::WitMinter;
+pub use jwt_svid::{JWT_SPIFFE_ASSERTION, JwtSvidKind};
 pub use oauth_jwt::OauthJwtKind;
 pub use oidc_id_token::OidcIdTokenKind;
 pub use self_signed::SelfSignedKind;
 pub use txn_token::{CHAIN_CLAIM, TXN_TYP, TxnTokenKind, TxnTokenMinter};
 pub use unsigned_json::UnsignedJsonKind;
 pub use wit::{WIT_TYP, WPT_TYP, WitKind};
+pub use x509_svid::X509SvidKind;
 
 use crate::auth::Caller;
 use crate::clock::UnixTime;
@@ -65,6 +69,10 @@ pub mod types {
     pub const TXN_TOKEN: &str = "urn:ietf:params:oauth:token-type:txn_token";
     pub const SELF_SIGNED: &str = "urn:ietf:params:oauth:token-type:self_signed";
     pub const UNSIGNED_JSON: &str = "urn:ietf:params:oauth:token-type:unsigned_json";
+    /// Not a token type: the label under which a client credential (a header credential or a
+    /// `client_assertion`) is offered to its entry's verifier, so that the kind applies the
+    /// rules of client authentication (e.g. `aud` is our issuer identifier alone).
+    pub const CLIENT_CREDENTIAL: &str = "(client credential)";
 }
 
 /// Why an input token was refused. Every message is safe to return to the client.
@@ -127,13 +135,29 @@ impl Rejection {
     }
 }
 
-/// The TLS client certificate of a request (DER), when the listener asked for one.
+/// The TLS client certificate chain of a request (DER, the leaf first), when the listener
+/// asked for one. The TLS layer checked only that the client holds the leaf's private key;
+/// whether anyone vouches for the chain is for the entry that reads it.
 #[derive(Clone, PartialEq, Eq)]
-pub struct ClientCertificate(pub Vec<u8>);
+pub struct ClientCertificate(pub Arc<[Vec<u8>]>);
+
+impl ClientCertificate {
+    /// The leaf (end-entity) certificate.
+    pub fn leaf(&self) -> Option<&[u8]> {
+        self.0.first().map(Vec::as_slice)
+    }
+
+    /// RFC 8705 §3.1: base64url SHA-256 of the leaf's DER (`cnf.x5t#S256`).
+    pub fn thumbprint(&self) -> Option<String> {
+        let leaf = self.leaf()?;
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, leaf);
+        Some(crate::jose::b64_encode(digest.as_ref()))
+    }
+}
 
 impl fmt::Debug for ClientCertificate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ClientCertificate({} bytes)", self.0.len())
+        write!(f, "ClientCertificate({} certificates)", self.0.len())
     }
 }
 
@@ -360,6 +384,29 @@ pub trait Verifier: Send + Sync + fmt::Debug {
     fn client_auth_method(&self) -> &'static str {
         "none"
     }
+
+    /// The `client_assertion_type` this entry authenticates clients by, when it does: a form
+    /// `client_assertion` of this type is offered to [`verify`](Self::verify) (declared as
+    /// [`types::CLIENT_CREDENTIAL`]) and the verified `sub` is the caller.
+    fn client_assertion_type(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// Whether this entry authenticates clients by their TLS client certificate (RFC 8705).
+    fn authenticates_certificates(&self) -> bool {
+        false
+    }
+
+    /// Verifies a request's TLS client certificate chain as a client credential: `None` when
+    /// the certificate is not this entry's to judge (another trust domain), else the verified
+    /// identity (`sub`) or why it was refused.
+    async fn verify_certificate(
+        &self,
+        _certificate: &ClientCertificate,
+        _ctx: &VerifyContext<'_>,
+    ) -> Option<Result<Verified, Rejection>> {
+        None
+    }
 }
 
 /// What a kind may use while it configures a trust entry.
@@ -559,6 +606,8 @@ impl KindRegistry {
             .with_input(Arc::new(TxnTokenKind))
             .with_input(Arc::new(SelfSignedKind))
             .with_input(Arc::new(UnsignedJsonKind))
+            .with_input(Arc::new(JwtSvidKind))
+            .with_input(Arc::new(X509SvidKind))
             .with_output(Arc::new(AccessTokenMinter))
             .with_output(Arc::new(WitMinter))
             .with_output(Arc::new(TxnTokenMinter::default()))

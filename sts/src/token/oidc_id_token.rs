@@ -139,8 +139,8 @@ impl KeyFetch for OidcDiscovery {
             .filter_map(|a| serde_json::to_value(a).ok()?.as_str()?.parse::<Alg>().ok())
             .collect();
         Ok(KeyDocument {
-            jwks,
             algorithms: Some(algorithms),
+            ..KeyDocument::jwks(jwks)
         })
     }
 }

@@ -21,7 +21,7 @@ use super::{
 };
 use crate::config::{ConfigError, DEFAULT_ALGS, EMPTY_ALGORITHMS, JwksSettings, TrustEntry};
 use crate::jose::{Alg, Claims, UnverifiedJws, VerifyingKey, b64_encode, parse_jwk_public};
-use crate::trust::{BundleKeys, KeyLookupError, KeyStore, key_fetch};
+use crate::trust::{BundleKeys, BundleUse, KeyLookupError, KeyStore, key_fetch};
 use crate::workload_id::{Scheme, WorkloadId, check_trust_domain};
 
 /// The WIT's JOSE `typ` (workload-creds §3.1).
@@ -45,17 +45,8 @@ const SIGNATURE_HEADERS: [&str; 5] = [
 ];
 const TXN_HEADER: &str = "txn-token";
 const TXN_TOKEN_TYPE: &str = types::TXN_TOKEN;
-/// WIT-SVID (SPIFFE WIT-SVID.md): the nine RS/ES/PS algorithms, of which these are supported.
-const SVID_ALGS: [Alg; 8] = [
-    Alg::RS256,
-    Alg::RS384,
-    Alg::RS512,
-    Alg::ES256,
-    Alg::ES384,
-    Alg::PS256,
-    Alg::PS384,
-    Alg::PS512,
-];
+/// WIT-SVID (SPIFFE WIT-SVID.md): the JWT-SVID algorithms.
+use super::jwt_svid::SVID_ALGS;
 
 /// The `wit` kind.
 pub struct WitKind;
@@ -201,7 +192,7 @@ impl InputKind for WitKind {
         let name = format!("trust `{}`", entry.name);
         let mut fetch = key_fetch(&name, "", anchors, env.http);
         if from_bundle {
-            fetch = Box::new(BundleKeys::new(fetch, "wit-svid"));
+            fetch = Box::new(BundleKeys::new(fetch, BundleUse::WitSvid));
         }
         Ok(Arc::new(WitVerifier {
             our_issuer: env.our_issuer.to_owned(),

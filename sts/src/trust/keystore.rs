@@ -17,11 +17,35 @@ use crate::config::JwksSettings;
 use crate::jose::{Alg, KeySet};
 
 /// A fetched key document: a JWKS, and the algorithms its issuer advertises, if it does.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct KeyDocument {
     pub jwks: Vec<u8>,
     pub algorithms: Option<Vec<Alg>>,
+    /// Whether a document with no usable key is installed as an empty key set (a SPIFFE
+    /// bundle whose keys were all revoked: every token of that source then fails) rather than
+    /// refused (a JWKS that lost its keys by mistake: the previous keys stay).
+    pub may_be_empty: bool,
+    /// The document's version (`spiffe_sequence`): an older one never replaces a newer one.
+    pub sequence: Option<u64>,
+    /// How often the publisher suggests refetching it (`spiffe_refresh_hint`).
+    pub refresh_hint: Option<Duration>,
+    /// X.509 trust anchors (DER) the document carries (a SPIFFE bundle's `x509-svid` roots).
+    pub roots: Vec<Vec<u8>>,
 }
+
+impl KeyDocument {
+    /// A plain JWK Set.
+    pub fn jwks(jwks: Vec<u8>) -> Self {
+        Self {
+            jwks,
+            ..Self::default()
+        }
+    }
+}
+
+/// The shortest and longest refresh interval a publisher's hint may set.
+const MIN_REFRESH_HINT: Duration = Duration::from_secs(5);
+const MAX_REFRESH_HINT: Duration = Duration::from_secs(24 * 3600);
 
 /// Where a key source's document comes from.
 #[async_trait::async_trait]
@@ -79,10 +103,7 @@ impl KeyFetch for BuiltinFetch {
                 self.http.get(&jwks_uri).await?
             }
         };
-        Ok(KeyDocument {
-            jwks,
-            algorithms: None,
-        })
+        Ok(KeyDocument::jwks(jwks))
     }
 
     fn local_file(&self) -> Option<&std::path::Path> {
@@ -127,7 +148,8 @@ pub struct KeyStore {
     /// Held while refetching; holds the time of the last refetch.
     refetch: tokio::sync::Mutex<Option<Instant>>,
     cooldown: Duration,
-    refresh: Duration,
+    /// The configured refresh interval, in seconds; a document's refresh hint replaces it.
+    refresh_secs: AtomicU64,
     last_load: Mutex<Option<Instant>>,
     fetches: AtomicU64,
     /// Bumped whenever a load installs a key document that differs from the last one: what
@@ -135,6 +157,12 @@ pub struct KeyStore {
     generation: AtomicU64,
     /// SHA-256 of the last installed key document.
     installed: Mutex<Option<[u8; 32]>>,
+    /// The `sequence` of the installed document, when it had one.
+    sequence: Mutex<Option<u64>>,
+    /// X.509 trust anchors of the installed document.
+    roots: RwLock<Arc<[Vec<u8>]>>,
+    /// Loads that failed (the previous keys were kept): for metrics and tests.
+    failures: AtomicU64,
 }
 
 impl KeyStore {
@@ -147,11 +175,14 @@ impl KeyStore {
             current: RwLock::new(None),
             refetch: tokio::sync::Mutex::new(None),
             cooldown: jwks.refetch_cooldown,
-            refresh: jwks.refresh,
+            refresh_secs: AtomicU64::new(jwks.refresh.as_secs().max(1)),
             last_load: Mutex::new(None),
             fetches: AtomicU64::new(0),
             generation: AtomicU64::new(0),
             installed: Mutex::new(None),
+            sequence: Mutex::new(None),
+            roots: RwLock::new(Arc::from(Vec::new())),
+            failures: AtomicU64::new(0),
         }
     }
 
@@ -179,16 +210,38 @@ impl KeyStore {
         self.snapshot().is_some()
     }
 
+    /// How often the keys are refetched: the configured interval, or the last document's
+    /// refresh hint (bounded to 5s–24h).
     pub fn refresh_interval(&self) -> Duration {
-        self.refresh
+        Duration::from_secs(self.refresh_secs.load(Ordering::Relaxed))
     }
 
     /// Whether the periodic refresh is due (never loaded, or loaded a refresh interval ago).
     pub fn refresh_due(&self) -> bool {
+        let every = self.refresh_interval();
         self.last_load
             .lock()
-            .map(|g| g.is_none_or(|t| t.elapsed() >= self.refresh))
+            .map(|g| g.is_none_or(|t| t.elapsed() >= every))
             .unwrap_or(true)
+    }
+
+    /// How many loads failed (the previous keys were kept each time).
+    pub fn failure_count(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    /// The installed document's `sequence`, when it had one.
+    pub fn sequence(&self) -> Option<u64> {
+        self.sequence.lock().map(|g| *g).unwrap_or(None)
+    }
+
+    /// The X.509 trust anchors (DER) of the installed document: empty until one loaded with
+    /// roots, and when the publisher revoked them all.
+    pub fn roots(&self) -> Arc<[Vec<u8>]> {
+        self.roots
+            .read()
+            .map(|g| g.clone())
+            .unwrap_or_else(|_| Arc::from(Vec::new()))
     }
 
     fn snapshot(&self) -> Option<Arc<KeySet>> {
@@ -196,17 +249,40 @@ impl KeyStore {
     }
 
     /// Loads the keys now and replaces the current set on success. A failed load keeps the
-    /// previous set.
+    /// previous set (and is counted); so does a document older than the installed one.
     pub async fn load(&self) -> Result<(), String> {
         self.fetches.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut g) = self.last_load.lock() {
             *g = Some(Instant::now());
         }
+        let outcome = self.fetch_and_install().await;
+        if outcome.is_err() {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        outcome
+    }
+
+    async fn fetch_and_install(&self) -> Result<(), String> {
         let doc = self
             .fetch
             .fetch()
             .await
             .map_err(|e| format!("{}: {e}", self.name))?;
+        if let Some(hint) = doc.refresh_hint {
+            let every = hint.clamp(MIN_REFRESH_HINT, MAX_REFRESH_HINT);
+            self.refresh_secs.store(every.as_secs(), Ordering::Relaxed);
+        }
+        // SPIFFE bundle §4.1 / federation §5: bundles are ordered by their sequence; a lower
+        // one is an older bundle (a stale replica, a replay) and never replaces the installed.
+        let installed_sequence = self.sequence();
+        if let (Some(new), Some(old)) = (doc.sequence, installed_sequence)
+            && new < old
+        {
+            return Err(format!(
+                "{}: bundle sequence {new} is older than the installed {old}; keeping it",
+                self.name
+            ));
+        }
         // Keys verify only algorithms both configured and (when it says) advertised.
         let allowed: Vec<Alg> = match &doc.algorithms {
             Some(advertised) => self
@@ -217,15 +293,29 @@ impl KeyStore {
                 .collect(),
             None => self.allowed.clone(),
         };
-        let (set, skipped) =
-            KeySet::from_jwks(&doc.jwks, &allowed).map_err(|e| format!("{}: {e}", self.name))?;
+        let parsed = if doc.may_be_empty {
+            KeySet::from_jwks_allow_empty(&doc.jwks, &allowed)
+        } else {
+            KeySet::from_jwks(&doc.jwks, &allowed)
+        };
+        let (set, skipped) = parsed.map_err(|e| format!("{}: {e}", self.name))?;
         for s in skipped {
             tracing::warn!(keys = %self.name, "skipped a key: {s}");
         }
         tracing::debug!(keys = %self.name, count = set.len(), "loaded keys");
-        let digest = crate::secret::sha256(&doc.jwks);
+        let mut digest_input = doc.jwks.clone();
+        for root in &doc.roots {
+            digest_input.extend_from_slice(root);
+        }
+        let digest = crate::secret::sha256(&digest_input);
         if let Ok(mut g) = self.current.write() {
             *g = Some(Arc::new(set));
+        }
+        if let Ok(mut g) = self.roots.write() {
+            *g = Arc::from(doc.roots);
+        }
+        if let Ok(mut g) = self.sequence.lock() {
+            *g = doc.sequence.or(*g);
         }
         if let Ok(mut last) = self.installed.lock()
             && *last != Some(digest)

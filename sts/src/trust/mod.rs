@@ -13,7 +13,7 @@ mod own;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-pub use bundle::BundleKeys;
+pub use bundle::{BundleKeys, BundleUse, ParsedBundle, parse_bundle};
 pub use fetch::{HttpFetcher, OutboundError, discovery_urls};
 pub use keystore::{KeyDocument, KeyFetch, KeyLookupError, KeyStore, key_fetch};
 pub use own::OwnKeys;

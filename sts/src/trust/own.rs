@@ -37,9 +37,6 @@ impl KeyFetch for OwnKeys {
             .get()
             .cloned()
             .ok_or_else(|| "our signing keys are not loaded yet".to_owned())?;
-        Ok(KeyDocument {
-            jwks,
-            algorithms: None,
-        })
+        Ok(KeyDocument::jwks(jwks))
     }
 }
