@@ -53,6 +53,18 @@ impl From<ConfigError> for StartError {
     }
 }
 
+/// Our outbound HTTP client: the timeout, and the extra CA certificates of
+/// `outbound_ca_file`.
+fn outbound_http(settings: &Settings) -> Result<HttpFetcher, StartError> {
+    let pem = match &settings.outbound_ca_file {
+        Some(path) => Some(std::fs::read(path).map_err(|e| {
+            StartError::Other(format!("outbound_ca_file `{}`: {e}", path.display()))
+        })?),
+        None => None,
+    };
+    HttpFetcher::with_extra_roots(OUTBOUND_TIMEOUT, pem.as_deref()).map_err(StartError::Other)
+}
+
 /// Everything a reload or key rotation replaces, as one value.
 pub struct Snapshot {
     pub settings: Settings,
@@ -80,7 +92,7 @@ impl Snapshot {
     /// profiles, and our signing keys. Makes no network call (keys load in
     /// [`load_keys`](Self::load_keys)).
     pub fn build(settings: Settings, kinds: &KindRegistry) -> Result<Self, StartError> {
-        let http = HttpFetcher::new(OUTBOUND_TIMEOUT).map_err(StartError::Other)?;
+        let http = outbound_http(&settings)?;
         let signer = Signer::load_or_generate(&settings.keys.dir, settings.keys.alg)?;
         let own = OwnKeys::empty();
         own.set(signer.jwks());
@@ -131,7 +143,7 @@ impl Snapshot {
         if settings.dev {
             dev::register_for_check(&mut settings).map_err(StartError::Other)?;
         }
-        let http = HttpFetcher::new(OUTBOUND_TIMEOUT).map_err(StartError::Other)?;
+        let http = outbound_http(&settings)?;
         let der = crate::keys::SigningKey::generate_pkcs8(settings.keys.alg)?;
         let key = crate::keys::SigningKey::from_pkcs8(&der)
             .ok_or_else(|| StartError::Other("in-memory key".into()))?;
@@ -179,7 +191,7 @@ impl Snapshot {
         if problems.is_empty() {
             return Ok(settings);
         }
-        let http = HttpFetcher::new(OUTBOUND_TIMEOUT).map_err(StartError::Other)?;
+        let http = outbound_http(&settings)?;
         let trust_domain = settings.trust_domain();
         let own = OwnKeys::empty();
         let env = KindEnv {
@@ -202,7 +214,7 @@ impl Snapshot {
         if settings.dev {
             dev::register_for_check(&mut settings).map_err(StartError::Other)?;
         }
-        let http = HttpFetcher::new(OUTBOUND_TIMEOUT).map_err(StartError::Other)?;
+        let http = outbound_http(&settings)?;
         let trust_domain = settings.trust_domain();
         let own = OwnKeys::empty();
         let env = KindEnv {

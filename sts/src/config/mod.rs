@@ -81,6 +81,38 @@ pub struct Settings {
     /// The gateway adapter: an endpoint for a gateway's auth sub-request.
     #[serde(default)]
     pub gateway: GatewaySettings,
+    /// TLS for the listener, with optional client certificates (absent: plain HTTP, e.g.
+    /// behind a TLS-terminating proxy).
+    #[serde(default)]
+    pub tls: Option<TlsSettings>,
+    /// Extra trust anchors (a PEM file of CA certificates) for outbound HTTPS — JWKS,
+    /// discovery, introspection, SPIFFE bundle endpoints — added to the system's.
+    #[serde(default)]
+    pub outbound_ca_file: Option<PathBuf>,
+}
+
+/// The listener's TLS: our certificate chain and key (PEM files), and whether clients are
+/// asked for a certificate (mutual TLS, RFC 8705).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// Our certificate chain, PEM, leaf first.
+    pub cert: PathBuf,
+    /// Its private key, PEM (PKCS#8, SEC1 or PKCS#1).
+    pub key: PathBuf,
+    /// `off`, `optional` (default: a client may present one) or `required`.
+    #[serde(default)]
+    pub client_certificates: ClientCertificates,
+}
+
+/// Whether the TLS listener asks clients for a certificate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientCertificates {
+    Off,
+    #[default]
+    Optional,
+    Required,
 }
 
 /// Verified subject tokens remembered so that a gateway re-exchanging the same user token
@@ -592,6 +624,13 @@ impl Settings {
         (settings, problems)
     }
 
+    /// Whether the listener asks clients for TLS certificates (mutual TLS can happen).
+    pub fn client_certificates_enabled(&self) -> bool {
+        self.tls
+            .as_ref()
+            .is_some_and(|t| t.client_certificates != ClientCertificates::Off)
+    }
+
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
         self.listen.parse().map_err(|_| {
             ConfigError(format!(
@@ -705,6 +744,21 @@ impl Settings {
             bad(
                 "trust_domain",
                 "must be a DNS name: lower-case letters, digits, `-` and `.`".into(),
+            );
+        }
+        if let Some(tls) = &self.tls {
+            for (key, path) in [("tls.cert", &tls.cert), ("tls.key", &tls.key)] {
+                if !path.is_file() {
+                    bad(key, format!("`{}` is not a readable file", path.display()));
+                }
+            }
+        }
+        if let Some(ca) = &self.outbound_ca_file
+            && !ca.is_file()
+        {
+            bad(
+                "outbound_ca_file",
+                format!("`{}` is not a readable file", ca.display()),
             );
         }
         if self.dev && addr.is_some_and(|a| !a.ip().is_loopback()) {

@@ -16,13 +16,16 @@ pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
         .iter()
         .map(|a| a.as_str())
         .collect();
-    // Methods of trust entries that authenticate clients (a WIT with its WPT), once each.
+    // Methods of trust entries that authenticate clients (a WIT with its WPT, a JWT-SVID,
+    // an X509-SVID when the listener asks for client certificates), once each.
+    let mutual_tls = s.client_certificates_enabled();
     let mut methods = vec![
         AuthMethod::PrivateKeyJwt.as_str(),
         AuthMethod::ClientSecretBasic.as_str(),
     ];
     for source in snap.trust.all() {
-        if source.verifier.authenticates_clients() {
+        let usable = !source.verifier.authenticates_certificates() || mutual_tls;
+        if source.verifier.authenticates_clients() && usable {
             let m = source.verifier.client_auth_method();
             if !methods.contains(&m) {
                 methods.push(m);
@@ -41,6 +44,8 @@ pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
             "token_endpoint_auth_signing_alg_values_supported": signing,
             // RFC 8414 requires the member; there is no authorization endpoint.
             "response_types_supported": [],
+            // RFC 8705 §3.3: access tokens can be bound to the client's TLS certificate.
+            "tls_client_certificate_bound_access_tokens": mutual_tls,
         }))
 }
 

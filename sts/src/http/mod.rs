@@ -7,6 +7,7 @@
 mod error;
 mod gateway;
 mod meta;
+mod tls;
 mod token;
 
 use std::sync::Arc;
@@ -45,15 +46,31 @@ pub async fn serve(state: Arc<AppState>) -> std::io::Result<()> {
     let snap = state.snapshot();
     let addr = snap.settings.listen_addr().map_err(std::io::Error::other)?;
     let workers = snap.settings.workers;
+    let tls = snap
+        .settings
+        .tls
+        .as_ref()
+        .map(tls::server_config)
+        .transpose()
+        .map_err(std::io::Error::other)?;
     drop(snap);
     state.spawn_refresh();
-    let mut server = actix_web::HttpServer::new(move || {
+    let server = actix_web::HttpServer::new(move || {
         actix_web::App::new().configure(configure(state.clone()))
     })
-    .bind(addr)?;
+    .on_connect(tls::on_connect);
+    let mut server = match tls {
+        Some(config) => {
+            tracing::info!(%addr, "listening (TLS)");
+            server.bind_rustls_0_23(addr, config)?
+        }
+        None => {
+            tracing::info!(%addr, "listening");
+            server.bind(addr)?
+        }
+    };
     if workers > 0 {
         server = server.workers(workers);
     }
-    tracing::info!(%addr, "listening");
     server.run().await
 }

@@ -120,8 +120,9 @@ pub(super) fn facts(
             .unwrap_or(http::Method::POST),
         endpoint: snap.endpoint.clone(),
         headers,
-        // No TLS listener yet: there is never a client certificate.
-        client_certificate: None,
+        // The chain the TLS handshake proved the client holds the key of (none without TLS);
+        // only a trust entry that validates it makes it a credential.
+        client_certificate: req.conn_data::<crate::token::ClientCertificate>().cloned(),
         peer: req.peer_addr().map(|a| a.ip()),
         body_sha256: None,
     })

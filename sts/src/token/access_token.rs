@@ -2,19 +2,37 @@
 //! resource. It owns the claims only access tokens carry (`scope`, `client_id`), decides the
 //! scope (it only narrows, see `scope`), writes the reserved claims last and self-checks the
 //! result; the engine's default `seal` signs it with our key as `at+jwt`.
+//!
+//! With `issue.options.certificate_bound: true` the token is bound to the TLS client
+//! certificate the caller authenticated with (RFC 8705 §3: `cnf.x5t#S256`), and a caller that
+//! did not authenticate with mutual TLS gets none.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde::Deserialize;
+use serde_json::{Value, json};
 
-use super::{Draft, MintRequest, Minter, scope, types};
+use super::{Draft, MintRequest, Minter, ProfileEnv, scope, types};
 use crate::error::OAuthError;
 use crate::jose::Claims;
 
 const TYP: &str = "at+jwt";
 
 /// The `access-token` kind.
-pub struct AccessTokenMinter;
+#[derive(Debug, Default)]
+pub struct AccessTokenMinter {
+    /// RFC 8705 §3: bind tokens to the caller's TLS client certificate.
+    certificate_bound: bool,
+}
+
+/// `issue.options` of an `access-token` profile.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Options {
+    #[serde(default)]
+    certificate_bound: bool,
+}
 
 #[async_trait::async_trait(?Send)]
 impl Minter for AccessTokenMinter {
@@ -38,7 +56,28 @@ impl Minter for AccessTokenMinter {
         Duration::from_secs(24 * 3600)
     }
 
+    fn configure(&self, p: &ProfileEnv<'_>) -> Result<Option<Arc<dyn Minter>>, Vec<String>> {
+        let Some(options) = p.options else {
+            return Ok(None);
+        };
+        let o: Options =
+            serde_json::from_value(options.clone()).map_err(|e| vec![format!("options: {e}")])?;
+        Ok(Some(Arc::new(Self {
+            certificate_bound: o.certificate_bound,
+        })))
+    }
+
     async fn prepare(&self, req: MintRequest<'_>) -> Result<Draft, OAuthError> {
+        // RFC 8705 §3.1: the binding is to the certificate the caller authenticated with.
+        let binding = match (&req.caller.certificate_thumbprint, self.certificate_bound) {
+            (Some(x5t), true) => Some(json!({ "x5t#S256": x5t })),
+            (None, true) => {
+                return Err(OAuthError::invalid_request(
+                    "this profile issues certificate-bound tokens: authenticate with mutual TLS",
+                ));
+            }
+            (_, false) => None,
+        };
         let scope = scope::decide(req.profile, &req.subject.claims, req.request, req.vars)?;
         let r = req.common;
         let mut claims = req.claims;
@@ -62,6 +101,10 @@ impl Minter for AccessTokenMinter {
         match &r.act {
             Some(act) => claims.insert("act".into(), act.clone()),
             None => claims.remove("act"),
+        };
+        match binding {
+            Some(cnf) => claims.insert("cnf".into(), cnf),
+            None => claims.remove("cnf"),
         };
         self_check(&claims)?;
         Ok(Draft {

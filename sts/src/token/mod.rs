@@ -17,6 +17,7 @@ mod claims;
 mod driver;
 pub mod http_sig;
 mod introspection;
+mod issued_jwt_svid;
 mod issued_wit;
 mod jwt_svid;
 mod oauth_jwt;
@@ -36,6 +37,7 @@ pub use access_token::{AccessTokenMinter, audience_value};
 pub use claims::{ClaimsExt, audience_contains};
 pub use driver::{CheckedJws, JwsEntry, JwsRules, TypRule, verify_jws};
 pub use introspection::IntrospectionKind;
+pub use issued_jwt_svid::JwtSvidMinter;
 pub use issued_wit::WitMinter;
 pub use jwt_svid::{JWT_SPIFFE_ASSERTION, JwtSvidKind};
 pub use oauth_jwt::OauthJwtKind;
@@ -608,9 +610,10 @@ impl KindRegistry {
             .with_input(Arc::new(UnsignedJsonKind))
             .with_input(Arc::new(JwtSvidKind))
             .with_input(Arc::new(X509SvidKind))
-            .with_output(Arc::new(AccessTokenMinter))
+            .with_output(Arc::new(AccessTokenMinter::default()))
             .with_output(Arc::new(WitMinter))
             .with_output(Arc::new(TxnTokenMinter::default()))
+            .with_output(Arc::new(JwtSvidMinter::default()))
     }
 
     pub fn empty() -> Self {

@@ -18,7 +18,22 @@ pub struct HttpFetcher {
 
 impl HttpFetcher {
     pub fn new(timeout: Duration) -> Result<Self, String> {
-        let client = reqwest::Client::builder()
+        Self::with_extra_roots(timeout, None)
+    }
+
+    /// An outbound client that also trusts the CA certificates in `pem` (a private PKI's
+    /// roots), besides the system's.
+    pub fn with_extra_roots(timeout: Duration, pem: Option<&[u8]>) -> Result<Self, String> {
+        let mut builder = reqwest::Client::builder();
+        if let Some(pem) = pem {
+            let roots = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|_| "outbound CA file: not PEM certificates".to_string())?;
+            if roots.is_empty() {
+                return Err("outbound CA file: no certificate".into());
+            }
+            builder = builder.tls_certs_merge(roots);
+        }
+        let client = builder
             .timeout(timeout)
             .connect_timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
