@@ -186,7 +186,7 @@ impl GatewaySettings {
     fn problems(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
         if !self.path.is_empty() {
-            let reserved = ["/token", "/jwks", "/healthz", "/readyz"];
+            let reserved = ["/token", "/jwks", "/healthz", "/readyz", "/metrics"];
             if !self.path.starts_with('/') || reserved.contains(&self.path.as_str()) {
                 out.push((
                     "path".into(),

@@ -56,6 +56,66 @@ pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
         .json(state.snapshot().signer.jwks())
 }
 
+/// Prometheus text format (0.0.4): the state of every trust entry's key source — loaded,
+/// failed loads (the previous keys were kept each time), the installed SPIFFE bundle's
+/// sequence — so an alert can fire on a bundle that stopped refreshing. Labels carry entry
+/// names from the configuration, never a key or a token.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    use std::fmt::Write;
+    let snap = state.snapshot();
+    let sources: Vec<(&str, &crate::trust::KeyStore)> = snap
+        .trust
+        .all()
+        .filter_map(|s| s.verifier.keys().map(|k| (&*s.name, k)))
+        .collect();
+    let mut out = String::new();
+    let mut family = |name: &str,
+                      kind: &str,
+                      help: &str,
+                      value: &dyn Fn(&crate::trust::KeyStore) -> Option<u64>| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (trust, keys) in &sources {
+            if let Some(v) = value(keys) {
+                let _ = writeln!(out, "{name}{{trust=\"{}\"}} {v}", label(trust));
+            }
+        }
+    };
+    family(
+        "sts_trust_keys_loaded",
+        "gauge",
+        "Whether the trust entry's keys have loaded (0: its tokens fail closed).",
+        &|k| Some(u64::from(k.is_loaded())),
+    );
+    family(
+        "sts_trust_key_load_failures_total",
+        "counter",
+        "Key or bundle loads that failed; the previous keys were kept.",
+        &|k| Some(k.failure_count()),
+    );
+    family(
+        "sts_trust_bundle_sequence",
+        "gauge",
+        "spiffe_sequence of the installed SPIFFE bundle.",
+        &|k| k.sequence(),
+    );
+    family(
+        "sts_trust_refresh_interval_seconds",
+        "gauge",
+        "How often the keys are refetched (a bundle's refresh hint when it has one).",
+        &|k| Some(k.refresh_interval().as_secs()),
+    );
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(out)
+}
+
+/// A Prometheus label value: backslash, quote and newline escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }

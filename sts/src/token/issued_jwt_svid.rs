@@ -1,6 +1,6 @@
 //! Output kind `jwt-svid`: a SPIFFE JWT-SVID (JWT-SVID.md) for a SPIFFE-protected target, so
 //! that a workload holding an OAuth token (or another SVID) can call a service that accepts
-//! only JWT-SVIDs. Its `sub` is a canonical SPIFFE ID in a trust domain the profile may issue
+//! only JWT-SVIDs. Its `sub` (the mapping's, else the subject's) is a canonical SPIFFE ID in a trust domain the profile may issue
 //! for (`issue.options.trust_domains`, default ours); `aud` is the target (the request's
 //! `audience`/`resource`, one of the profile's `audiences`); the lifetime is short (at most
 //! 1h). The header is `alg`, `kid` and `typ: JWT` only, and `alg` must be one of the JWT-SVID
@@ -52,7 +52,7 @@ impl Minter for JwtSvidMinter {
     }
 
     fn reserved_claims(&self) -> &'static [&'static str] {
-        &["sub"]
+        &[]
     }
 
     /// JWT-SVID.md §3: keep it short.
@@ -91,8 +91,14 @@ impl Minter for JwtSvidMinter {
     async fn prepare(&self, req: MintRequest<'_>) -> Result<Draft, OAuthError> {
         let r = req.common;
         let mut claims = req.claims;
-        // SPIFFE-ID.md: issuers emit canonical IDs only, here in a trust domain we issue for.
-        let id = WorkloadId::parse(&r.subject)
+        // The mapping's `sub` (e.g. a workload's ID computed from a user token), else the
+        // subject's. SPIFFE-ID.md: issuers emit canonical IDs only, in a trust domain we
+        // issue for.
+        let sub = match claims.get("sub").and_then(serde_json::Value::as_str) {
+            Some(s) if !s.is_empty() => s.to_owned(),
+            _ => r.subject.clone(),
+        };
+        let id = WorkloadId::parse(&sub)
             .ok()
             .filter(|id| id.scheme() == Scheme::Spiffe)
             .ok_or_else(|| {
