@@ -21,5 +21,6 @@ mod negative_suite;
 mod profiles_load;
 mod properties;
 mod replay;
+mod spiffe;
 mod txn_tokens;
 mod wimse;

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod leaks;
+pub mod pki;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -643,11 +644,11 @@ pub fn decode_issued(
     check_exp: bool,
 ) -> Value {
     let header = jsonwebtoken::decode_header(token).unwrap();
-    // The explicit types we issue: RFC 9068 access tokens, WIMSE WITs, Txn-Tokens.
+    // The types we issue: RFC 9068 access tokens, WIMSE WITs, Txn-Tokens, JWT-SVIDs (`JWT`).
     assert!(
         matches!(
             header.typ.as_deref(),
-            Some("at+jwt" | "wit+jwt" | "txntoken+jwt")
+            Some("at+jwt" | "wit+jwt" | "txntoken+jwt" | "JWT")
         ),
         "{:?}",
         header.typ

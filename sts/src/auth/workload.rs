@@ -64,9 +64,12 @@ pub async fn authenticate_assertion(
         return Err(failed("unsupported client_assertion_type"));
     }
     let Some(source) = typed.find(|s| s.verifier.recognizes(&presented())) else {
-        return Err(failed(
-            "client assertion is not from a trust domain accepted for client authentication",
-        ));
+        return Err(match presented().jws {
+            Err(e) => OAuthError::invalid_client(format!("client assertion is malformed: {e}")),
+            Ok(_) => failed(
+                "client assertion is not from a trust domain accepted for client authentication",
+            ),
+        });
     };
     let verified = source
         .verifier

@@ -210,7 +210,9 @@ impl Verifier for JwtSvidVerifier {
         let Ok(jws) = &presented.jws else {
             return false;
         };
-        SVID_TYP.check(&jws.header).is_ok() && self.sub_in_domain(&jws.unverified_claims).is_ok()
+        // A WIT of the same trust domain is a `wit` entry's; any other `typ` is ours to refuse
+        // by name in `verify`.
+        !jws.header.typ_is(super::WIT_TYP) && self.sub_in_domain(&jws.unverified_claims).is_ok()
     }
 
     async fn verify(
