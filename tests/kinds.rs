@@ -195,7 +195,7 @@ async fn a_kinds_block_is_its_own_and_unknown_kinds_are_named() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("unknown kind `toy` (kind must be one of: oauth-jwt, oidc-id-token, oauth-introspection, wit, txn-token, self-signed, unsigned-json)"),
+        err.contains("unknown kind `toy` (kind must be one of: oauth-jwt, oidc-id-token, oauth-introspection, wit, txn-token, self-signed, unsigned-json, jwt-svid, x509-svid)"),
         "{err}"
     );
 }

@@ -1157,3 +1157,118 @@ async fn mutual_tls_with_x509_svids_over_a_real_socket() {
         assert!(!logs.contains(&key_body));
     }
 }
+
+/// The shell block of docs/spiffe.md "Test certificates for a local trust domain", verbatim.
+fn documented_certificate_commands() -> String {
+    let doc = std::fs::read_to_string(repo_root().join("docs/spiffe.md")).unwrap();
+    let section = doc
+        .split("## Test certificates for a local trust domain")
+        .nth(1)
+        .unwrap();
+    let start = section.find("```sh\n").unwrap() + "```sh\n".len();
+    let end = section[start..].find("```").unwrap();
+    section[start..start + end].to_owned()
+}
+
+#[tokio::test]
+async fn the_documented_test_certificates_authenticate_a_workload() {
+    sts::install_crypto_providers();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = Command::new("bash")
+        .args(["-euc", &documented_certificate_commands()])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let port = crate::end_to_end::free_port();
+    let idp = Idp::new("https://idp.test", "idp-1", "ES256");
+    std::fs::write(d.join("idp.json"), idp.jwks().to_string()).unwrap();
+    write_files(&d.join("profiles"), &SPIFFE_PROFILES[3..]);
+    write_files(&d.join("mappings"), &[]);
+    let p = d.display();
+    let config = format!(
+        r#"
+issuer: "https://127.0.0.1:{port}"
+listen: "127.0.0.1:{port}"
+workers: 1
+keys: {{dir: {p}/keys}}
+profiles: {p}/profiles
+mappings: {p}/mappings
+tls: {{cert: {p}/sts.pem, key: {p}/sts.key}}
+trust:
+  - {{name: corp-idp, kind: oauth-jwt, issuer: "https://idp.test", jwks: {{file: {p}/idp.json}}}}
+  - {{name: org-x509, kind: x509-svid, trust_domain: example.org, bundle: {{file: {p}/bundle.json}}}}
+"#
+    );
+    std::fs::write(d.join("sts.yaml"), config).unwrap();
+    let server_cert = std::fs::read(d.join("sts.pem")).unwrap();
+    let ca = reqwest::Certificate::from_pem(&server_cert).unwrap();
+    let client = |identity: Option<Vec<u8>>| {
+        let mut b = reqwest::Client::builder().tls_certs_only([ca.clone()]);
+        if let Some(pem) = identity {
+            b = b.identity(reqwest::Identity::from_pem(&pem).unwrap());
+        }
+        b.build().unwrap()
+    };
+    let child = Command::new(BIN)
+        .args(["serve", "--config", d.join("sts.yaml").to_str().unwrap()])
+        .current_dir(d)
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(
+            std::fs::File::create(d.join("sts.err")).unwrap(),
+        ))
+        .spawn()
+        .unwrap();
+    let server = TlsServer {
+        child,
+        base: format!("https://127.0.0.1:{port}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = client(None)
+            .get(format!("{}/healthz", server.base))
+            .send()
+            .await;
+        if r.is_ok_and(|r| r.status().is_success()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sts did not start: {}",
+            std::fs::read_to_string(d.join("sts.err")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut identity = std::fs::read(d.join("api.pem")).unwrap();
+    identity.extend(std::fs::read(d.join("api.key")).unwrap());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let user = idp.access_token(json!({"aud": server.base, "iat": now - 5, "exp": now + 300}));
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("grant_type", TOKEN_EXCHANGE),
+            ("client_id", PROD_API),
+            ("subject_token", user.as_str()),
+            ("subject_token_type", ACCESS_TOKEN),
+            ("audience", "mtls-api"),
+        ])
+        .finish();
+    let r = client(Some(identity))
+        .post(format!("{}/token", server.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let reply: Value = r.json().await.unwrap();
+    assert_eq!(status, 200, "{reply}");
+    assert!(reply["access_token"].is_string());
+}
