@@ -5,10 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The replay tests start their own redis-server on a free loopback port; the gateway test
-# starts its own nginx (Debian package) on a free loopback port.
+# starts its own nginx (Debian package) on a free loopback port; the SPIFFE test runs the
+# OpenSSL commands of docs/spiffe.md.
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+command -v openssl >/dev/null || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
