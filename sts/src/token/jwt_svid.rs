@@ -248,6 +248,8 @@ impl Verifier for JwtSvidVerifier {
             return Err(Rejection::WrongAudience);
         }
         check_actor_claims(&claims)?;
+        // A JWT-SVID is a bearer token; one bound to a key is something else.
+        refuse_sender_constrained(&claims)?;
         Ok(Verified {
             claims,
             trust: self.trust.clone(),
