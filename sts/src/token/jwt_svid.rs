@@ -18,7 +18,9 @@ use serde_json::{Value, json};
 
 use super::{
     InputKind, JwsRules, KindEnv, Presented, Rejection, TypRule, Verified, Verifier, VerifyContext,
-    audience_contains, oauth_jwt::check_actor_claims, types, verify_jws,
+    audience_contains,
+    oauth_jwt::{check_actor_claims, refuse_sender_constrained},
+    types, verify_jws,
 };
 use crate::config::{ConfigError, EMPTY_ALGORITHMS, JwksSettings, TrustEntry};
 use crate::jose::{Alg, Claims, JoseHeader};
