@@ -320,6 +320,9 @@ async fn a_jwt_svid_is_exchanged_and_every_svid_rule_holds() {
     svid_refused(&s, &svid(&s.org, json!({"aud": null})), "audience").await;
     // exp is required.
     svid_refused(&s, &svid(&s.org, json!({"exp": null})), "exp").await;
+    // A JWT-SVID is a bearer token: one bound to a key is refused.
+    let bound = svid(&s.org, json!({"cnf": {"x5t#S256": "abc"}}));
+    svid_refused(&s, &bound, "sender-constrained").await;
     // Only the JWT-SVID algorithms: an EdDSA key in the bundle never verifies one.
     let ed = Idp::new("spiffe://example.org", "org-1", "EdDSA");
     svid_refused(&s, &svid(&ed, json!({})), "algorithm is not accepted").await;

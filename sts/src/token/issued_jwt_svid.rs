@@ -15,10 +15,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::jwt_svid::SVID_ALGS;
-use super::{Draft, MintRequest, Minted, Minter, ProfileEnv, audience_value, types};
+use super::{Draft, MintRequest, Minted, Minter, ProfileEnv, audience_value, seal_jws, types};
 use crate::error::OAuthError;
 use crate::keys::Signer;
-use crate::secret::Token;
 use crate::workload_id::{Scheme, WorkloadId, check_trust_domain};
 
 /// The `jwt-svid` output kind.
@@ -140,15 +139,7 @@ impl Minter for JwtSvidMinter {
                 "JWT-SVIDs need an RS, ES or PS signing key (keys.alg)",
             ));
         }
-        let jws = signer
-            .sign_jws(self.typ(), &draft.claims)
-            .map_err(|_| OAuthError::server_error("token signing failed"))?;
-        Ok(Minted {
-            token: Token::new(jws),
-            issued_token_type: draft.issued_token_type,
-            token_type: draft.token_type,
-            scope: draft.scope,
-        })
+        seal_jws(self.typ(), draft, signer)
     }
 }
 

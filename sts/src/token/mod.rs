@@ -562,16 +562,22 @@ pub trait Minter: Send + Sync + 'static {
     /// Signs a prepared token. The default signs a JWS with our active key and this kind's
     /// `typ`; a kind that issues differently overrides it.
     fn seal(&self, draft: Draft, signer: &Signer) -> Result<Minted, OAuthError> {
-        let jws = signer
-            .sign_jws(self.typ(), &draft.claims)
-            .map_err(|_| OAuthError::server_error("token signing failed"))?;
-        Ok(Minted {
-            token: Token::new(jws),
-            issued_token_type: draft.issued_token_type,
-            token_type: draft.token_type,
-            scope: draft.scope,
-        })
+        seal_jws(self.typ(), draft, signer)
     }
+}
+
+/// Signs `draft` as a compact JWS with our active key and JOSE `typ` (header: `alg`, `typ`,
+/// `kid`): the default [`Minter::seal`].
+pub fn seal_jws(typ: &str, draft: Draft, signer: &Signer) -> Result<Minted, OAuthError> {
+    let jws = signer
+        .sign_jws(typ, &draft.claims)
+        .map_err(|_| OAuthError::server_error("token signing failed"))?;
+    Ok(Minted {
+        token: Token::new(jws),
+        issued_token_type: draft.issued_token_type,
+        token_type: draft.token_type,
+        scope: draft.scope,
+    })
 }
 
 /// The registered input and output kinds. Built once; the request path only reads it.
