@@ -23,6 +23,8 @@ const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
 const JWT_SPIFFE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-spiffe";
 const PROD_API: &str = "spiffe://example.org/ns/prod/sa/api";
 const REPORTS: &str = "spiffe://example.org/reports";
+/// The `aud` subject JWT-SVIDs carry for us (our SPIFFE ID); client assertions carry our issuer.
+const SUBJECT_AUD: &str = "spiffe://sts.test/exchange";
 
 /// Profiles of the SPIFFE tests, beside the harness's.
 const SPIFFE_PROFILES: &[(&str, &str)] = &[
@@ -112,9 +114,16 @@ fn svid_header(idp: &Idp) -> Value {
 }
 
 fn svid_claims(overrides: Value) -> Value {
-    let mut c = json!({"sub": PROD_API, "aud": [STS_ISSUER], "exp": NOW + 300, "iat": NOW - 5});
+    let mut c = json!({"sub": PROD_API, "aud": [SUBJECT_AUD], "exp": NOW + 300, "iat": NOW - 5});
     merge(&mut c, overrides);
     c
+}
+
+/// A JWT-SVID made as a client assertion: `aud` is our issuer.
+fn assertion(idp: &Idp, overrides: Value) -> String {
+    let mut o = json!({ "aud": STS_ISSUER });
+    merge(&mut o, overrides);
+    svid(idp, o)
 }
 
 /// The harness plus two SPIFFE trust domains with bundle files: `example.org` (its JWT-SVID
@@ -123,6 +132,8 @@ struct Spiffe {
     h: Harness,
     org: Idp,
     other: Idp,
+    /// A key in example.org's bundle with `use: wit-svid`.
+    wit_key: Idp,
     state: Arc<AppState>,
 }
 
@@ -131,12 +142,13 @@ impl Spiffe {
         let h = Harness::new().await;
         let org = Idp::new("spiffe://example.org", "org-1", "ES256");
         let other = Idp::new("spiffe://other.org", "other-1", "ES256");
+        let wit_key = Idp::new("spiffe://example.org", "wit-1", "ES256");
         let d = h.dir.path();
         let org_bundle = bundle(
             &[
                 (org.jwk(), "jwt-svid"),
                 // A key of another use in the same bundle verifies no JWT-SVID.
-                (h.mesh.jwk(), "wit-svid"),
+                (wit_key.jwk(), "wit-svid"),
             ],
             Some(1),
             None,
@@ -145,13 +157,7 @@ impl Spiffe {
         let other_bundle = bundle(&[(other.jwk(), "jwt-svid")], Some(7), None);
         std::fs::write(d.join("other-bundle.json"), other_bundle.to_string()).unwrap();
         write_files(&d.join("profiles"), SPIFFE_PROFILES);
-        let entries = format!(
-            "trust:\n  - {{name: org-svid, kind: jwt-svid, trust_domain: example.org, \
-             client_authentication: true, bundle: {{file: {0}/org-bundle.json}}}}\n  - {{name: \
-             other-svid, kind: jwt-svid, trust_domain: other.org, bundle: {{file: \
-             {0}/other-bundle.json}}}}\n",
-            d.display()
-        );
+        let entries = spiffe_entries(d);
         let config = harness_config(d, "").replace("trust:\n", &entries);
         let settings = Settings::from_yaml(&config).unwrap();
         let state = AppState::build(settings, h.clock.clone()).await.unwrap();
@@ -159,6 +165,7 @@ impl Spiffe {
             h,
             org,
             other,
+            wit_key,
             state,
         }
     }
@@ -169,6 +176,18 @@ impl Spiffe {
     {
         app_of(self.state.clone()).await
     }
+}
+
+/// The harness's `trust:` list headed by the two SPIFFE entries (bundle files in `d`).
+fn spiffe_entries(d: &Path) -> String {
+    format!(
+        "trust:\n  - {{name: org-svid, kind: jwt-svid, trust_domain: example.org, \
+         client_authentication: true, audience: [\"{SUBJECT_AUD}\"], bundle: {{file: \
+         {0}/org-bundle.json}}}}\n  - {{name: other-svid, kind: jwt-svid, trust_domain: \
+         other.org, audience: [\"{SUBJECT_AUD}\"], bundle: {{file: \
+         {0}/other-bundle.json}}}}\n",
+        d.display()
+    )
 }
 
 /// The gateway exchanging a JWT-SVID for an access token to `reports-api`.
@@ -252,7 +271,11 @@ impl crate::negative_suite::JwsTarget for AssertionSvids {
         svid_header(&self.0.org)
     }
     fn claims(&self, overrides: Value) -> Value {
-        svid_claims(foreign_domain(overrides))
+        {
+            let mut c = svid_claims(json!({ "aud": STS_ISSUER }));
+            merge(&mut c, foreign_domain(overrides));
+            c
+        }
     }
     fn wrong_typs(&self) -> Vec<Value> {
         vec![json!("at+jwt"), json!("client-authentication+jwt")]
@@ -313,13 +336,18 @@ async fn a_jwt_svid_is_exchanged_and_every_svid_rule_holds() {
     // aud: one of several values naming us is enough for a subject; absent is refused.
     let multi = svid(
         &s.org,
-        json!({"aud": ["spiffe://example.org/x", STS_ISSUER]}),
+        json!({"aud": ["spiffe://example.org/x", SUBJECT_AUD]}),
     );
     post(&app, &svid_exchange(&multi)).await.expect_token();
     svid_refused(&s, &svid(&s.org, json!({"aud": []})), "audience").await;
     svid_refused(&s, &svid(&s.org, json!({"aud": null})), "audience").await;
     // exp is required.
     svid_refused(&s, &svid(&s.org, json!({"exp": null})), "exp").await;
+    // Delegation claims from an SVID are not taken.
+    for claim in ["act", "may_act"] {
+        let t = svid(&s.org, json!({ claim: {"sub": "spiffe://example.org/x"} }));
+        svid_refused(&s, &t, "act or may_act").await;
+    }
     // A JWT-SVID is a bearer token: one bound to a key is refused.
     let bound = svid(&s.org, json!({"cnf": {"x5t#S256": "abc"}}));
     svid_refused(&s, &bound, "sender-constrained").await;
@@ -394,11 +422,7 @@ async fn bundles_are_per_trust_domain_and_never_merged() {
     let forged = svid(&s.org, json!({"sub": "spiffe://other.org/billing"}));
     svid_refused(&s, &forged, "key is unknown").await;
     // The wit-svid key in example.org's bundle signs no JWT-SVID (keys of one use only).
-    let wit_key = s.h.mesh.sign_with(
-        json!({"alg": "EdDSA", "kid": "mesh-1", "typ": "JWT"}),
-        &svid_claims(json!({})),
-    );
-    svid_refused(&s, &wit_key, "algorithm is not accepted").await;
+    svid_refused(&s, &svid(&s.wit_key, json!({})), "key is unknown").await;
 }
 
 #[actix_web::test]
@@ -411,13 +435,13 @@ async fn a_spiffe_looking_sub_does_not_make_a_jwt_svid() {
         &svid_claims(json!({"iss": "https://idp.test"})),
     );
     svid_refused(&s, &idp_signed, "key is unknown").await;
-    // The same, as an access token with the access-token type: the oauth-jwt entry verifies
-    // it as an access token, never as a workload identity of example.org.
-    let at = s.h.idp.access_token(json!({"sub": PROD_API}));
-    let app = s.app().await;
-    let r = post(&app, &Form::exchange(&at).set("audience", "reports-api")).await;
-    // No profile takes access tokens for reports-api from the gateway.
-    assert!(r.status >= 400, "{}", r.body);
+    // An access token (at+jwt) of the corporate IdP about an example.org workload, declared
+    // as a JWT: example.org's entry reads it (by its sub) and refuses its type, whatever key
+    // signed it.
+    let at =
+        s.h.idp
+            .access_token(json!({"sub": PROD_API, "aud": SUBJECT_AUD}));
+    svid_refused(&s, &at, "typ").await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -429,16 +453,16 @@ async fn jwt_svid_client_authentication_and_caller_patterns() {
     let app = s.app().await;
     let user = s.h.idp.access_token(json!({}));
     // A prod workload, no registration: authorised by the profile's pattern.
-    let assertion = svid(&s.org, json!({}));
-    let issued = post(&app, &svid_client(&assertion, &user, "reports-api"))
+    let a0 = assertion(&s.org, json!({}));
+    let issued = post(&app, &svid_client(&a0, &user, "reports-api"))
         .await
         .expect_token();
     let c = verify_issued(&issued, &get(&app, "/jwks").await.json, "reports-api");
     assert_eq!(c["client_id"], PROD_API);
     // client_id, when sent, names the SVID's sub.
-    let form = svid_client(&assertion, &user, "reports-api").set("client_id", PROD_API);
+    let form = svid_client(&a0, &user, "reports-api").set("client_id", PROD_API);
     post(&app, &form).await.expect_token();
-    let form = svid_client(&assertion, &user, "reports-api")
+    let form = svid_client(&a0, &user, "reports-api")
         .set("client_id", "spiffe://example.org/ns/prod/sa/other");
     let d = post(&app, &form).await.expect_error(401, "invalid_client");
     assert!(d.contains("client_id differs"), "{d}");
@@ -447,6 +471,8 @@ async fn jwt_svid_client_authentication_and_caller_patterns() {
         json!(format!("{STS_ISSUER}/token")),
         json!([STS_ISSUER, "https://other.test"]),
         json!("spiffe://example.org/sts"),
+        // A subject JWT-SVID (which a gateway sees) is never a client assertion.
+        json!([SUBJECT_AUD]),
     ] {
         let a = svid(&s.org, json!({ "aud": aud }));
         let r = post(&app, &svid_client(&a, &user, "reports-api")).await;
@@ -457,8 +483,16 @@ async fn jwt_svid_client_authentication_and_caller_patterns() {
     post(&app, &svid_client(&a, &user, "reports-api"))
         .await
         .expect_token();
+    // An assertion valid for longer than 5 minutes is refused (it is reusable until exp).
+    let long = assertion(&s.org, json!({"exp": NOW + 3600}));
+    let d = post(&app, &svid_client(&long, &user, "reports-api"))
+        .await
+        .expect_error(401, "invalid_client");
+    assert!(d.contains("at most 5 minutes"), "{d}");
+    // A client assertion (aud = our issuer) is never a subject token.
+    svid_refused(&s, &a0, "audience").await;
     // other.org's entry does not authenticate clients.
-    let theirs = svid(&s.other, json!({"sub": "spiffe://other.org/ns/prod/x"}));
+    let theirs = assertion(&s.other, json!({"sub": "spiffe://other.org/ns/prod/x"}));
     let r = post(&app, &svid_client(&theirs, &user, "reports-api")).await;
     assert!(
         r.expect_error(401, "invalid_client")
@@ -473,7 +507,7 @@ async fn jwt_svid_client_authentication_and_caller_patterns() {
         ("spiffe://example.org/ns/pro", false),
         ("spiffe://example.org/ns/staging/a", false),
     ] {
-        let a = svid(&s.org, json!({ "sub": sub }));
+        let a = assertion(&s.org, json!({ "sub": sub }));
         let r = post(&app, &svid_client(&a, &user, "reports-api")).await;
         if allowed {
             r.expect_token();
@@ -487,7 +521,7 @@ async fn jwt_svid_client_authentication_and_caller_patterns() {
 async fn unknown_assertion_types_are_refused() {
     let s = Spiffe::new().await;
     let user = s.h.idp.access_token(json!({}));
-    let form = svid_client(&svid(&s.org, json!({})), &user, "reports-api")
+    let form = svid_client(&assertion(&s.org, json!({})), &user, "reports-api")
         .without("client_assertion_type")
         .set(
             "client_assertion_type",
@@ -507,12 +541,12 @@ async fn unknown_assertion_types_are_refused() {
 async fn jwt_svids_are_issued_for_spiffe_targets() {
     let s = Spiffe::new().await;
     let app = s.app().await;
-    let assertion = svid(&s.org, json!({}));
+    let a = assertion(&s.org, json!({}));
     let subject = svid(&s.org, json!({"jti": "subject-1"}));
     let form = Form::default()
         .set("grant_type", TOKEN_EXCHANGE)
         .set("client_assertion_type", JWT_SPIFFE)
-        .set("client_assertion", &assertion)
+        .set("client_assertion", &a)
         .set("subject_token", &subject)
         .set("subject_token_type", JWT)
         .set("requested_token_type", JWT)
@@ -565,13 +599,7 @@ issue:
     );
     write_files(&s.h.dir.path().join("profiles"), &[profile]);
     let d = s.h.dir.path();
-    let entries = format!(
-        "trust:\n  - {{name: org-svid, kind: jwt-svid, trust_domain: example.org, \
-         client_authentication: true, bundle: {{file: {0}/org-bundle.json}}}}\n  - {{name: \
-         other-svid, kind: jwt-svid, trust_domain: other.org, bundle: {{file: \
-         {0}/other-bundle.json}}}}\n",
-        d.display()
-    );
+    let entries = spiffe_entries(d);
     let app = rebuild(
         harness_config(d, "").replace("trust:\n", &entries),
         s.h.clock.clone(),
@@ -590,7 +618,7 @@ issue:
 async fn certificate_bound_profiles_need_mutual_tls() {
     let s = Spiffe::new().await;
     let user = s.h.idp.access_token(json!({}));
-    let form = svid_client(&svid(&s.org, json!({})), &user, "mtls-api");
+    let form = svid_client(&assertion(&s.org, json!({})), &user, "mtls-api");
     let d = post(&s.app().await, &form)
         .await
         .expect_error(400, "invalid_request");
@@ -690,9 +718,10 @@ async fn endpoint_state(h: &Harness, ca: &TestCa, url: &str) -> Arc<AppState> {
         crate::end_to_end::free_port()
     );
     let entries = format!(
-        "trust:\n  - {{name: org-svid, kind: jwt-svid, trust_domain: example.org, bundle: \
-         {{uri: \"{url}\"}}}}\n  - {{name: other-svid, kind: jwt-svid, trust_domain: other.org, \
-         bundle: {{uri: \"{dead}\"}}}}\n"
+        "trust:\n  - {{name: org-svid, kind: jwt-svid, trust_domain: example.org, audience: \
+         [\"{SUBJECT_AUD}\"], bundle: {{uri: \"{url}\"}}}}\n  - {{name: other-svid, kind: \
+         jwt-svid, trust_domain: other.org, audience: [\"{SUBJECT_AUD}\"], bundle: {{uri: \
+         \"{dead}\"}}}}\n"
     );
     let extra = format!("outbound_ca_file: {}/outbound-ca.pem\n", d.display());
     let config = harness_config(d, &extra).replace("trust:\n", &entries);
@@ -873,6 +902,20 @@ async fn bundle_settings_are_checked_at_load() {
             "{name: x, kind: x509-svid, trust_domain: example.org, bundle: {uri: \"https://a.test/b\"}, audience: [a]}",
             "audience",
         ),
+        // Subject JWT-SVIDs and client assertions must not share an audience.
+        (
+            "{name: x, kind: jwt-svid, trust_domain: example.org, client_authentication: true, bundle: {uri: \"https://a.test/b\"}}",
+            "list the aud values that subject JWT-SVIDs carry",
+        ),
+        (
+            "{name: x, kind: jwt-svid, trust_domain: example.org, client_authentication: true, audience: [\"https://sts.test\"], bundle: {uri: \"https://a.test/b\"}}",
+            "must not contain our issuer",
+        ),
+        // Certificates are asked for only by a TLS listener.
+        (
+            "{name: x, kind: x509-svid, trust_domain: example.org, bundle: {uri: \"https://a.test/b\"}}",
+            "listener asks for none",
+        ),
     ] {
         let config = harness_config(d, "").replace("trust:\n", &format!("trust:\n  - {entry}\n"));
         let settings = Settings::from_yaml(&config).unwrap();
@@ -910,12 +953,12 @@ fn tls_deployment(
     port: u16,
     server_ca: &TestCa,
     org_ca: &TestCa,
+    other_ca: &TestCa,
     idp: &Idp,
 ) -> std::path::PathBuf {
     let server = server_ca.leaf(&LeafSpec::server());
     std::fs::write(dir.join("server.pem"), &server.cert_pem).unwrap();
     std::fs::write(dir.join("server.key"), &server.key_pem).unwrap();
-    let other_ca = TestCa::new("other.org");
     let org_bundle = json!({"spiffe_sequence": 1, "keys": [org_ca.bundle_key()]});
     std::fs::write(dir.join("org-bundle.json"), org_bundle.to_string()).unwrap();
     let other_bundle = json!({"keys": [other_ca.bundle_key()]});
@@ -1025,7 +1068,8 @@ async fn mutual_tls_with_x509_svids_over_a_real_socket() {
     let org_ca = TestCa::new("example.org");
     let foreign_ca = TestCa::new("not example.org");
     let idp = Idp::new("https://idp.test", "idp-1", "ES256");
-    let config = tls_deployment(dir.path(), port, &server_ca, &org_ca, &idp);
+    let other_ca = TestCa::new("other.org");
+    let config = tls_deployment(dir.path(), port, &server_ca, &org_ca, &other_ca, &idp);
     let server = start_tls(dir.path(), &config, port, &server_ca).await;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -1075,6 +1119,8 @@ async fn mutual_tls_with_x509_svids_over_a_real_socket() {
     refused(st, &b, "client_id differs");
     let cases = [
         (foreign_ca.leaf(&LeafSpec::svid(PROD_API)), "does not chain"),
+        // other.org's authority is trusted — for other.org only: bundles are never merged.
+        (other_ca.leaf(&LeafSpec::svid(PROD_API)), "does not chain"),
         (
             org_ca.leaf(&LeafSpec {
                 expired: true,

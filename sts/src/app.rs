@@ -226,7 +226,20 @@ impl Snapshot {
         let trust = TrustRegistry::build(&settings.trust, kinds, &env)?;
         // Development mode's key file is made by `serve`; nothing else is skipped.
         let dev_made: &[&str] = if settings.dev { &[dev::DEV_IDP] } else { &[] };
-        let keys = trust.check_local_keys(&settings.trust, dev_made).await;
+        let mut keys = trust.check_local_keys(&settings.trust, dev_made).await;
+        // An entry that authenticates clients by certificate needs a listener that asks.
+        if !settings.client_certificates_enabled() {
+            for source in trust.all() {
+                if source.verifier.authenticates_certificates() {
+                    keys.push(ConfigError(format!(
+                        "trust entry `{}`: authenticates clients by TLS certificate, but the \
+                         listener asks for none: set tls with client_certificates optional or \
+                         required",
+                        source.name
+                    )));
+                }
+            }
+        }
         ClientRegistry::from_settings(&settings, &http).map_err(StartError::Other)?;
         let catalog = profile::load(
             &settings.profiles,

@@ -18,13 +18,20 @@ pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
         .collect();
     // Methods of trust entries that authenticate clients (a WIT with its WPT, a JWT-SVID,
     // an X509-SVID when the listener asks for client certificates), once each.
-    let mutual_tls = s.client_certificates_enabled();
+    let client_certificates = s.client_certificates_enabled();
+    // RFC 8705 §3.3: binding needs a caller authenticated by certificate, which needs an
+    // entry that validates certificates and a listener that asks for them.
+    let mutual_tls = client_certificates
+        && snap
+            .trust
+            .all()
+            .any(|t| t.verifier.authenticates_certificates());
     let mut methods = vec![
         AuthMethod::PrivateKeyJwt.as_str(),
         AuthMethod::ClientSecretBasic.as_str(),
     ];
     for source in snap.trust.all() {
-        let usable = !source.verifier.authenticates_certificates() || mutual_tls;
+        let usable = !source.verifier.authenticates_certificates() || client_certificates;
         if source.verifier.authenticates_clients() && usable {
             let m = source.verifier.client_auth_method();
             if !methods.contains(&m) {

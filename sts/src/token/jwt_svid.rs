@@ -17,8 +17,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    InputKind, JwsRules, KindEnv, Presented, Rejection, TypRule, Verified, Verifier, VerifyContext,
-    audience_contains,
+    ClaimsExt, InputKind, JwsRules, KindEnv, Presented, Rejection, TypRule, Verified, Verifier,
+    VerifyContext, audience_contains,
     oauth_jwt::{check_actor_claims, refuse_sender_constrained},
     types, verify_jws,
 };
@@ -100,11 +100,28 @@ impl InputKind for JwtSvidKind {
             .map_err(|e| entry.error("trust_domain", format!("the trust domain {e}")))?;
         let algorithms = svid_algorithms(entry, b.algorithms)?;
         let keys = bundle_store(entry, env, &b.bundle, BundleUse::JwtSvid, &algorithms)?;
-        let audience = if b.audience.is_empty() {
-            vec![env.our_issuer.to_owned()]
-        } else {
-            b.audience
+        // A JWT-SVID made for us as a client assertion (`aud` = our issuer) must never pass as
+        // a subject token, nor a subject JWT-SVID (which a gateway or another hop may see) as a
+        // client assertion: with client authentication on, subject tokens name us otherwise.
+        let audience = match (b.audience.is_empty(), b.client_authentication) {
+            (true, false) => vec![env.our_issuer.to_owned()],
+            (true, true) => {
+                return Err(entry.error(
+                    "audience",
+                    "with client_authentication, list the aud values that subject JWT-SVIDs \
+                     carry for us (e.g. our SPIFFE ID); client assertions use our issuer, and \
+                     the two must differ so that one cannot be replayed as the other",
+                ));
+            }
+            (false, _) => b.audience,
         };
+        if b.client_authentication && audience.iter().any(|a| a == env.our_issuer) {
+            return Err(entry.error(
+                "audience",
+                "must not contain our issuer when client_authentication is on: client \
+                 assertions carry it, and a subject token must not be usable as one",
+            ));
+        }
         Ok(Arc::new(JwtSvidVerifier {
             trust: Arc::from(entry.name.as_str()),
             trust_domain: b.trust_domain,
@@ -194,6 +211,22 @@ impl JwtSvidVerifier {
     }
 }
 
+/// The longest a JWT-SVID client assertion may still be valid when we see it. JWT-SVIDs are
+/// reusable until `exp` (their `jti` is not tracked), so this bounds what a leaked one is worth.
+const MAX_ASSERTION_LIFETIME: i64 = 300;
+
+fn check_assertion_lifetime(claims: &Claims, ctx: &VerifyContext<'_>) -> Result<(), Rejection> {
+    let exp = claims
+        .time_claim("exp")?
+        .ok_or(Rejection::MissingClaim("exp"))?;
+    if exp > ctx.now.saturating_add(MAX_ASSERTION_LIFETIME + ctx.leeway) {
+        return Err(Rejection::Kind(
+            "a JWT-SVID client assertion may be valid for at most 5 minutes",
+        ));
+    }
+    Ok(())
+}
+
 /// JWT-SVID.md §2: no header parameter but `alg`, `kid` and `typ`.
 fn only_svid_header_members(header: &JoseHeader) -> Result<(), Rejection> {
     let known = 1 + usize::from(header.kid.is_some()) + usize::from(header.typ.is_some());
@@ -248,6 +281,16 @@ impl Verifier for JwtSvidVerifier {
         };
         if !aud_ok {
             return Err(Rejection::WrongAudience);
+        }
+        if as_client {
+            check_assertion_lifetime(&claims, ctx)?;
+        }
+        // SPIFFE-ID.md §3: other claims are the issuing trust domain's assertions only; a
+        // delegation chain from an SVID is not taken (an actor is its own token).
+        if claims.contains_key("act") || claims.contains_key("may_act") {
+            return Err(Rejection::Kind(
+                "JWT-SVIDs carrying act or may_act are not accepted",
+            ));
         }
         check_actor_claims(&claims)?;
         // A JWT-SVID is a bearer token; one bound to a key is something else.

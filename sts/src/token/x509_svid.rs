@@ -120,12 +120,48 @@ fn check_leaf(leaf: &[u8]) -> Result<(WorkloadId, i64), Rejection> {
         .ok_or(Rejection::Kind(
             "client certificate lacks the key usage extension",
         ))?;
+    if !usage.critical {
+        return Err(Rejection::Kind(
+            "client certificate key usage extension is not critical",
+        ));
+    }
     if !usage.value.digital_signature() || usage.value.key_cert_sign() || usage.value.crl_sign() {
         return Err(Rejection::Kind(
             "client certificate key usage is not digitalSignature for a leaf",
         ));
     }
     Ok((id, cert.validity().not_after.timestamp()))
+}
+
+/// X509-SVID.md §4.1–4.3: every certificate the client sent above its leaf is a signing
+/// certificate — a CA with `keyCertSign` — whose SPIFFE ID, if it has one, is the leaf's trust
+/// domain itself (no path): an authority of another trust domain, even one that chains to a
+/// root this domain shares, cannot vouch for this domain's workloads.
+fn check_signing_certificates(certs: &[Vec<u8>], trust_domain: &str) -> Result<(), Rejection> {
+    let bad = Rejection::Kind(
+        "client certificate chain has an intermediate that is not a signing certificate of its \
+         trust domain",
+    );
+    let domain_id = format!("spiffe://{trust_domain}");
+    for der in certs {
+        let (_, cert) = X509Certificate::from_der(der).map_err(|_| bad.clone())?;
+        let is_ca = cert
+            .basic_constraints()
+            .map_err(|_| bad.clone())?
+            .is_some_and(|c| c.value.ca);
+        let signs = cert
+            .key_usage()
+            .map_err(|_| bad.clone())?
+            .is_some_and(|u| u.value.key_cert_sign());
+        let san = cert.subject_alternative_name().map_err(|_| bad.clone())?;
+        let foreign_id = san.iter().flat_map(|s| s.value.general_names.iter()).any(
+            |n| matches!(n, GeneralName::URI(u) if u.starts_with("spiffe://") && *u != domain_id),
+        );
+        if !is_ca || !signs || foreign_id {
+            return Err(bad);
+        }
+    }
+    Ok(())
 }
 
 /// RFC 5280 path validation of `chain` (leaf first) against `roots` at `now`, for client
@@ -223,6 +259,9 @@ impl Verifier for X509SvidVerifier {
         if !self.keys.is_loaded() {
             return Some(Err(Rejection::KeysUnavailable));
         }
+        if let Err(e) = check_signing_certificates(&certificate.0[1..], &self.trust_domain) {
+            return Some(Err(e));
+        }
         let roots = self.keys.roots();
         if let Err(e) = validate_path(&certificate.0, &roots, ctx.now) {
             return Some(Err(e));
@@ -238,5 +277,145 @@ impl Verifier for X509SvidVerifier {
             proven_key: None,
             asserted_by_caller: false,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, KeyUsagePurpose,
+        SanType, date_time_ymd,
+    };
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn params(uri: Option<&str>, ca: bool, usages: Vec<KeyUsagePurpose>) -> CertificateParams {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        if let Some(u) = uri {
+            p.subject_alt_names
+                .push(SanType::URI(u.try_into().unwrap()));
+        }
+        p.is_ca = if ca {
+            IsCa::Ca(BasicConstraints::Unconstrained)
+        } else {
+            IsCa::ExplicitNoCa
+        };
+        p.key_usages = usages;
+        p.not_before = date_time_ymd(2020, 1, 1);
+        p.not_after = date_time_ymd(2099, 1, 1);
+        p
+    }
+
+    fn ca(uri: Option<&str>) -> CertifiedIssuer<'static, KeyPair> {
+        let usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        CertifiedIssuer::self_signed(params(uri, true, usages), KeyPair::generate().unwrap())
+            .unwrap()
+    }
+
+    fn signed(
+        p: CertificateParams,
+        by: &CertifiedIssuer<'static, KeyPair>,
+    ) -> CertifiedIssuer<'static, KeyPair> {
+        CertifiedIssuer::signed_by(p, KeyPair::generate().unwrap(), by).unwrap()
+    }
+
+    fn leaf(uri: &str, by: &CertifiedIssuer<'static, KeyPair>) -> Vec<u8> {
+        let p = params(Some(uri), false, vec![KeyUsagePurpose::DigitalSignature]);
+        signed(p, by).der().to_vec()
+    }
+
+    #[test]
+    fn a_chain_through_an_intermediate_of_the_trust_domain_validates() {
+        let root = ca(Some("spiffe://example.org"));
+        let usages = vec![KeyUsagePurpose::KeyCertSign];
+        let mid = signed(params(Some("spiffe://example.org"), true, usages), &root);
+        let chain = vec![leaf("spiffe://example.org/a", &mid), mid.der().to_vec()];
+        assert!(check_signing_certificates(&chain[1..], "example.org").is_ok());
+        assert!(validate_path(&chain, &[root.der().to_vec()], NOW).is_ok());
+        // Without the intermediate the leaf does not chain.
+        let r = validate_path(&chain[..1], &[root.der().to_vec()], NOW);
+        assert!(matches!(r, Err(Rejection::Kind(_))), "{r:?}");
+        // Expiry and not-yet-valid are told apart.
+        let late = NOW + 100 * 365 * 86_400;
+        let r = validate_path(&chain, &[root.der().to_vec()], late);
+        assert_eq!(r, Err(Rejection::Expired));
+        let r = validate_path(&chain, &[root.der().to_vec()], 1_000_000_000);
+        assert_eq!(r, Err(Rejection::NotYetValid));
+    }
+
+    #[test]
+    fn intermediates_of_another_domain_or_without_signing_rights_are_refused() {
+        let root = ca(None);
+        for (uri, ca_flag, usages) in [
+            // Another trust domain's authority under a shared root.
+            (
+                Some("spiffe://other.org"),
+                true,
+                vec![KeyUsagePurpose::KeyCertSign],
+            ),
+            // An authority with a workload path.
+            (
+                Some("spiffe://example.org/ns/x"),
+                true,
+                vec![KeyUsagePurpose::KeyCertSign],
+            ),
+            // Not a CA, or a CA without keyCertSign.
+            (None, false, vec![KeyUsagePurpose::DigitalSignature]),
+            (None, true, vec![KeyUsagePurpose::DigitalSignature]),
+        ] {
+            let mid = signed(params(uri, ca_flag, usages), &root);
+            let r = check_signing_certificates(&[mid.der().to_vec()], "example.org");
+            assert!(r.is_err(), "{uri:?} {ca_flag}");
+        }
+    }
+
+    #[test]
+    fn leaf_rules() {
+        let root = ca(None);
+        let (id, _) = check_leaf(&leaf("spiffe://example.org/ns/a", &root)).unwrap();
+        assert_eq!(id.as_str(), "spiffe://example.org/ns/a");
+        let refused = |p: CertificateParams, why: &str| {
+            let der = signed(p, &root).der().to_vec();
+            match check_leaf(&der) {
+                Err(Rejection::Kind(m)) => assert!(m.contains(why), "{m} (want {why})"),
+                other => panic!("{other:?} (want {why})"),
+            }
+        };
+        let ds = || vec![KeyUsagePurpose::DigitalSignature];
+        // No key usage extension at all.
+        refused(
+            params(Some("spiffe://example.org/a"), false, vec![]),
+            "lacks the key usage",
+        );
+        refused(
+            params(
+                Some("spiffe://example.org/a"),
+                false,
+                vec![
+                    KeyUsagePurpose::DigitalSignature,
+                    KeyUsagePurpose::KeyCertSign,
+                ],
+            ),
+            "not digitalSignature",
+        );
+        refused(
+            params(Some("spiffe://example.org/a"), true, ds()),
+            "CA certificate",
+        );
+        refused(
+            params(Some("spiffe://example.org"), false, ds()),
+            "canonical",
+        );
+        refused(
+            params(Some("https://example.org/a"), false, ds()),
+            "canonical",
+        );
+        refused(params(None, false, ds()), "exactly one URI SAN");
+        let mut two = params(Some("spiffe://example.org/a"), false, ds());
+        two.subject_alt_names
+            .push(SanType::URI("spiffe://example.org/b".try_into().unwrap()));
+        refused(two, "exactly one URI SAN");
+        assert!(check_leaf(b"not a certificate").is_err());
     }
 }

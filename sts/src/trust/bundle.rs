@@ -75,7 +75,17 @@ pub fn parse_bundle(document: &[u8], wanted: BundleUse) -> Result<ParsedBundle, 
         refresh_hint: integer("spiffe_refresh_hint")?.map(Duration::from_secs),
         ..ParsedBundle::default()
     };
-    let kid_of = |k: &Value| k.get("kid").and_then(Value::as_str).map(str::to_owned);
+    fn kid_of(k: &Value) -> Option<&str> {
+        k.get("kid").and_then(Value::as_str)
+    }
+    // WIT-SVID.md: a wit-svid key's kid is unique across all of the bundle's keys; count
+    // every kid once.
+    let mut kid_count: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    if wanted == BundleUse::WitSvid {
+        for kid in keys.iter().filter_map(kid_of) {
+            *kid_count.entry(kid).or_default() += 1;
+        }
+    }
     for (i, key) in keys.iter().enumerate() {
         // §4.2: `kty` and `use` are required; an element without them, or of another or
         // unknown use, is ignored as a whole.
@@ -101,12 +111,7 @@ pub fn parse_bundle(document: &[u8], wanted: BundleUse) -> Result<ParsedBundle, 
                         .push(format!("key #{i}: {} without kid", wanted.as_str()));
                     continue;
                 };
-                // WIT-SVID.md: kid unique across all of the bundle's keys.
-                let shared = keys
-                    .iter()
-                    .enumerate()
-                    .any(|(j, other)| j != i && kid_of(other).as_deref() == Some(kid.as_str()));
-                if wanted == BundleUse::WitSvid && shared {
+                if kid_count.get(kid).is_some_and(|n| *n > 1) {
                     out.ignored
                         .push(format!("key #{i}: kid `{kid}` is not unique"));
                     continue;

@@ -147,6 +147,9 @@ pub struct KeyStore {
     current: RwLock<Option<Arc<KeySet>>>,
     /// Held while refetching; holds the time of the last refetch.
     refetch: tokio::sync::Mutex<Option<Instant>>,
+    /// Held for a whole load (fetch, checks, install), so that a slower, older document can
+    /// never be installed after a newer one by a concurrent load.
+    loading: tokio::sync::Mutex<()>,
     cooldown: Duration,
     /// The configured refresh interval, in seconds; a document's refresh hint replaces it.
     refresh_secs: AtomicU64,
@@ -174,6 +177,7 @@ impl KeyStore {
             allowed: allowed.to_vec(),
             current: RwLock::new(None),
             refetch: tokio::sync::Mutex::new(None),
+            loading: tokio::sync::Mutex::new(()),
             cooldown: jwks.refetch_cooldown,
             refresh_secs: AtomicU64::new(jwks.refresh.as_secs().max(1)),
             last_load: Mutex::new(None),
@@ -235,6 +239,12 @@ impl KeyStore {
         self.sequence.lock().map(|g| *g).unwrap_or(None)
     }
 
+    /// Whether the installed key set holds no key and no X.509 authority (a SPIFFE bundle
+    /// with nothing of the entry's use): every token of the source is refused.
+    pub fn is_empty(&self) -> bool {
+        self.snapshot().is_none_or(|s| s.is_empty()) && self.roots().is_empty()
+    }
+
     /// The X.509 trust anchors (DER) of the installed document: empty until one loaded with
     /// roots, and when the publisher revoked them all.
     pub fn roots(&self) -> Arc<[Vec<u8>]> {
@@ -263,25 +273,29 @@ impl KeyStore {
     }
 
     async fn fetch_and_install(&self) -> Result<(), String> {
+        let _one_at_a_time = self.loading.lock().await;
         let doc = self
             .fetch
             .fetch()
             .await
             .map_err(|e| format!("{}: {e}", self.name))?;
-        if let Some(hint) = doc.refresh_hint {
-            let every = hint.clamp(MIN_REFRESH_HINT, MAX_REFRESH_HINT);
-            self.refresh_secs.store(every.as_secs(), Ordering::Relaxed);
-        }
         // SPIFFE bundle §4.1 / federation §5: bundles are ordered by their sequence; a lower
         // one is an older bundle (a stale replica, a replay) and never replaces the installed.
-        let installed_sequence = self.sequence();
-        if let (Some(new), Some(old)) = (doc.sequence, installed_sequence)
-            && new < old
-        {
-            return Err(format!(
-                "{}: bundle sequence {new} is older than the installed {old}; keeping it",
-                self.name
-            ));
+        // Once a publisher numbers its bundles, an unnumbered one cannot be ordered: refused.
+        match (doc.sequence, self.sequence()) {
+            (Some(new), Some(old)) if new < old => {
+                return Err(format!(
+                    "{}: bundle sequence {new} is older than the installed {old}; keeping it",
+                    self.name
+                ));
+            }
+            (None, Some(old)) => {
+                return Err(format!(
+                    "{}: bundle has no sequence after sequence {old}; keeping the installed one",
+                    self.name
+                ));
+            }
+            _ => {}
         }
         // Keys verify only algorithms both configured and (when it says) advertised.
         let allowed: Vec<Alg> = match &doc.algorithms {
@@ -315,7 +329,12 @@ impl KeyStore {
             *g = Arc::from(doc.roots);
         }
         if let Ok(mut g) = self.sequence.lock() {
-            *g = doc.sequence.or(*g);
+            *g = doc.sequence;
+        }
+        // The publisher's refresh hint, from an installed document only.
+        if let Some(hint) = doc.refresh_hint {
+            let every = hint.clamp(MIN_REFRESH_HINT, MAX_REFRESH_HINT);
+            self.refresh_secs.store(every.as_secs(), Ordering::Relaxed);
         }
         if let Ok(mut last) = self.installed.lock()
             && *last != Some(digest)

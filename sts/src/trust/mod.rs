@@ -155,7 +155,17 @@ impl TrustRegistry {
             if keys.local_file().is_none() || skip.contains(&&*source.name) {
                 continue;
             }
-            if let Err(e) = keys.load().await {
+            let loaded = match keys.load().await {
+                // A SPIFFE bundle may be empty to revoke every key, but a file that starts out
+                // with nothing of the entry's use is a mistake (a misspelt `use`, no `kid`).
+                Ok(()) if keys.is_empty() => Err(format!(
+                    "{}: the file holds no usable key for this entry (check each key's `use`, \
+                     `kid` and algorithm)",
+                    keys.name()
+                )),
+                other => other,
+            };
+            if let Err(e) = loaded {
                 let message = e
                     .strip_prefix(&format!("{}: ", keys.name()))
                     .unwrap_or(&e)
