@@ -569,8 +569,28 @@ async fn jwt_svids_are_issued_for_spiffe_targets() {
     )
     .unwrap();
     assert_eq!(raw.as_object().unwrap().len(), 3, "{raw}");
+    // Signed with our JWT-SVID keys, published apart: the SPIFFE bundle holds them and
+    // nothing else, `/jwks` does not hold them.
+    let svid_keys = published_keys_for(&app, token).await;
+    let c = decode_issued(token, &svid_keys, STS_ISSUER, Some(REPORTS), false);
+    let kid = header.kid.clone().unwrap();
     let jwks = get(&app, "/jwks").await.json;
-    let c = decode_issued(token, &jwks, STS_ISSUER, Some(REPORTS), false);
+    let kids = |set: &Value| -> Vec<String> {
+        set["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert!(!kids(&jwks).contains(&kid), "a JWT-SVID key is in /jwks");
+    for token_kid in kids(&jwks) {
+        assert!(
+            !kids(&svid_keys).contains(&token_kid),
+            "a /jwks key is in the SVID bundle"
+        );
+    }
+    assert!(decode_issued_fails(token, &jwks));
     assert_eq!(c["sub"], PROD_API);
     assert!(c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap() <= 300);
     // Another audience than the profile's is not served.
@@ -579,6 +599,11 @@ async fn jwt_svids_are_issued_for_spiffe_targets() {
         .without("audience")
         .set("audience", "spiffe://example.org/db");
     post(&app, &other).await.expect_error(400, "invalid_target");
+}
+
+/// Whether `token` fails to verify with `jwks` (no key of its kid, or a wrong signature).
+fn decode_issued_fails(token: &str, jwks: &Value) -> bool {
+    std::panic::catch_unwind(|| decode_issued(token, jwks, STS_ISSUER, None, false)).is_err()
 }
 
 #[actix_web::test]
@@ -628,6 +653,13 @@ async fn certificate_bound_profiles_need_mutual_tls() {
 #[actix_web::test]
 async fn metadata_advertises_spiffe_jwt() {
     let s = Spiffe::new().await;
+    // The SPIFFE bundle of our JWT-SVID keys exists because a profile issues JWT-SVIDs; the
+    // harness without SPIFFE profiles has none.
+    let bundle = get(&s.app().await, "/spiffe/bundle").await;
+    assert_eq!(bundle.status, 200);
+    assert_eq!(bundle.json["keys"][0]["use"], "jwt-svid");
+    assert_eq!(bundle.json["keys"][0]["alg"], "ES256");
+    assert_eq!(get(&s.h.app().await, "/spiffe/bundle").await.status, 404);
     let m = get(&s.app().await, "/.well-known/oauth-authorization-server")
         .await
         .json;

@@ -18,12 +18,15 @@ use crate::auth::{ClientRegistry, FailureThrottle, SecretCheckPool};
 use crate::clock::Clock;
 use crate::config::{ConfigError, ConfigProblems, Settings};
 use crate::dev;
+use crate::jose::Alg;
 use crate::keys::Signer;
 use crate::profile::{self, Catalog, LoadErrors};
 use crate::store::{MemoryRateLimiter, RedisTimeouts, ReplayGuard};
-use crate::token::{KindEnv, KindRegistry};
+use crate::token::{KeyPurpose, KindEnv, KindRegistry};
 use crate::trust::{HttpFetcher, KeyStore, OwnKeys, TrustRegistry};
 
+/// Where our JWT-SVID signing keys live, inside `keys.dir`.
+const SVID_KEY_DIR: &str = "jwt-svid";
 /// Capacity of the in-memory replay store.
 const REPLAY_CAPACITY: usize = 1_000_000;
 /// Capacity of the in-memory rate limiter (failure counters).
@@ -69,6 +72,9 @@ fn outbound_http(settings: &Settings) -> Result<HttpFetcher, StartError> {
 pub struct Snapshot {
     pub settings: Settings,
     pub signer: Signer,
+    /// Our JWT-SVID signing keys (`keys.dir/jwt-svid/`), when a profile issues JWT-SVIDs:
+    /// apart from `signer`, so that a trust domain's bundle holding them verifies nothing else.
+    pub svid_signer: Option<Signer>,
     pub trust: TrustRegistry,
     pub clients: ClientRegistry,
     pub catalog: Catalog,
@@ -98,7 +104,20 @@ impl Snapshot {
         own.set(signer.jwks());
         let (trust, clients, catalog) = Self::policy(&settings, kinds, &http, &own)?;
         let endpoint = Arc::from(settings.token_endpoint());
+        let issues_svids = catalog
+            .profiles
+            .iter()
+            .any(|p| p.kind.key_purpose() == KeyPurpose::JwtSvid);
+        let svid_signer = if issues_svids {
+            Some(Signer::load_or_generate(
+                &settings.keys.dir.join(SVID_KEY_DIR),
+                Alg::ES256,
+            )?)
+        } else {
+            None
+        };
         Ok(Self {
+            svid_signer,
             endpoint,
             trust_domain: Arc::from(settings.trust_domain()),
             settings,
@@ -156,6 +175,8 @@ impl Snapshot {
         }
         let (trust, clients, catalog) = Self::policy(&settings, kinds, &http, &own)?;
         Ok(Self {
+            // A dry run signs nothing.
+            svid_signer: None,
             endpoint: Arc::from(settings.token_endpoint()),
             trust_domain: Arc::from(settings.trust_domain()),
             signer,
@@ -255,6 +276,15 @@ impl Snapshot {
                 ConfigProblems(keys),
                 profiles,
             )),
+        }
+    }
+
+    /// The signer of a key purpose: our token keys, or our JWT-SVID keys (made at start when a
+    /// profile issues JWT-SVIDs).
+    pub fn signer_for(&self, purpose: KeyPurpose) -> Option<&Signer> {
+        match purpose {
+            KeyPurpose::Tokens => Some(&self.signer),
+            KeyPurpose::JwtSvid => self.svid_signer.as_ref(),
         }
     }
 

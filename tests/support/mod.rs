@@ -561,10 +561,28 @@ where
     reply.logs = logs.text();
     // Every token any test gets issued is checked by a verifier that is not the minting code.
     if let Some(token) = reply.json.get("access_token").and_then(Value::as_str) {
-        let jwks = get(app, "/jwks").await.json;
+        let jwks = published_keys_for(app, token).await;
         verify_signature_type_and_issuer(token, &jwks);
     }
     reply
+}
+
+/// The keys an issued token must verify with: JWT-SVIDs (`typ: JWT`) with our SPIFFE bundle
+/// (`/spiffe/bundle`, its `use` removed for jsonwebtoken), everything else with `/jwks`.
+pub async fn published_keys_for<S>(app: &S, token: &str) -> Value
+where
+    S: Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>,
+{
+    let typ = jsonwebtoken::decode_header(token).ok().and_then(|h| h.typ);
+    if typ.as_deref() != Some("JWT") {
+        return get(app, "/jwks").await.json;
+    }
+    let mut bundle = get(app, "/spiffe/bundle").await.json;
+    for key in bundle["keys"].as_array_mut().unwrap() {
+        assert_eq!(key["use"], "jwt-svid");
+        key.as_object_mut().unwrap().remove("use");
+    }
+    json!({ "keys": bundle["keys"] })
 }
 
 /// jsonwebtoken checks an issued token's signature against the published JWKS, its `typ` and

@@ -186,7 +186,14 @@ impl GatewaySettings {
     fn problems(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
         if !self.path.is_empty() {
-            let reserved = ["/token", "/jwks", "/healthz", "/readyz", "/metrics"];
+            let reserved = [
+                "/token",
+                "/jwks",
+                "/healthz",
+                "/readyz",
+                "/metrics",
+                "/spiffe/bundle",
+            ];
             if !self.path.starts_with('/') || reserved.contains(&self.path.as_str()) {
                 out.push((
                     "path".into(),

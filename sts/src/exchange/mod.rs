@@ -163,7 +163,10 @@ pub async fn token_exchange<'s>(
     .await?;
     // A kind may shorten the engine's lifetime (a key's credential ends sooner), never extend it.
     let minted_exp = draft.expires_at.min(common.expires_at);
-    let minted = profile.kind.seal(draft, &snap.signer)?;
+    let signer = snap
+        .signer_for(profile.kind.key_purpose())
+        .ok_or_else(|| OAuthError::server_error("token signing failed"))?;
+    let minted = profile.kind.seal(draft, signer)?;
     log_exchange(
         profile,
         caller,

@@ -63,6 +63,31 @@ pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
         .json(state.snapshot().signer.jwks())
 }
 
+/// Our JWT-SVID signing keys as a SPIFFE bundle (`use: jwt-svid`), for the bundle of a trust
+/// domain whose workloads should accept the JWT-SVIDs we issue. `404` when no profile issues
+/// JWT-SVIDs. These keys are not in `/jwks`, and `/jwks`'s keys are not here.
+pub async fn spiffe_bundle(state: web::Data<AppState>) -> HttpResponse {
+    let snap = state.snapshot();
+    let Some(signer) = &snap.svid_signer else {
+        return HttpResponse::NotFound().json(json!({"error": "no profile issues JWT-SVIDs"}));
+    };
+    let keys: Vec<serde_json::Value> = signer
+        .jwks()
+        .get("keys")
+        .and_then(|k| k.as_array())
+        .into_iter()
+        .flatten()
+        .map(|k| {
+            let mut k = k.clone();
+            k["use"] = json!("jwt-svid");
+            k
+        })
+        .collect();
+    HttpResponse::Ok()
+        .insert_header(("cache-control", "max-age=300"))
+        .json(json!({"keys": keys, "spiffe_refresh_hint": 300}))
+}
+
 /// Prometheus text format (0.0.4): the state of every trust entry's key source — loaded,
 /// failed loads (the previous keys were kept each time), the installed SPIFFE bundle's
 /// sequence — so an alert can fire on a bundle that stopped refreshing. Labels carry entry

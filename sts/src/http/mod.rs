@@ -36,6 +36,7 @@ pub fn configure(state: Arc<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
                 web::get().to(meta::metadata),
             )
             .route("/jwks", web::get().to(meta::jwks))
+            .route("/spiffe/bundle", web::get().to(meta::spiffe_bundle))
             .route("/metrics", web::get().to(meta::metrics))
             .route("/healthz", web::get().to(meta::healthz))
             .route("/readyz", web::get().to(meta::readyz));

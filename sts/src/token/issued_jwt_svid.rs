@@ -4,10 +4,11 @@
 //! for (`issue.options.trust_domains`, default ours); `aud` is the target (the request's
 //! `audience`/`resource`, one of the profile's `audiences`); the lifetime is short (at most
 //! 1h). The header is `alg`, `kid` and `typ: JWT` only, and `alg` must be one of the JWT-SVID
-//! algorithms (RS/ES/PS): our signing key must not be EdDSA.
+//! algorithms: JWT-SVIDs are signed with keys of their own (ES256, `keys.dir/jwt-svid/`),
+//! published apart from our other keys as a SPIFFE bundle (`GET /spiffe/bundle`).
 //!
-//! Targets accept what we issue only if our published keys are in that trust domain's bundle
-//! as `jwt-svid` keys: that is the operator's decision (docs/spiffe.md), not this file's.
+//! Targets accept what we issue only if those keys are in that trust domain's bundle as
+//! `jwt-svid` keys: that is the operator's decision (docs/spiffe.md), not this file's.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +16,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::jwt_svid::SVID_ALGS;
-use super::{Draft, MintRequest, Minted, Minter, ProfileEnv, audience_value, seal_jws, types};
+use super::{
+    Draft, KeyPurpose, MintRequest, Minted, Minter, ProfileEnv, audience_value, seal_jws, types,
+};
 use crate::error::OAuthError;
 use crate::keys::Signer;
 use crate::workload_id::{Scheme, WorkloadId, check_trust_domain};
@@ -132,7 +135,12 @@ impl Minter for JwtSvidMinter {
         })
     }
 
-    /// JWT-SVID.md §2.1: only the RS/ES/PS algorithms; an EdDSA key cannot sign one.
+    /// A key set of its own: what goes into a trust domain's bundle verifies JWT-SVIDs only.
+    fn key_purpose(&self) -> KeyPurpose {
+        KeyPurpose::JwtSvid
+    }
+
+    /// JWT-SVID.md §2.1: only the RS/ES/PS algorithms (our JWT-SVID keys are ES256).
     fn seal(&self, draft: Draft, signer: &Signer) -> Result<Minted, OAuthError> {
         if !SVID_ALGS.contains(&signer.alg()) {
             return Err(OAuthError::server_error(

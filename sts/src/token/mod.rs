@@ -515,6 +515,17 @@ pub struct ProfileEnv<'a> {
     pub trust_domain: &'a str,
 }
 
+/// Which of our signing keys an output kind signs with. Each purpose has keys of its own,
+/// published apart, so that a verifier trusting one kind's keys can never accept another
+/// kind's tokens (design invariant 3: a key set serves one kind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyPurpose {
+    /// Our tokens published at `/jwks`: access tokens, WITs, Txn-Tokens.
+    Tokens,
+    /// JWT-SVIDs, whose keys go into a SPIFFE trust domain's bundle (`/spiffe/bundle`).
+    JwtSvid,
+}
+
 /// Claims no mapping may write, whatever the kind (design §4).
 pub const ALWAYS_RESERVED: &[&str] = &[
     "iss", "aud", "exp", "iat", "nbf", "jti", "cnf", "act", "may_act",
@@ -558,6 +569,12 @@ pub trait Minter: Send + Sync + 'static {
     /// last; self-checks the result. Signs nothing and calls nothing that changes state
     /// (`sts explain` runs it as a dry run).
     async fn prepare(&self, req: MintRequest<'_>) -> Result<Draft, OAuthError>;
+
+    /// Which of our key sets signs this kind's tokens; the engine hands [`seal`](Self::seal)
+    /// that set's signer.
+    fn key_purpose(&self) -> KeyPurpose {
+        KeyPurpose::Tokens
+    }
 
     /// Signs a prepared token. The default signs a JWS with our active key and this kind's
     /// `typ`; a kind that issues differently overrides it.
