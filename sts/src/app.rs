@@ -300,10 +300,9 @@ impl Snapshot {
     /// keys load.
     pub async fn load_keys(&self) {
         for source in self.trust.all() {
-            if let Some(keys) = source.verifier.keys()
-                && let Err(e) = keys.load().await
-            {
-                tracing::warn!(trust = %source.name, "keys not loaded yet (requests fail closed until they are): {e}");
+            if let Some(keys) = source.verifier.keys() {
+                // A failure is logged by `load`: requests fail closed until the keys load.
+                let _ = keys.load().await;
             }
         }
         self.clients.load_keys().await;
@@ -445,9 +444,8 @@ impl AppState {
                 let snap = state.snapshot();
                 drop(state);
                 for keys in snap.key_stores().filter(|k| k.refresh_due()) {
-                    if let Err(e) = keys.load().await {
-                        tracing::warn!("key refresh failed, keeping the previous keys: {e}");
-                    }
+                    // A failure is logged (and counted) by `load`; the previous keys stay.
+                    let _ = keys.load().await;
                 }
                 let Some(state) = weak.upgrade() else {
                     return;

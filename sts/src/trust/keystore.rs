@@ -266,8 +266,14 @@ impl KeyStore {
             *g = Some(Instant::now());
         }
         let outcome = self.fetch_and_install().await;
-        if outcome.is_err() {
+        if let Err(e) = &outcome {
             self.failures.fetch_add(1, Ordering::Relaxed);
+            // The one log line of a failed load (the error names the source, never a key).
+            if self.is_loaded() {
+                tracing::warn!("key refresh failed, keeping the previous keys: {e}");
+            } else {
+                tracing::warn!("keys not loaded (their tokens are refused until they are): {e}");
+            }
         }
         outcome
     }
@@ -370,9 +376,8 @@ impl KeyStore {
             });
         }
         *last = Some(Instant::now());
-        if let Err(e) = self.load().await {
-            tracing::warn!(trust = %self.name, "key reload failed: {e}");
-        }
+        // A failure is logged by `load`; the previous keys stay.
+        let _ = self.load().await;
         match self.snapshot() {
             Some(set) if set.find(kid, alg).is_some() => Ok(set),
             Some(_) => Err(KeyLookupError::UnknownKey),
