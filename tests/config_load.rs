@@ -164,7 +164,7 @@ fn every_settings_problem_is_reported_together_with_its_position() {
         e,
         "configuration: 11 problems:
   (configuration):7:1: dev: found the text \"yes\", expected true or false
-  (configuration):3:16: keys.alg: unsupported algorithm `HS256` (expected one of ES256, ES384, EdDSA, RS256, RS384, RS512, PS256, PS384, PS512)
+  (configuration):3:16: keys.alg: unsupported algorithm `HS256` (expected one of ES256, ES384, ES512, EdDSA, RS256, RS384, RS512, PS256, PS384, PS512)
   (configuration):5:25: limits.bogus: `bogus` is not a known key here; known keys: max_body_bytes, max_token_bytes, max_params, max_context_bytes
   (configuration):5:10: limits.max_params: found the text \"x\", expected a whole number (0 or more)
   (configuration): profiles: `profiles` is required

@@ -351,6 +351,27 @@ async fn a_jwt_svid_is_exchanged_and_every_svid_rule_holds() {
     // A JWT-SVID is a bearer token: one bound to a key is refused.
     let bound = svid(&s.org, json!({"cnf": {"x5t#S256": "abc"}}));
     svid_refused(&s, &bound, "sender-constrained").await;
+    // All nine JWT-SVID algorithms are verified, ES512 (P-521) too.
+    let es512 = Idp::new("spiffe://example.org", "org-512", "ES512");
+    let ps = Idp::new("spiffe://example.org", "org-rsa", "RS256");
+    let d = s.h.dir.path();
+    let grown = bundle(
+        &[
+            (s.org.jwk(), "jwt-svid"),
+            (es512.jwk(), "jwt-svid"),
+            (ps.jwk(), "jwt-svid"),
+        ],
+        Some(2),
+        None,
+    );
+    std::fs::write(d.join("org-bundle.json"), grown.to_string()).unwrap();
+    let snap = s.state.snapshot();
+    let keys = snap.trust.get("org-svid").unwrap().verifier.keys().unwrap();
+    keys.load().await.unwrap();
+    for signer in [&es512, &ps] {
+        let t = svid(signer, json!({}));
+        post(&app, &svid_exchange(&t)).await.expect_token();
+    }
     // Only the JWT-SVID algorithms: an EdDSA key in the bundle never verifies one.
     let ed = Idp::new("spiffe://example.org", "org-1", "EdDSA");
     svid_refused(&s, &svid(&ed, json!({})), "algorithm is not accepted").await;

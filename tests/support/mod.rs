@@ -37,6 +37,7 @@ pub fn b64(bytes: &[u8]) -> String {
 
 enum TestKey {
     Es256(EcdsaKeyPair),
+    Es512(EcdsaKeyPair),
     EdDsa(Ed25519KeyPair),
     Rs256(RsaKeyPair),
 }
@@ -56,6 +57,15 @@ impl Idp {
                 EcdsaKeyPair::from_pkcs8(
                     &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
                     EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                        .unwrap()
+                        .as_ref(),
+                )
+                .unwrap(),
+            ),
+            "ES512" => TestKey::Es512(
+                EcdsaKeyPair::from_pkcs8(
+                    &signature::ECDSA_P521_SHA512_FIXED_SIGNING,
+                    EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P521_SHA512_FIXED_SIGNING, &rng)
                         .unwrap()
                         .as_ref(),
                 )
@@ -81,6 +91,7 @@ impl Idp {
     pub fn alg(&self) -> &'static str {
         match self.key {
             TestKey::Es256(_) => "ES256",
+            TestKey::Es512(_) => "ES512",
             TestKey::EdDsa(_) => "EdDSA",
             TestKey::Rs256(_) => "RS256",
         }
@@ -91,6 +102,10 @@ impl Idp {
             TestKey::Es256(k) => {
                 let p = k.public_key().as_ref();
                 json!({"kty": "EC", "crv": "P-256", "x": b64(&p[1..33]), "y": b64(&p[33..65])})
+            }
+            TestKey::Es512(k) => {
+                let p = k.public_key().as_ref();
+                json!({"kty": "EC", "crv": "P-521", "x": b64(&p[1..67]), "y": b64(&p[67..133])})
             }
             TestKey::EdDsa(k) => {
                 json!({"kty": "OKP", "crv": "Ed25519", "x": b64(k.public_key().as_ref())})
@@ -113,7 +128,7 @@ impl Idp {
     /// The public key bytes (for the HS256-with-public-key forgery).
     pub fn public_key_bytes(&self) -> Vec<u8> {
         match &self.key {
-            TestKey::Es256(k) => k.public_key().as_ref().to_vec(),
+            TestKey::Es256(k) | TestKey::Es512(k) => k.public_key().as_ref().to_vec(),
             TestKey::EdDsa(k) => k.public_key().as_ref().to_vec(),
             TestKey::Rs256(k) => k.public_key().as_ref().to_vec(),
         }
@@ -128,7 +143,9 @@ impl Idp {
         );
         let rng = SystemRandom::new();
         let sig = match &self.key {
-            TestKey::Es256(k) => k.sign(&rng, input.as_bytes()).unwrap().as_ref().to_vec(),
+            TestKey::Es256(k) | TestKey::Es512(k) => {
+                k.sign(&rng, input.as_bytes()).unwrap().as_ref().to_vec()
+            }
             TestKey::EdDsa(k) => k.sign(input.as_bytes()).as_ref().to_vec(),
             TestKey::Rs256(k) => {
                 let mut s = vec![0; k.public_modulus_len()];
@@ -144,7 +161,9 @@ impl Idp {
     pub fn sign_bytes(&self, message: &[u8]) -> Vec<u8> {
         let rng = SystemRandom::new();
         match &self.key {
-            TestKey::Es256(k) => k.sign(&rng, message).unwrap().as_ref().to_vec(),
+            TestKey::Es256(k) | TestKey::Es512(k) => {
+                k.sign(&rng, message).unwrap().as_ref().to_vec()
+            }
             TestKey::EdDsa(k) => k.sign(message).as_ref().to_vec(),
             TestKey::Rs256(k) => {
                 let mut s = vec![0; k.public_modulus_len()];

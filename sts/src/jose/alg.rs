@@ -13,6 +13,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub enum Alg {
     ES256,
     ES384,
+    ES512,
     EdDSA,
     RS256,
     RS384,
@@ -27,14 +28,16 @@ pub enum Alg {
 pub enum KeyFamily {
     P256,
     P384,
+    P521,
     Ed25519,
     Rsa,
 }
 
 impl Alg {
-    pub const ALL: [Alg; 9] = [
+    pub const ALL: [Alg; 10] = [
         Alg::ES256,
         Alg::ES384,
+        Alg::ES512,
         Alg::EdDSA,
         Alg::RS256,
         Alg::RS384,
@@ -48,6 +51,7 @@ impl Alg {
         match self {
             Alg::ES256 => "ES256",
             Alg::ES384 => "ES384",
+            Alg::ES512 => "ES512",
             Alg::EdDSA => "EdDSA",
             Alg::RS256 => "RS256",
             Alg::RS384 => "RS384",
@@ -62,6 +66,7 @@ impl Alg {
         match self {
             Alg::ES256 => KeyFamily::P256,
             Alg::ES384 => KeyFamily::P384,
+            Alg::ES512 => KeyFamily::P521,
             Alg::EdDSA => KeyFamily::Ed25519,
             _ => KeyFamily::Rsa,
         }
@@ -71,6 +76,8 @@ impl Alg {
         match self {
             Alg::ES256 => &signature::ECDSA_P256_SHA256_FIXED,
             Alg::ES384 => &signature::ECDSA_P384_SHA384_FIXED,
+            // RFC 7518 §3.4: P-521 with SHA-512, 66-byte r and s.
+            Alg::ES512 => &signature::ECDSA_P521_SHA512_FIXED,
             Alg::EdDSA => &signature::ED25519,
             Alg::RS256 => &signature::RSA_PKCS1_2048_8192_SHA256,
             Alg::RS384 => &signature::RSA_PKCS1_2048_8192_SHA384,
@@ -89,6 +96,7 @@ impl FromStr for Alg {
         match s {
             "ES256" => Ok(Alg::ES256),
             "ES384" => Ok(Alg::ES384),
+            "ES512" => Ok(Alg::ES512),
             // RFC 9864 fully-specified name for the same Ed25519 signatures.
             "EdDSA" | "Ed25519" => Ok(Alg::EdDSA),
             "RS256" => Ok(Alg::RS256),
@@ -119,8 +127,8 @@ impl<'de> Deserialize<'de> for Alg {
         let s = String::deserialize(d)?;
         s.parse().map_err(|()| {
             serde::de::Error::custom(format!(
-                "unsupported algorithm `{s}` (expected one of ES256, ES384, EdDSA, RS256, RS384, \
-                 RS512, PS256, PS384, PS512)"
+                "unsupported algorithm `{s}` (expected one of ES256, ES384, ES512, EdDSA, RS256, \
+                 RS384, RS512, PS256, PS384, PS512)"
             ))
         })
     }

@@ -110,6 +110,7 @@ fn key_family(raw: &RawJwk) -> Result<KeyFamily, String> {
     match (raw.kty.as_str(), raw.crv.as_deref()) {
         ("EC", Some("P-256")) => Ok(KeyFamily::P256),
         ("EC", Some("P-384")) => Ok(KeyFamily::P384),
+        ("EC", Some("P-521")) => Ok(KeyFamily::P521),
         ("OKP", Some("Ed25519")) => Ok(KeyFamily::Ed25519),
         ("RSA", _) => Ok(KeyFamily::Rsa),
         (kty, crv) => Err(format!("unsupported key type {kty}/{}", crv.unwrap_or("-"))),
@@ -126,9 +127,14 @@ fn member(v: &Option<String>, name: &str) -> Result<Vec<u8>, String> {
 /// or a PKCS#1 `RSAPublicKey` DER.
 fn public_key_bytes(raw: &RawJwk, family: KeyFamily) -> Result<Vec<u8>, String> {
     match family {
-        KeyFamily::P256 | KeyFamily::P384 => {
+        KeyFamily::P256 | KeyFamily::P384 | KeyFamily::P521 => {
             let (x, y) = (member(&raw.x, "x")?, member(&raw.y, "y")?);
-            let len = if family == KeyFamily::P256 { 32 } else { 48 };
+            // RFC 7518 §6.2.1.2: each coordinate is the full field size.
+            let len = match family {
+                KeyFamily::P256 => 32,
+                KeyFamily::P384 => 48,
+                _ => 66,
+            };
             if x.len() != len || y.len() != len {
                 return Err("EC JWK coordinates have the wrong length".into());
             }

@@ -7,7 +7,7 @@
 //! a canonical SPIFFE ID of the entry's trust domain — never because a `sub` merely looks like
 //! a SPIFFE ID: the keys are only the `jwt-svid` keys of this trust domain's own bundle
 //! (bundle §4; never merged with another domain's). The JWT-SVID rules: the nine RS/ES/PS
-//! algorithms (of which ES512 is not supported), no header parameter but `alg`, `kid` and
+//! algorithms, no header parameter but `alg`, `kid` and
 //! `typ` (`JWT` or `JOSE` when present), `exp` and `aud` required, `aud` naming us. No profile
 //! policy here.
 
@@ -27,13 +27,14 @@ use crate::jose::{Alg, Claims, JoseHeader};
 use crate::trust::{BundleKeys, BundleUse, KeyStore, key_fetch};
 use crate::workload_id::{Scheme, WorkloadId, check_trust_domain};
 
-/// JWT-SVID.md §3: RS256/384/512, ES256/384/512, PS256/384/512 — the ones we verify.
-pub(super) const SVID_ALGS: [Alg; 8] = [
+/// JWT-SVID.md §3: RS256/384/512, ES256/384/512, PS256/384/512.
+pub(super) const SVID_ALGS: [Alg; 9] = [
     Alg::RS256,
     Alg::RS384,
     Alg::RS512,
     Alg::ES256,
     Alg::ES384,
+    Alg::ES512,
     Alg::PS256,
     Alg::PS384,
     Alg::PS512,
@@ -62,7 +63,7 @@ struct Block {
     /// `aud` values that name us; a token must carry one. Defaults to our issuer.
     #[serde(default)]
     audience: Vec<String>,
-    /// Accepted `alg` values (default: all eight supported RS/ES/PS algorithms).
+    /// Accepted `alg` values (default: all nine RS/ES/PS algorithms).
     #[serde(default)]
     algorithms: Option<Vec<Alg>>,
     /// Whether a JWT-SVID client assertion (`jwt-spiffe`) authenticates the workload.
