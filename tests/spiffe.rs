@@ -1040,7 +1040,7 @@ trust:
     path
 }
 
-async fn start_tls(dir: &Path, config: &Path, port: u16, server_ca: &TestCa) -> TlsServer {
+async fn start_tls(dir: &Path, config: &Path, port: u16, server_root: &str) -> TlsServer {
     let out = std::fs::File::create(dir.join("sts.out")).unwrap();
     let err = std::fs::File::create(dir.join("sts.err")).unwrap();
     let child = Command::new(BIN)
@@ -1055,7 +1055,7 @@ async fn start_tls(dir: &Path, config: &Path, port: u16, server_ca: &TestCa) -> 
         child,
         base: format!("https://127.0.0.1:{port}"),
     };
-    let client = tls_client(server_ca, None);
+    let client = tls_client(server_root, None);
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         let r = client.get(format!("{}/healthz", server.base)).send().await;
@@ -1070,9 +1070,9 @@ async fn start_tls(dir: &Path, config: &Path, port: u16, server_ca: &TestCa) -> 
     );
 }
 
-/// A client trusting only `server_ca`, presenting `identity` (certificate and key PEM).
-fn tls_client(server_ca: &TestCa, identity: Option<&[u8]>) -> reqwest::Client {
-    let ca = reqwest::Certificate::from_pem(server_ca.pem().as_bytes()).unwrap();
+/// A client trusting only `server_root` (PEM), presenting `identity` (certificate and key PEM).
+fn tls_client(server_root: &str, identity: Option<&[u8]>) -> reqwest::Client {
+    let ca = reqwest::Certificate::from_pem(server_root.as_bytes()).unwrap();
     let mut b = reqwest::Client::builder()
         .tls_certs_only([ca])
         .timeout(Duration::from_secs(10));
@@ -1084,7 +1084,7 @@ fn tls_client(server_ca: &TestCa, identity: Option<&[u8]>) -> reqwest::Client {
 
 async fn mtls_exchange(
     server: &TlsServer,
-    server_ca: &TestCa,
+    server_ca: &str,
     identity: Option<&[u8]>,
     client_id: Option<&str>,
     user_token: &str,
@@ -1123,7 +1123,8 @@ async fn mutual_tls_with_x509_svids_over_a_real_socket() {
     let idp = Idp::new("https://idp.test", "idp-1", "ES256");
     let other_ca = TestCa::new("other.org");
     let config = tls_deployment(dir.path(), port, &server_ca, &org_ca, &other_ca, &idp);
-    let server = start_tls(dir.path(), &config, port, &server_ca).await;
+    let server_root = server_ca.pem();
+    let server = start_tls(dir.path(), &config, port, &server_root).await;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -1136,7 +1137,7 @@ async fn mutual_tls_with_x509_svids_over_a_real_socket() {
     let good = org_ca.leaf(&LeafSpec::svid(PROD_API));
     let (status, body) = mtls_exchange(
         &server,
-        &server_ca,
+        &server_root,
         Some(&good.identity_pem()),
         Some(PROD_API),
         &user,
@@ -1144,7 +1145,7 @@ async fn mutual_tls_with_x509_svids_over_a_real_socket() {
     .await;
     assert_eq!(status, 200, "{body}");
     let token = body["access_token"].as_str().unwrap().to_owned();
-    let jwks: Value = tls_client(&server_ca, None)
+    let jwks: Value = tls_client(&server_root, None)
         .get(format!("{}/jwks", server.base))
         .send()
         .await
@@ -1165,10 +1166,10 @@ async fn mutual_tls_with_x509_svids_over_a_real_socket() {
         assert!(d.contains(reason), "want `{reason}` in `{d}`");
     };
     let id = Some(good.identity_pem());
-    let (st, b) = mtls_exchange(&server, &server_ca, id.as_deref(), None, &user).await;
+    let (st, b) = mtls_exchange(&server, &server_root, id.as_deref(), None, &user).await;
     refused(st, &b, "needs client_id");
     let other_id = Some("spiffe://example.org/ns/prod/sa/other");
-    let (st, b) = mtls_exchange(&server, &server_ca, id.as_deref(), other_id, &user).await;
+    let (st, b) = mtls_exchange(&server, &server_root, id.as_deref(), other_id, &user).await;
     refused(st, &b, "client_id differs");
     let cases = [
         (foreign_ca.leaf(&LeafSpec::svid(PROD_API)), "does not chain"),
@@ -1214,7 +1215,7 @@ async fn mutual_tls_with_x509_svids_over_a_real_socket() {
     for (leaf, reason) in &cases {
         let (st, b) = mtls_exchange(
             &server,
-            &server_ca,
+            &server_root,
             Some(&leaf.identity_pem()),
             Some(PROD_API),
             &user,
@@ -1223,11 +1224,11 @@ async fn mutual_tls_with_x509_svids_over_a_real_socket() {
         refused(st, &b, reason);
     }
     // No certificate at all.
-    let (st, b) = mtls_exchange(&server, &server_ca, None, Some(PROD_API), &user).await;
+    let (st, b) = mtls_exchange(&server, &server_root, None, Some(PROD_API), &user).await;
     refused(st, &b, "client authentication is required");
 
     // Metadata over TLS advertises X509-SVID authentication and certificate binding.
-    let meta: Value = tls_client(&server_ca, None)
+    let meta: Value = tls_client(&server_root, None)
         .get(format!(
             "{}/.well-known/oauth-authorization-server",
             server.base
@@ -1308,44 +1309,8 @@ trust:
 "#
     );
     std::fs::write(d.join("sts.yaml"), config).unwrap();
-    let server_cert = std::fs::read(d.join("sts.pem")).unwrap();
-    let ca = reqwest::Certificate::from_pem(&server_cert).unwrap();
-    let client = |identity: Option<Vec<u8>>| {
-        let mut b = reqwest::Client::builder().tls_certs_only([ca.clone()]);
-        if let Some(pem) = identity {
-            b = b.identity(reqwest::Identity::from_pem(&pem).unwrap());
-        }
-        b.build().unwrap()
-    };
-    let child = Command::new(BIN)
-        .args(["serve", "--config", d.join("sts.yaml").to_str().unwrap()])
-        .current_dir(d)
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(
-            std::fs::File::create(d.join("sts.err")).unwrap(),
-        ))
-        .spawn()
-        .unwrap();
-    let server = TlsServer {
-        child,
-        base: format!("https://127.0.0.1:{port}"),
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let r = client(None)
-            .get(format!("{}/healthz", server.base))
-            .send()
-            .await;
-        if r.is_ok_and(|r| r.status().is_success()) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "sts did not start: {}",
-            std::fs::read_to_string(d.join("sts.err")).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let server_root = std::fs::read_to_string(d.join("sts.pem")).unwrap();
+    let server = start_tls(d, &d.join("sts.yaml"), port, &server_root).await;
     let mut identity = std::fs::read(d.join("api.pem")).unwrap();
     identity.extend(std::fs::read(d.join("api.key")).unwrap());
     let now = std::time::SystemTime::now()
@@ -1353,24 +1318,14 @@ trust:
         .unwrap()
         .as_secs() as i64;
     let user = idp.access_token(json!({"aud": server.base, "iat": now - 5, "exp": now + 300}));
-    let body = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs([
-            ("grant_type", TOKEN_EXCHANGE),
-            ("client_id", PROD_API),
-            ("subject_token", user.as_str()),
-            ("subject_token_type", ACCESS_TOKEN),
-            ("audience", "mtls-api"),
-        ])
-        .finish();
-    let r = client(Some(identity))
-        .post(format!("{}/token", server.base))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    let reply: Value = r.json().await.unwrap();
+    let (status, reply) = mtls_exchange(
+        &server,
+        &server_root,
+        Some(&identity),
+        Some(PROD_API),
+        &user,
+    )
+    .await;
     assert_eq!(status, 200, "{reply}");
     assert!(reply["access_token"].is_string());
 }
