@@ -504,12 +504,24 @@ async fn jwt_svid_client_authentication_and_caller_patterns() {
     post(&app, &svid_client(&a, &user, "reports-api"))
         .await
         .expect_token();
-    // An assertion valid for longer than 5 minutes is refused (it is reusable until exp).
-    let long = assertion(&s.org, json!({"exp": NOW + 3600}));
-    let d = post(&app, &svid_client(&long, &user, "reports-api"))
+    // An assertion valid for longer than 5 minutes (plus the 60 s leeway) is refused: it is
+    // reusable until exp. The boundary itself is accepted.
+    let edge = assertion(&s.org, json!({"exp": NOW + 360}));
+    post(&app, &svid_client(&edge, &user, "reports-api"))
         .await
-        .expect_error(401, "invalid_client");
-    assert!(d.contains("at most 5 minutes"), "{d}");
+        .expect_token();
+    for exp in [NOW + 361, NOW + 3600] {
+        let long = assertion(&s.org, json!({ "exp": exp }));
+        let d = post(&app, &svid_client(&long, &user, "reports-api"))
+            .await
+            .expect_error(401, "invalid_client");
+        assert!(d.contains("at most 5 minutes"), "{d}");
+    }
+    // Our issuer as a one-element array is our issuer alone.
+    let one = assertion(&s.org, json!({ "aud": [STS_ISSUER] }));
+    post(&app, &svid_client(&one, &user, "reports-api"))
+        .await
+        .expect_token();
     // A client assertion (aud = our issuer) is never a subject token.
     svid_refused(&s, &a0, "audience").await;
     // other.org's entry does not authenticate clients.
@@ -954,6 +966,10 @@ async fn bundle_settings_are_checked_at_load() {
         (
             "{name: x, kind: x509-svid, trust_domain: example.org, bundle: {uri: \"https://a.test/b\"}, audience: [a]}",
             "audience",
+        ),
+        (
+            "{name: x, kind: jwt-svid, trust_domain: example.org, algorithms: [], bundle: {uri: \"https://a.test/b\"}}",
+            "no token could ever verify",
         ),
         // Subject JWT-SVIDs and client assertions must not share an audience.
         (
