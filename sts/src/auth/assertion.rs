@@ -6,9 +6,7 @@ use super::{AuthContext, AuthMethod, Caller, ClientRegistry, failed};
 use crate::error::OAuthError;
 use crate::jose::UnverifiedJws;
 use crate::secret::Token;
-use crate::token::{
-    CheckedJws, ClaimsExt, JwsRules, Rejection, TypRule, VerifyContext, verify_jws,
-};
+use crate::token::{CheckedJws, ClaimsExt, JwsRules, Rejection, TypRule, verify_jws};
 
 /// 7523bis §3: explicit typing SHOULD be used but is not required of the client; any other
 /// explicit type is a different kind of JWT and is refused (RFC 8725 §3.12).
@@ -49,15 +47,7 @@ pub(super) async fn authenticate(
         algorithms,
         keys: store,
     };
-    let vctx = VerifyContext {
-        now: ctx.now,
-        leeway: ctx.leeway,
-        max_token_bytes: ctx.max_token_bytes,
-        facts: ctx.facts,
-        replay: ctx.replay,
-        exchange: ctx.exchange,
-        caller: None,
-    };
+    let vctx = ctx.verify_context();
     let CheckedJws { claims, exp } = verify_jws(jws, rules, &vctx).await.map_err(|r| match r {
         Rejection::KeysUnavailable => OAuthError::unavailable("client keys are unavailable"),
         Rejection::AlgNotAllowed => failed("client assertion algorithm is not accepted"),

@@ -130,6 +130,21 @@ pub struct AuthContext<'a> {
     pub exchange: Option<&'a ExchangeRequest>,
 }
 
+impl<'a> AuthContext<'a> {
+    /// What a kind's verifier needs to check a client credential (there is no caller yet).
+    pub fn verify_context(&self) -> crate::token::VerifyContext<'a> {
+        crate::token::VerifyContext {
+            now: self.now,
+            leeway: self.leeway,
+            max_token_bytes: self.max_token_bytes,
+            facts: self.facts,
+            replay: self.replay,
+            exchange: self.exchange,
+            caller: None,
+        }
+    }
+}
+
 fn failed(d: &'static str) -> OAuthError {
     OAuthError::new(ErrorCode::InvalidClient, d)
 }

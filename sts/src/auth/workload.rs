@@ -16,7 +16,7 @@
 use super::{AuthContext, AuthMethod, Caller, failed};
 use crate::error::OAuthError;
 use crate::secret::Token;
-use crate::token::{ClaimsExt, Presented, Rejection, Verified, VerifyContext, types};
+use crate::token::{ClaimsExt, Presented, Rejection, Verified, types};
 use crate::trust::TrustSource;
 
 /// `form_client_id`: a `client_id` sent in the form must name the verified workload
@@ -36,7 +36,7 @@ pub async fn authenticate(
         }
         let verified = source
             .verifier
-            .verify(presented, &verify_context(ctx))
+            .verify(presented, &ctx.verify_context())
             .await;
         return caller(source, verified, form_client_id, None);
     }
@@ -73,7 +73,7 @@ pub async fn authenticate_assertion(
     };
     let verified = source
         .verifier
-        .verify(presented(), &verify_context(ctx))
+        .verify(presented(), &ctx.verify_context())
         .await;
     caller(source, verified, form_client_id, None)
 }
@@ -92,7 +92,7 @@ async fn authenticate_certificate(
             "mutual TLS client authentication needs client_id in the request",
         ));
     }
-    let vctx = verify_context(ctx);
+    let vctx = ctx.verify_context();
     for source in ctx.trust.all() {
         if !source.verifier.authenticates_certificates() {
             continue;
@@ -105,18 +105,6 @@ async fn authenticate_certificate(
     Err(failed(
         "client certificate is not from a trust domain accepted for client authentication",
     ))
-}
-
-fn verify_context<'a>(ctx: &'a AuthContext<'_>) -> VerifyContext<'a> {
-    VerifyContext {
-        now: ctx.now,
-        leeway: ctx.leeway,
-        max_token_bytes: ctx.max_token_bytes,
-        facts: ctx.facts,
-        replay: ctx.replay,
-        exchange: ctx.exchange,
-        caller: None,
-    }
 }
 
 /// The caller a verified credential names, once the form's `client_id` agrees with it.

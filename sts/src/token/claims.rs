@@ -93,3 +93,11 @@ pub fn audience_contains(aud: Option<&Value>, ours: &[String]) -> Result<bool, R
         Some(_) => Err(Rejection::BadClaim("aud")),
     }
 }
+
+/// A JSON object as claims (anything else: no claims). For claim sets written with `json!`.
+pub fn object(v: Value) -> crate::jose::Claims {
+    match v {
+        Value::Object(m) => m,
+        _ => crate::jose::Claims::new(),
+    }
+}

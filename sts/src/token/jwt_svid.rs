@@ -81,14 +81,10 @@ impl InputKind for JwtSvidKind {
     }
 
     fn sample_claims(&self) -> Claims {
-        let c = json!({
+        super::claims::object(json!({
             "sub": "spiffe://example.org/ns/sample/sa/sample", "aud": ["https://sts.example"],
             "exp": 1_700_000_300, "iat": 1_700_000_000,
-        });
-        match c {
-            Value::Object(m) => m,
-            _ => Claims::new(),
-        }
+        }))
     }
 
     fn configure(

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use rustls::pki_types::{CertificateDer, UnixTime as TlsTime};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 use super::jwt_svid::{SVID_ALGS, bundle_store};
@@ -52,11 +52,9 @@ impl InputKind for X509SvidKind {
     }
 
     fn sample_claims(&self) -> Claims {
-        let c = json!({"sub": "spiffe://example.org/ns/sample/sa/sample", "exp": 1_700_000_300});
-        match c {
-            Value::Object(m) => m,
-            _ => Claims::new(),
-        }
+        super::claims::object(
+            json!({"sub": "spiffe://example.org/ns/sample/sa/sample", "exp": 1_700_000_300}),
+        )
     }
 
     fn configure(
@@ -268,10 +266,7 @@ impl Verifier for X509SvidVerifier {
         }
         let claims = json!({"sub": id.as_str(), "exp": not_after});
         Some(Ok(Verified {
-            claims: match claims {
-                Value::Object(m) => m,
-                _ => Claims::new(),
-            },
+            claims: super::claims::object(claims),
             trust: self.trust.clone(),
             kind: "x509-svid",
             proven_key: None,
