@@ -980,6 +980,12 @@ async fn bundle_settings_are_checked_at_load() {
             "{name: x, kind: jwt-svid, trust_domain: example.org, client_authentication: true, audience: [\"https://sts.test\"], bundle: {uri: \"https://a.test/b\"}}",
             "must not contain our issuer",
         ),
+        // A second entry for a trust domain whose entry takes client assertions: an assertion
+        // could pass as a subject token there.
+        (
+            "{name: x, kind: jwt-svid, trust_domain: example.org, client_authentication: true, audience: [\"spiffe://sts.test/x\"], bundle: {uri: \"https://a.test/b\"}}\n  - {name: y, kind: jwt-svid, trust_domain: example.org, bundle: {uri: \"https://a.test/c\"}}",
+            "use one entry",
+        ),
         // Certificates are asked for only by a TLS listener.
         (
             "{name: x, kind: x509-svid, trust_domain: example.org, bundle: {uri: \"https://a.test/b\"}}",

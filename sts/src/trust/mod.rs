@@ -130,6 +130,27 @@ impl TrustRegistry {
                 ),
             ));
         }
+        // A bearer client assertion (a JWT-SVID, `jwt-spiffe`) must never pass as a subject
+        // token at a sibling entry of the same kind and issuer with other audience rules: one
+        // such entry per issuer (its own configuration keeps the two audiences apart).
+        if let Some(other) = self.sources.iter().find(|s| {
+            s.kind.name() == kind.name()
+                && s.verifier.issuer() == verifier.issuer()
+                && (s.verifier.client_assertion_type().is_some()
+                    || verifier.client_assertion_type().is_some())
+        }) {
+            return Err(entry.error(
+                "",
+                format!(
+                    "entry `{}` ({}) already covers `{}` and one of the two authenticates \
+                     clients by assertion: a client assertion could pass as a subject token at \
+                     the other; use one entry",
+                    other.name,
+                    kind.name(),
+                    verifier.issuer()
+                ),
+            ));
+        }
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Ok(TrustSource {
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
