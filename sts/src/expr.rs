@@ -14,7 +14,8 @@ use std::sync::{Arc, OnceLock};
 use cel::common::types::{
     CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString, CelUInt,
 };
-use cel::common::value::Val;
+use cel::common::value::{CowVal, Val};
+use cel::context::VariableResolver;
 use cel::objects::Key;
 use cel::{Context, Env, ExecutionError, Program, Value as CelValue};
 use serde_json::Value;
@@ -57,6 +58,10 @@ pub struct Expr {
     /// `file:line:column: source`, for log lines that name the expression.
     pub described: String,
     program: Program,
+    /// For an expression that only selects members (`request.request_details`,
+    /// `subject.sub`): its root and member names, so a mapping can copy the JSON value
+    /// without going through CEL.
+    path: Option<(String, Vec<String>)>,
 }
 
 impl fmt::Debug for Expr {
@@ -73,16 +78,49 @@ impl Expr {
         let program = env()
             .compile(source)
             .map_err(|e| format!("CEL does not compile: {}", first_line(&e.to_string())))?;
+        let path = member_path(program.expression());
         Ok(Self {
             source: source.to_owned(),
             described: format!("{loc}: {source}"),
             loc,
             program,
+            path,
         })
     }
 
+    /// The JSON value this expression selects, when it only selects members of one of the
+    /// roots and every member is there. `None` means: evaluate it (CEL then gives the value,
+    /// or says which member is missing), never "absent".
+    pub fn select_json<'a>(&self, vars: &Variables<'a>) -> Option<&'a Value> {
+        let (root, fields) = self.path.as_ref()?;
+        vars.json_path(root, fields)
+    }
+
     pub fn eval(&self, vars: &Variables) -> Result<CelValue, ExecutionError> {
-        self.program.execute(&vars.context)
+        let mut context = Context::with_env(env());
+        context.set_variable_resolver(&vars.roots);
+        self.program.execute(&context)
+    }
+}
+
+/// `root.a.b…` as (root, [a, b, …]) when `e` is nothing but member selections on one of the
+/// [`ROOTS`] (no `has()`, no indexing, no call).
+fn member_path(e: &cel::parser::Expression) -> Option<(String, Vec<String>)> {
+    use cel::common::ast::Expr as Node;
+    let mut fields = Vec::new();
+    let mut node = e;
+    loop {
+        match &node.expr {
+            Node::Select(s) if !s.test => {
+                fields.push(s.field.clone());
+                node = &s.operand;
+            }
+            Node::Ident(root) if ROOTS.contains(&root.as_str()) && !fields.is_empty() => {
+                fields.reverse();
+                return Some((root.clone(), fields));
+            }
+            _ => return None,
+        }
     }
 }
 
@@ -128,10 +166,66 @@ pub fn is_missing_key(e: &ExecutionError) -> bool {
     matches!(e, ExecutionError::NoSuchKey(_))
 }
 
-/// The variables of one evaluation, built once per request. They borrow the verified claims
-/// (`'a`): strings and map keys are not copied.
+/// The variables of one evaluation, made once per request. They borrow the verified claims
+/// (`'a`): strings and map keys are not copied, and a root (`subject`, `actor`, `caller`,
+/// `request`) becomes a CEL value only when an expression first reads it, so a profile whose
+/// expressions read only `subject` never converts the request's context objects.
 pub struct Variables<'a> {
-    context: Context<'a, 'a>,
+    roots: Roots<'a>,
+}
+
+/// The JSON a root is read from.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    Object(&'a serde_json::Map<String, Value>),
+    Json(&'a Value),
+    Null,
+}
+
+impl<'a> Source<'a> {
+    fn to_val(self) -> Box<dyn Val + 'a> {
+        match self {
+            Source::Object(o) => object_to_val(o),
+            Source::Json(v) => json_to_val(v),
+            Source::Null => Box::new(CelNull),
+        }
+    }
+
+    fn member(self, name: &str) -> Option<&'a Value> {
+        match self {
+            Source::Object(o) => o.get(name),
+            Source::Json(Value::Object(o)) => o.get(name),
+            _ => None,
+        }
+    }
+}
+
+/// The roots of one request, each converted to a CEL value at its first use
+/// (`VariableResolver`: CEL asks by name, comprehension variables of inner scopes first).
+struct Roots<'a> {
+    sources: [Source<'a>; 4],
+    converted: [OnceLock<Box<dyn Val + 'a>>; 4],
+    now: CelInt,
+}
+
+impl Roots<'_> {
+    fn index(name: &str) -> Option<usize> {
+        ROOTS.iter().position(|r| *r == name)
+    }
+}
+
+/// The roots [`Variables`] resolves, in the order of `Roots::sources`.
+const ROOTS: [&str; 4] = ["subject", "actor", "caller", "request"];
+
+impl VariableResolver for Roots<'_> {
+    fn resolve<'b>(&'b self, variable: &str) -> Option<CowVal<'b, 'b>> {
+        if variable == "now" {
+            return Some(CowVal::Borrowed(&self.now));
+        }
+        let i = Self::index(variable)?;
+        let val = self.converted[i].get_or_init(|| self.sources[i].to_val());
+        Some(CowVal::Borrowed(val.as_ref()))
+    }
 }
 
 impl<'a> Variables<'a> {
@@ -143,15 +237,15 @@ impl<'a> Variables<'a> {
         now: i64,
     ) -> Self {
         Self::build(
-            json_to_val(subject),
-            json_to_val(actor),
+            Source::Json(subject),
+            Source::Json(actor),
             caller,
             request,
             now,
         )
     }
 
-    /// Builds the variables straight from the verified claim maps (the request path).
+    /// The variables straight from the verified claim maps (the request path).
     pub fn from_claims(
         subject: &'a serde_json::Map<String, Value>,
         actor: Option<&'a serde_json::Map<String, Value>>,
@@ -159,24 +253,39 @@ impl<'a> Variables<'a> {
         request: &'a Value,
         now: i64,
     ) -> Self {
-        let actor = actor.map_or_else(|| Box::new(CelNull) as Box<dyn Val>, object_to_val);
-        Self::build(object_to_val(subject), actor, caller, request, now)
+        let actor = actor.map_or(Source::Null, Source::Object);
+        Self::build(Source::Object(subject), actor, caller, request, now)
     }
 
     fn build(
-        subject: Box<dyn Val + 'a>,
-        actor: Box<dyn Val + 'a>,
+        subject: Source<'a>,
+        actor: Source<'a>,
         caller: &'a Value,
         request: &'a Value,
         now: i64,
     ) -> Self {
-        let mut context = Context::with_env(env());
-        context.add_variable_as_val("subject", subject);
-        context.add_variable_as_val("actor", actor);
-        context.add_variable_as_val("caller", json_to_val(caller));
-        context.add_variable_as_val("request", json_to_val(request));
-        context.add_variable_as_val("now", Box::new(CelInt::from(now)));
-        Self { context }
+        Self {
+            roots: Roots {
+                sources: [subject, actor, Source::Json(caller), Source::Json(request)],
+                converted: Default::default(),
+                now: CelInt::from(now),
+            },
+        }
+    }
+
+    /// The JSON value at `root.path[0].path[1]…` when every step is a member of an object;
+    /// `None` otherwise (the caller then evaluates the expression in CEL, which says why).
+    pub fn json_path(&self, root: &str, path: &[String]) -> Option<&'a Value> {
+        let source = self.roots.sources[Roots::index(root)?];
+        let (first, rest) = path.split_first()?;
+        let mut value = source.member(first)?;
+        for field in rest {
+            value = match value {
+                Value::Object(o) => o.get(field)?,
+                _ => return None,
+            };
+        }
+        Some(value)
     }
 }
 

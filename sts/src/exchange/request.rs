@@ -132,14 +132,37 @@ pub fn decode_component(raw: &[u8]) -> Result<Cow<'_, str>, OAuthError> {
             .map(Cow::Borrowed)
             .map_err(|_| not_utf8());
     }
-    let spaced: Vec<u8> = raw
-        .iter()
-        .map(|&b| if b == b'+' { b' ' } else { b })
-        .collect();
-    let decoded: Vec<u8> = percent_encoding::percent_decode(&spaced).collect();
-    String::from_utf8(decoded)
+    String::from_utf8(form_decode(raw))
         .map(Cow::Owned)
         .map_err(|_| not_utf8())
+}
+
+/// The form-urlencoded decoding of `raw` in one pass: `+` is a space, `%` and two hex digits
+/// a byte, and a `%` without two hex digits after it stays as it is (WHATWG URL §5.1).
+fn form_decode(raw: &[u8]) -> Vec<u8> {
+    fn hex(b: u8) -> Option<u8> {
+        char::from(b).to_digit(16).map(|d| d as u8)
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some(at) = memchr::memchr2(b'+', b'%', rest) {
+        out.extend_from_slice(&rest[..at]);
+        let escaped = (rest[at] == b'%')
+            .then(|| Some(hex(*rest.get(at + 1)?)? << 4 | hex(*rest.get(at + 2)?)?))
+            .flatten();
+        match (rest[at], escaped) {
+            (b'+', _) => out.push(b' '),
+            (_, Some(byte)) => {
+                out.push(byte);
+                rest = &rest[at + 3..];
+                continue;
+            }
+            _ => out.push(b'%'),
+        }
+        rest = &rest[at + 1..];
+    }
+    out.extend_from_slice(rest);
+    out
 }
 
 const KNOWN: &[&str] = &[
@@ -309,6 +332,37 @@ pub fn check_scope(s: &str) -> Result<(), OAuthError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The one-pass decoder gives the bytes of the reference: `+` to space, then
+        /// percent-decoding (a `%` without two hex digits stays).
+        #[test]
+        fn form_decode_matches_the_reference(raw in proptest::collection::vec(
+            prop_oneof![Just(b'%'), Just(b'+'), Just(b'a'), Just(b'F'), Just(b'0'), Just(b'g'), any::<u8>()],
+            0..24,
+        )) {
+            let spaced: Vec<u8> = raw.iter().map(|&b| if b == b'+' { b' ' } else { b }).collect();
+            let reference: Vec<u8> = percent_encoding::percent_decode(&spaced).collect();
+            prop_assert_eq!(form_decode(&raw), reference);
+        }
+    }
+
+    #[test]
+    fn form_decode_edges() {
+        for (raw, want) in [
+            ("a%20b+c", "a b c"),
+            ("%", "%"),
+            ("%4", "%4"),
+            ("%4+", "%4 "),
+            ("%zz%41", "%zzA"),
+            ("100%", "100%"),
+            ("%%41", "%A"),
+            ("%7B%22a%22%3A1%7D", "{\"a\":1}"),
+        ] {
+            assert_eq!(form_decode(raw.as_bytes()), want.as_bytes(), "{raw}");
+        }
+    }
 
     fn req(body: &str) -> Result<ExchangeRequest, OAuthError> {
         let limits = Limits {

@@ -60,17 +60,26 @@ fn apply_rules(
     Ok(out)
 }
 
+/// A claim's value: a plain member selection is copied from the JSON it names (the same value
+/// CEL would give, without converting to CEL and back); anything else is evaluated.
 fn eval_claim(e: &Expr, vars: &Variables) -> Result<Value, MappingError> {
-    let at = e.loc.to_string();
+    if let Some(v) = e.select_json(vars) {
+        return Ok(v.clone());
+    }
     let v = e.eval(vars).map_err(|err| {
         if is_missing_key(&err) {
-            MappingError::MissingClaim { at: at.clone() }
+            MappingError::MissingClaim {
+                at: e.loc.to_string(),
+            }
         } else {
             MappingError::Failed {
-                at: at.clone(),
+                at: e.loc.to_string(),
                 why: err.to_string(),
             }
         }
     })?;
-    cel_to_json(&v).map_err(|why| MappingError::Failed { at, why })
+    cel_to_json(&v).map_err(|why| MappingError::Failed {
+        at: e.loc.to_string(),
+        why,
+    })
 }

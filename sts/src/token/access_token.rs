@@ -67,7 +67,7 @@ impl Minter for AccessTokenMinter {
         })))
     }
 
-    async fn prepare(&self, req: MintRequest<'_>) -> Result<Draft, OAuthError> {
+    async fn prepare(&self, req: MintRequest<'_, '_>) -> Result<Draft, OAuthError> {
         // RFC 8705 §3.1: the binding is to the certificate the caller authenticated with.
         let binding = match (&req.caller.certificate_thumbprint, self.certificate_bound) {
             (Some(x5t), true) => Some(json!({ "x5t#S256": x5t })),

@@ -90,7 +90,7 @@ impl Minter for JwtSvidMinter {
         }
     }
 
-    async fn prepare(&self, req: MintRequest<'_>) -> Result<Draft, OAuthError> {
+    async fn prepare(&self, req: MintRequest<'_, '_>) -> Result<Draft, OAuthError> {
         let r = req.common;
         let mut claims = req.claims;
         // The mapping's `sub` (e.g. a workload's ID computed from a user token), else the

@@ -44,7 +44,7 @@ impl Minter for WitMinter {
         Duration::from_secs(24 * 3600)
     }
 
-    async fn prepare(&self, req: MintRequest<'_>) -> Result<Draft, OAuthError> {
+    async fn prepare(&self, req: MintRequest<'_, '_>) -> Result<Draft, OAuthError> {
         let r = req.common;
         let proven = proven_key(&req).cloned().ok_or_else(|| {
             OAuthError::invalid_request(
@@ -99,7 +99,7 @@ impl Minter for WitMinter {
 
 /// The key this request proved: the client's own (WIT client authentication), else the
 /// subject's, else the actor's. The input kind kept only its public members.
-fn proven_key<'r>(req: &'r MintRequest<'_>) -> Option<&'r ProvenKey> {
+fn proven_key<'r>(req: &'r MintRequest<'_, '_>) -> Option<&'r ProvenKey> {
     req.caller
         .proven_key
         .as_ref()

@@ -468,7 +468,7 @@ pub struct CommonClaims {
 /// Everything a minter may read: the mapped claims, the engine's decisions, the verified
 /// inputs, the caller, the request, the profile and its CEL variables. Not our keys: preparing
 /// a token never signs.
-pub struct MintRequest<'a> {
+pub struct MintRequest<'a, 'v> {
     pub claims: Claims,
     pub common: &'a CommonClaims,
     pub subject: &'a Verified,
@@ -476,7 +476,7 @@ pub struct MintRequest<'a> {
     pub caller: &'a Caller,
     pub request: &'a ExchangeRequest,
     pub profile: &'a Profile,
-    pub vars: &'a Variables<'a>,
+    pub vars: &'a Variables<'v>,
 }
 
 /// The claims an output kind would issue, before signing: what `sts explain` shows and what
@@ -568,7 +568,7 @@ pub trait Minter: Send + Sync + 'static {
     /// Decides the claims: the mapped ones, then the kind's and the engine's reserved claims
     /// last; self-checks the result. Signs nothing and calls nothing that changes state
     /// (`sts explain` runs it as a dry run).
-    async fn prepare(&self, req: MintRequest<'_>) -> Result<Draft, OAuthError>;
+    async fn prepare(&self, req: MintRequest<'_, '_>) -> Result<Draft, OAuthError>;
 
     /// Which of our key sets signs this kind's tokens; the engine hands [`seal`](Self::seal)
     /// that set's signer.

@@ -174,7 +174,7 @@ impl Minter for TxnTokenMinter {
         Ok(())
     }
 
-    async fn prepare(&self, req: MintRequest<'_>) -> Result<Draft, OAuthError> {
+    async fn prepare(&self, req: MintRequest<'_, '_>) -> Result<Draft, OAuthError> {
         let subject = &req.subject.claims;
         // Draft §4.4 step 5: the subject's scope must be known — from the token, or from the
         // profile for tokens that carry none — and is never taken as unconstrained.
