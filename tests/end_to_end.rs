@@ -342,6 +342,73 @@ async fn the_binary_serves_the_examples_and_leaks_nothing() {
     }
 }
 
+/// CPU time (user + system, in clock ticks) the process has used so far.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which is in parentheses): utime is the 12th, stime the 13th.
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// `busy_poll`: after a request the worker keeps its core busy for the window, then sleeps.
+/// Without it, the same server uses no CPU after a request.
+#[actix_web::test]
+async fn busy_poll_polls_for_the_window_then_sleeps() {
+    let dir = tempfile::tempdir().unwrap();
+    for (window, polls) in [("400ms", true), ("0s", false)] {
+        let port = free_port();
+        let mut c = command(dir.path(), port, "busy", &["serve"]);
+        c.env("STS__BUSY_POLL", window).env("RUST_LOG", "warn");
+        let server = Server {
+            child: c.spawn().unwrap(),
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !client
+            .get(format!("{}/healthz", server.base))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            assert!(Instant::now() < deadline, "sts did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let pid = server.child.id();
+        // Idle past the window: asleep.
+        let before = cpu_ticks(pid);
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let idle = cpu_ticks(pid) - before;
+        assert!(idle <= 10, "{window}: {idle} ticks while idle");
+        // One request, then the window: polling (at 100 ticks/s, 400 ms is up to 40 ticks;
+        // a loaded test machine may give it less of the core).
+        let before = cpu_ticks(pid);
+        let r = client.get(format!("{}/healthz", server.base)).send().await;
+        assert!(r.unwrap().status().is_success());
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        let after_request = cpu_ticks(pid) - before;
+        if polls {
+            assert!(
+                after_request >= 8,
+                "{window}: {after_request} ticks after a request"
+            );
+        } else {
+            assert!(
+                after_request <= 5,
+                "{window}: {after_request} ticks after a request"
+            );
+        }
+        // And asleep again once the window has passed.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let before = cpu_ticks(pid);
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let idle = cpu_ticks(pid) - before;
+        assert!(idle <= 10, "{window}: {idle} ticks after the window");
+    }
+}
+
 #[test]
 fn bad_configuration_stops_startup_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
@@ -366,6 +433,13 @@ fn bad_configuration_stops_startup_naming_the_key() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("leeway"));
+    let out = Command::new(BIN)
+        .args(["check", "--config", cfg.to_str().unwrap()])
+        .env("STS__BUSY_POLL", "2s")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("busy_poll: at most 1s"));
     // Lists cannot come from the environment: said plainly, not as a type error.
     for (var, list) in [("STS__CLIENTS__0__ID", "clients"), ("STS__TRUST", "trust")] {
         let out = Command::new(BIN)

@@ -9,6 +9,7 @@
 #   then both again through nginx configured as in docs/ingress.md.
 #   bash sts/benches/txn.sh
 #   RUNS=3 DURATION=5s SKIP_NGINX=1 bash sts/benches/txn.sh
+#   BUSY_POLL=2ms bash sts/benches/txn.sh      # the server with `busy_poll: 2ms`
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DURATION=${DURATION:-10s}
@@ -27,6 +28,9 @@ cargo build --release -q -p sts --bins
 rm -rf "$OUT" && mkdir -p "$OUT"
 target/release/sts-bench prepare --dir "$OUT/distinct" --port "$PORT" --count "$COUNT" --profile txn >/dev/null
 target/release/sts-bench prepare --dir "$OUT/zipf" --port "$PORT" --count "$COUNT" --profile txn --tokens 1000 --zipf 1.1 >/dev/null
+if [ -n "${BUSY_POLL:-}" ]; then
+  for d in "$OUT/distinct" "$OUT/zipf"; do echo "busy_poll: $BUSY_POLL" >>"$d/sts.yaml"; done
+fi
 
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
@@ -110,7 +114,7 @@ measure() {
 }
 
 floor_before=$(taskset -c 0 target/release/sts-bench floor)
-echo "== Txn-Tokens: ES256 in, ES256 out; server core 0 (1 worker), load on core 1; $CONNECTIONS connections, $RUNS x $DURATION"
+echo "== Txn-Tokens: ES256 in, ES256 out; server core 0 (1 worker), load on core 1; $CONNECTIONS connections, $RUNS x $DURATION; busy_poll ${BUSY_POLL:-0s}"
 start_sts "$OUT/distinct"
 measure "distinct" "$OUT/distinct" "http://127.0.0.1:$PORT" load.lua token fresh
 if [ -z "${SKIP_NGINX:-}" ]; then

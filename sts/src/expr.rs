@@ -61,7 +61,13 @@ pub struct Expr {
     /// For an expression that only selects members (`request.request_details`,
     /// `subject.sub`): its root and member names, so a mapping can copy the JSON value
     /// without going through CEL.
-    path: Option<(String, Vec<String>)>,
+    path: Option<Box<MemberPath>>,
+}
+
+/// `root.fields[0].fields[1]…`.
+struct MemberPath {
+    root: String,
+    fields: Vec<String>,
 }
 
 impl fmt::Debug for Expr {
@@ -92,8 +98,8 @@ impl Expr {
     /// roots and every member is there. `None` means: evaluate it (CEL then gives the value,
     /// or says which member is missing), never "absent".
     pub fn select_json<'a>(&self, vars: &Variables<'a>) -> Option<&'a Value> {
-        let (root, fields) = self.path.as_ref()?;
-        vars.json_path(root, fields)
+        let path = self.path.as_ref()?;
+        vars.json_path(&path.root, &path.fields)
     }
 
     pub fn eval(&self, vars: &Variables) -> Result<CelValue, ExecutionError> {
@@ -105,7 +111,7 @@ impl Expr {
 
 /// `root.a.b…` as (root, [a, b, …]) when `e` is nothing but member selections on one of the
 /// [`ROOTS`] (no `has()`, no indexing, no call).
-fn member_path(e: &cel::parser::Expression) -> Option<(String, Vec<String>)> {
+fn member_path(e: &cel::parser::Expression) -> Option<Box<MemberPath>> {
     use cel::common::ast::Expr as Node;
     let mut fields = Vec::new();
     let mut node = e;
@@ -117,7 +123,10 @@ fn member_path(e: &cel::parser::Expression) -> Option<(String, Vec<String>)> {
             }
             Node::Ident(root) if ROOTS.contains(&root.as_str()) && !fields.is_empty() => {
                 fields.reverse();
-                return Some((root.clone(), fields));
+                return Some(Box::new(MemberPath {
+                    root: root.clone(),
+                    fields,
+                }));
             }
             _ => return None,
         }
@@ -424,6 +433,74 @@ mod tests {
             let got = got.map(|v| cel_to_json(&v).unwrap());
             assert_eq!(got, Ok(want), "{expr}");
         }
+    }
+
+    /// A plain member selection is copied from the JSON; it is the value CEL gives, and
+    /// anything else (a missing member, `has()`, indexing, a call, a bare root) is left to CEL.
+    #[test]
+    fn member_selections_copy_what_cel_would_give() {
+        let (subject, caller, request) = (
+            json!({"sub": "alice", "n": 18446744073709551615u64, "f": 2.0, "neg": -3,
+                   "o": {"a": {"b": [1, "x", {"c": null}]}}}),
+            json!({"id": "gw", "method": "client_secret_basic"}),
+            json!({"request_details": {"k": "v"}, "request_context": null}),
+        );
+        let vars = Variables::new(&subject, &Value::Null, &caller, &request, 100);
+        for source in [
+            "subject.sub",
+            "subject.n",
+            "subject.f",
+            "subject.neg",
+            "subject.o",
+            "subject.o.a",
+            "subject.o.a.b",
+            "caller.id",
+            "request.request_details",
+            "request.request_context",
+        ] {
+            let e = Expr::compile(source, loc()).unwrap();
+            let copied = e.select_json(&vars).cloned();
+            let evaluated = cel_to_json(&e.eval(&vars).unwrap()).unwrap();
+            assert_eq!(copied, Some(evaluated), "{source}");
+        }
+        for source in [
+            "subject.email",
+            "subject.o.z",
+            "subject.sub.x",
+            "actor.sub",
+            "has(subject.sub)",
+            "subject['sub']",
+            "subject",
+            "subject.sub + ''",
+            "other.sub",
+        ] {
+            let e = Expr::compile(source, loc()).unwrap();
+            assert_eq!(e.select_json(&vars), None, "{source}");
+        }
+    }
+
+    /// Roots are converted when read, and comprehension variables still shadow them.
+    #[test]
+    fn roots_resolve_lazily_and_macro_variables_shadow_them() {
+        let (subject, caller, request) = (
+            json!({"groups": ["a", "b"]}),
+            json!({"id": "gw"}),
+            json!({"scope": "a"}),
+        );
+        let vars = Variables::new(&subject, &Value::Null, &caller, &request, 7);
+        let e = Expr::compile(
+            "subject.groups.exists(request, request == 'b') && request.scope == 'a' && now == 7",
+            loc(),
+        )
+        .unwrap();
+        assert_eq!(e.eval(&vars).unwrap(), CelValue::Bool(true));
+        // The same variables, evaluated again: the converted roots are reused.
+        assert_eq!(e.eval(&vars).unwrap(), CelValue::Bool(true));
+        let undeclared = Expr::compile("subjects.x", loc()).unwrap().eval(&vars);
+        assert!(matches!(
+            undeclared,
+            Err(ExecutionError::UndeclaredReference(_))
+        ));
     }
 
     #[test]

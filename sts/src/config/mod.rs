@@ -33,6 +33,11 @@ pub struct Settings {
     /// HTTP worker threads; 0 means one per core.
     #[serde(default)]
     pub workers: usize,
+    /// How long an HTTP worker keeps polling its sockets after a request instead of sleeping
+    /// (0, the default: it sleeps at once). Trades idle CPU for latency where waking a
+    /// sleeping core is slow (virtual machines); at most 1s.
+    #[serde(default, with = "humantime_serde")]
+    pub busy_poll: Duration,
     pub keys: KeySettings,
     /// Where replay state lives: `memory://` (per process) or `redis://…` / `rediss://…`
     /// (shared by every replica).
@@ -699,6 +704,9 @@ impl Settings {
         }
         if self.leeway > Duration::from_secs(300) {
             bad("leeway", "at most 5m".into());
+        }
+        if self.busy_poll > Duration::from_secs(1) {
+            bad("busy_poll", "at most 1s".into());
         }
         if let Err(why) = crate::store::StoreUrl::parse(&self.store.0) {
             // The URL may hold a password: never quote it.

@@ -4,6 +4,7 @@
 //! Handlers read `now` once, turn the request into typed values and hand them to `exchange`;
 //! they make no policy decisions of their own.
 
+mod busy_poll;
 mod error;
 mod gateway;
 mod meta;
@@ -48,6 +49,7 @@ pub async fn serve(state: Arc<AppState>) -> std::io::Result<()> {
     let snap = state.snapshot();
     let addr = snap.settings.listen_addr().map_err(std::io::Error::other)?;
     let workers = snap.settings.workers;
+    let busy_poll = snap.settings.busy_poll;
     let tls = snap
         .settings
         .tls
@@ -58,7 +60,15 @@ pub async fn serve(state: Arc<AppState>) -> std::io::Result<()> {
     drop(snap);
     state.spawn_refresh();
     let server = actix_web::HttpServer::new(move || {
-        actix_web::App::new().configure(configure(state.clone()))
+        // Runs on each worker thread as it starts.
+        busy_poll::start(busy_poll);
+        actix_web::App::new()
+            .wrap_fn(|req, service| {
+                use actix_web::dev::Service;
+                busy_poll::touch();
+                service.call(req)
+            })
+            .configure(configure(state.clone()))
     })
     .on_connect(tls::on_connect);
     let mut server = match tls {
