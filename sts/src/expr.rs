@@ -2,9 +2,11 @@
 //! compiled expressions that remember where they were written, the per-request variables, and
 //! conversion between JSON claims and CEL values.
 //!
-//! Expressions are compiled once at load; a request builds its `Variables` once and evaluates
-//! every expression of its profile against them (stack.md: building a context costs ≈14 µs,
-//! evaluating ≈0.7 µs). This module does no I/O and knows nothing about HTTP.
+//! Expressions are compiled once at load. A request makes its `Variables` once; each root
+//! (`subject`, `actor`, `caller`, `request`) becomes a CEL value the first time an expression
+//! reads it and is reused by the profile's other expressions. Expressions that only select
+//! members can be read straight from the JSON (`Expr::select_json`). This module does no I/O
+//! and knows nothing about HTTP.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -439,14 +441,23 @@ mod tests {
     /// anything else (a missing member, `has()`, indexing, a call, a bare root) is left to CEL.
     #[test]
     fn member_selections_copy_what_cel_would_give() {
-        let (subject, caller, request) = (
-            json!({"sub": "alice", "n": 18446744073709551615u64, "f": 2.0, "neg": -3,
-                   "o": {"a": {"b": [1, "x", {"c": null}]}}}),
+        let (caller, request) = (
             json!({"id": "gw", "method": "client_secret_basic"}),
             json!({"request_details": {"k": "v"}, "request_context": null}),
         );
-        let vars = Variables::new(&subject, &Value::Null, &caller, &request, 100);
+        // Numbers as a token's JSON text carries them, through the request path's constructor.
+        let subject: Value = serde_json::from_str(
+            r#"{"sub": "alice", "n": 18446744073709551615, "f": 2.0, "e": 1e2, "g": 1.50,
+                "neg": -3, "o": {"a": {"b": [1, "x", {"c": null}]}}}"#,
+        )
+        .unwrap();
+        let Value::Object(claims) = &subject else {
+            unreachable!()
+        };
+        let vars = Variables::from_claims(claims, None, &caller, &request, 100);
         for source in [
+            "subject.e",
+            "subject.g",
             "subject.sub",
             "subject.n",
             "subject.f",
@@ -496,6 +507,14 @@ mod tests {
         assert_eq!(e.eval(&vars).unwrap(), CelValue::Bool(true));
         // The same variables, evaluated again: the converted roots are reused.
         assert_eq!(e.eval(&vars).unwrap(), CelValue::Bool(true));
+        // Read roots were converted, unread ones were not.
+        let converted: Vec<bool> = vars
+            .roots
+            .converted
+            .iter()
+            .map(|c| c.get().is_some())
+            .collect();
+        assert_eq!(converted, [true, false, false, true]);
         let undeclared = Expr::compile("subjects.x", loc()).unwrap().eval(&vars);
         assert!(matches!(
             undeclared,

@@ -35,7 +35,7 @@ pub struct Settings {
     pub workers: usize,
     /// How long an HTTP worker keeps polling its sockets after a request instead of sleeping
     /// (0, the default: it sleeps at once). Trades idle CPU for latency where waking a
-    /// sleeping core is slow (virtual machines); at most 1s.
+    /// sleeping core is slow (virtual machines); at most 50ms. Read at start only.
     #[serde(default, with = "humantime_serde")]
     pub busy_poll: Duration,
     pub keys: KeySettings,
@@ -705,8 +705,8 @@ impl Settings {
         if self.leeway > Duration::from_secs(300) {
             bad("leeway", "at most 5m".into());
         }
-        if self.busy_poll > Duration::from_secs(1) {
-            bad("busy_poll", "at most 1s".into());
+        if self.busy_poll > Duration::from_millis(50) {
+            bad("busy_poll", "at most 50ms".into());
         }
         if let Err(why) = crate::store::StoreUrl::parse(&self.store.0) {
             // The URL may hold a password: never quote it.

@@ -4,14 +4,14 @@
 //!
 //! Why: a worker that sleeps between requests is woken by the kernel when the next one
 //! arrives. On a virtual machine that wake-up makes the host wake an idle virtual CPU, which
-//! costs tens of microseconds per request and, at a steady 80% of peak load, was enough to
-//! make requests queue (docs/benchmarks.md). Polling keeps the core busy instead: while a
+//! costs tens of microseconds per wake-up; at a steady 75–80% of peak load on the benchmark
+//! VM, requests then queued (docs/benchmarks.md, docs/operations.md). Polling keeps the core busy instead: while a
 //! window is open the worker uses its whole core even with no requests, so the option is off
 //! unless configured.
 //!
 //! Each worker thread has one poller task, started by [`start`] when the worker builds its
-//! application, and a per-thread record of its last request, which [`touch`] (a middleware on
-//! every route) updates. This module must not poll when the window is zero, must not keep
+//! application, and a per-thread record of when its last request started or ended, which
+//! [`touch`] (a middleware on every route) updates. This module must not poll when the window is zero, must not keep
 //! polling once a worker has been idle for the whole window, and decides nothing about
 //! requests.
 
@@ -38,7 +38,8 @@ pub fn start(window: Duration) {
     actix_web::rt::spawn(poll_while_busy(window));
 }
 
-/// Notes that a request started on this worker, and wakes its poller if it was asleep.
+/// Notes that a request started or ended on this worker, and wakes its poller if it was
+/// asleep.
 pub fn touch() {
     if WINDOW.get().is_zero() {
         return;
@@ -49,7 +50,7 @@ pub fn touch() {
     }
 }
 
-/// Whether this worker had a request within `window`.
+/// Whether a request started or ended on this worker within `window`.
 fn busy(window: Duration) -> bool {
     LAST_REQUEST.get().is_some_and(|t| t.elapsed() < window)
 }

@@ -66,7 +66,14 @@ pub async fn serve(state: Arc<AppState>) -> std::io::Result<()> {
             .wrap_fn(|req, service| {
                 use actix_web::dev::Service;
                 busy_poll::touch();
-                service.call(req)
+                let response = service.call(req);
+                async move {
+                    let response = response.await;
+                    // The window runs from the end of the request too: a slow request
+                    // (a JWKS fetch, a secret check) does not leave the worker asleep.
+                    busy_poll::touch();
+                    response
+                }
             })
             .configure(configure(state.clone()))
     })

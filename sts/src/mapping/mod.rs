@@ -83,3 +83,59 @@ fn eval_claim(e: &Expr, vars: &Variables) -> Result<Value, MappingError> {
         why,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expr::SourceLoc;
+    use serde_json::json;
+
+    fn rule(source: &str) -> ClaimRule {
+        let loc = SourceLoc {
+            file: "m.yaml".into(),
+            line: 3,
+            column: 5,
+        };
+        ClaimRule::Expr(Expr::compile(source, loc).unwrap())
+    }
+
+    /// Copied selections behave as evaluated ones: a null leaves the claim out, a missing
+    /// claim refuses the subject and names where the mapping reads it.
+    #[test]
+    fn copied_selections_keep_the_mapping_rules() {
+        let subject = json!({"sub": "alice", "nothing": null, "o": {"k": [1]}});
+        let Value::Object(claims) = &subject else {
+            unreachable!()
+        };
+        let (caller, request) = (json!({"id": "gw"}), json!({"request_details": {"a": 1}}));
+        let vars = Variables::from_claims(claims, None, &caller, &request, 1);
+        let mapping = Mapping {
+            name: "m".into(),
+            claims: vec![
+                ("sub".into(), rule("subject.sub")),
+                ("gone".into(), rule("subject.nothing")),
+                (
+                    "nested".into(),
+                    ClaimRule::Object(vec![
+                        ("k".into(), rule("subject.o.k")),
+                        ("tctx".into(), rule("request.request_details")),
+                    ]),
+                ),
+            ],
+        };
+        assert_eq!(
+            Value::Object(mapping.apply(&vars).unwrap()),
+            json!({"sub": "alice", "nested": {"k": [1], "tctx": {"a": 1}}})
+        );
+        let missing = Mapping {
+            name: "m".into(),
+            claims: vec![("email".into(), rule("subject.email"))],
+        };
+        assert_eq!(
+            missing.apply(&vars),
+            Err(MappingError::MissingClaim {
+                at: "m.yaml:3:5".into()
+            })
+        );
+    }
+}
