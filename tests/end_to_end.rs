@@ -73,9 +73,16 @@ fn command(dir: &Path, port: u16, log: &str, args: &[&str]) -> Command {
 }
 
 pub(crate) async fn start(dir: &Path, port: u16, log: &str) -> Server {
+    start_with(dir, port, log, &[]).await
+}
+
+/// [`start`] with further environment variables.
+async fn start_with(dir: &Path, port: u16, log: &str, env: &[(&str, &str)]) -> Server {
+    let mut command = command(dir, port, log, &["serve"]);
+    command.envs(env.iter().copied());
     // Wrapped at once so every path (including the panic below) kills and waits for it.
     let server = Server {
-        child: command(dir, port, log, &["serve"]).spawn().unwrap(),
+        child: command.spawn().unwrap(),
         base: format!("http://127.0.0.1:{port}"),
     };
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -357,24 +364,9 @@ fn cpu_ticks(pid: u32) -> u64 {
 async fn busy_poll_polls_for_the_window_then_sleeps() {
     let dir = tempfile::tempdir().unwrap();
     for (window, polls) in [("50ms", true), ("0s", false)] {
-        let port = free_port();
-        let mut c = command(dir.path(), port, "busy", &["serve"]);
-        c.env("STS__BUSY_POLL", window).env("RUST_LOG", "warn");
-        let server = Server {
-            child: c.spawn().unwrap(),
-            base: format!("http://127.0.0.1:{port}"),
-        };
+        let env = [("STS__BUSY_POLL", window), ("RUST_LOG", "warn")];
+        let server = start_with(dir.path(), free_port(), "busy", &env).await;
         let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !client
-            .get(format!("{}/healthz", server.base))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            assert!(Instant::now() < deadline, "sts did not start");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
         tokio::time::sleep(Duration::from_millis(600)).await;
         let pid = server.child.id();
         // Idle past the window: asleep.

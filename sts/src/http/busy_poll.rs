@@ -5,15 +5,15 @@
 //! Why: a worker that sleeps between requests is woken by the kernel when the next one
 //! arrives. On a virtual machine that wake-up makes the host wake an idle virtual CPU, which
 //! costs tens of microseconds per wake-up; at a steady 75–80% of peak load on the benchmark
-//! VM, requests then queued (docs/benchmarks.md, docs/operations.md). Polling keeps the core busy instead: while a
-//! window is open the worker uses its whole core even with no requests, so the option is off
-//! unless configured.
+//! VM, requests then queued (docs/benchmarks.md, docs/operations.md). Polling keeps the core
+//! busy instead: while a window is open the worker uses its whole core even with no
+//! requests, so the option is off unless configured.
 //!
 //! Each worker thread has one poller task, started by [`start`] when the worker builds its
 //! application, and a per-thread record of when its last request started or ended, which
-//! [`touch`] (a middleware on every route) updates. This module must not poll when the window is zero, must not keep
-//! polling once a worker has been idle for the whole window, and decides nothing about
-//! requests.
+//! [`touch`] (a middleware on every route) updates. This module must not poll when the window
+//! is zero, must not keep polling once a worker has been idle for the whole window, and
+//! decides nothing about requests.
 
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 thread_local! {
     /// This worker's window; zero until [`start`] runs on it.
     static WINDOW: Cell<Duration> = const { Cell::new(Duration::ZERO) };
-    /// When this worker's last request started.
+    /// When a request last started or ended on this worker.
     static LAST_REQUEST: Cell<Option<Instant>> = const { Cell::new(None) };
     /// The poller, while it sleeps waiting for a request.
     static SLEEPING_POLLER: RefCell<Option<Waker>> = const { RefCell::new(None) };
