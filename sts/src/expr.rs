@@ -2,10 +2,11 @@
 //! compiled expressions that remember where they were written, the per-request variables, and
 //! conversion between JSON claims and CEL values.
 //!
-//! Expressions are compiled once at load. A request makes its `Variables` once; each root
-//! (`subject`, `actor`, `caller`, `request`) becomes a CEL value the first time an expression
-//! reads it and is reused by the profile's other expressions. Expressions that only select
-//! members can be read straight from the JSON (`Expr::select_json`). This module does no I/O
+//! Expressions are compiled once at load. A request makes its `Variables` once; a member
+//! path inside an expression (`subject.scope` in `subject.scope.split(' ')`) converts only
+//! that member, and a root (`subject`, `actor`, `caller`, `request`) read whole becomes a CEL
+//! value the first time and is reused by the profile's other expressions. Expressions that
+//! only select members can be read straight from the JSON (`Expr::select_json`). This module does no I/O
 //! and knows nothing about HTTP.
 
 use std::collections::HashMap;
@@ -219,9 +220,23 @@ struct Roots<'a> {
     now: CelInt,
 }
 
-impl Roots<'_> {
+impl<'a> Roots<'a> {
     fn index(name: &str) -> Option<usize> {
         ROOTS.iter().position(|r| *r == name)
+    }
+
+    /// The JSON value at `root.a.b…` when every step is a member of an object.
+    fn member(&self, root: &str, path: &str) -> Option<&'a Value> {
+        let source = self.sources[Self::index(root)?];
+        let mut fields = path.split('.');
+        let mut value = source.member(fields.next()?)?;
+        for field in fields {
+            value = match value {
+                Value::Object(o) => o.get(field)?,
+                _ => return None,
+            };
+        }
+        Some(value)
     }
 }
 
@@ -229,9 +244,17 @@ impl Roots<'_> {
 const ROOTS: [&str; 4] = ["subject", "actor", "caller", "request"];
 
 impl VariableResolver for Roots<'_> {
+    /// CEL asks for the most specific name first: `subject.scope`, then `subject`. A member
+    /// path that is there is converted alone, so `subject.scope.split(' ')` does not convert
+    /// the other claims; a path that is not there is left to CEL, which selects it from the
+    /// whole root and says what is missing.
     fn resolve<'b>(&'b self, variable: &str) -> Option<CowVal<'b, 'b>> {
         if variable == "now" {
             return Some(CowVal::Borrowed(&self.now));
+        }
+        if let Some((root, path)) = variable.split_once('.') {
+            let member = self.member(root, path)?;
+            return Some(CowVal::Owned(json_to_val(member)));
         }
         let i = Self::index(variable)?;
         let val = self.converted[i].get_or_init(|| self.sources[i].to_val());
@@ -490,7 +513,7 @@ mod tests {
         }
     }
 
-    /// Roots are converted when read, and comprehension variables still shadow them.
+    /// Roots are converted when read whole, and comprehension variables still shadow them.
     #[test]
     fn roots_resolve_lazily_and_macro_variables_shadow_them() {
         let (subject, caller, request) = (
@@ -507,19 +530,89 @@ mod tests {
         assert_eq!(e.eval(&vars).unwrap(), CelValue::Bool(true));
         // The same variables, evaluated again: the converted roots are reused.
         assert_eq!(e.eval(&vars).unwrap(), CelValue::Bool(true));
-        // Read roots were converted, unread ones were not.
-        let converted: Vec<bool> = vars
-            .roots
-            .converted
-            .iter()
-            .map(|c| c.get().is_some())
-            .collect();
-        assert_eq!(converted, [true, false, false, true]);
+        // Member paths converted only their members; a root read whole is converted once.
+        let converted = |vars: &Variables| -> Vec<bool> {
+            vars.roots
+                .converted
+                .iter()
+                .map(|c| c.get().is_some())
+                .collect()
+        };
+        assert_eq!(converted(&vars), [false; 4]);
+        let whole = Expr::compile("size(request) == 1 && 'scope' in request", loc()).unwrap();
+        assert_eq!(whole.eval(&vars).unwrap(), CelValue::Bool(true));
+        assert_eq!(converted(&vars), [false, false, false, true]);
         let undeclared = Expr::compile("subjects.x", loc()).unwrap().eval(&vars);
         assert!(matches!(
             undeclared,
             Err(ExecutionError::UndeclaredReference(_))
         ));
+    }
+
+    /// Member paths are converted alone, and everything gives what it gives against the
+    /// fully converted claims (values, and errors by kind); comprehension variables still
+    /// shadow the roots in qualified names.
+    #[test]
+    fn member_paths_resolve_as_selections_on_whole_roots() {
+        let subject = json!({"sub": "alice", "scope": "a b", "n": 3, "groups": ["x", "y"],
+                             "o": {"a": {"b": [1, "x"]}}, "nul": null});
+        let Value::Object(claims) = &subject else {
+            unreachable!()
+        };
+        let (caller, request) = (json!({"id": "gw"}), json!({"scope": ""}));
+        let lazy = Variables::from_claims(claims, None, &caller, &request, 100);
+        for source in [
+            "subject.sub",
+            "subject.o.a.b[1]",
+            "subject.nul == null",
+            "subject['sub']",
+            "subject.missing",
+            "subject[1]",
+            "subject[true]",
+            "has(subject.sub) && !has(subject.missing)",
+            "'sub' in subject && !('zz' in subject) && !(1 in subject)",
+            "size(subject) == 6 && subject.size() == 6",
+            "subject.all(k, k.size() > 0)",
+            "subject.exists(k, k == 'groups')",
+            "subject.map(k, k).size()",
+            "subject == subject",
+            "subject == {'sub': 'alice'}",
+            "{'sub': 'alice'} == subject",
+            "{'sub': 'alice', 'scope': 'a b', 'n': 3, 'groups': ['x', 'y'], 'o': {'a': {'b': [1, 'x']}}, 'nul': null} == subject",
+            "[subject] == [subject] && {'k': subject}.k == subject",
+            "subject != {}",
+            "[subject][0].sub",
+            "{'s': subject}.s.n + 1",
+            "type(subject) == map",
+            "subject.?sub.orValue('none')",
+            "subject.?missing.orValue('none')",
+            "optional.of(subject).?o.?a.hasValue()",
+            "subject.sub.size() + subject.o.size()",
+            "'a' in subject.scope.split(' ')",
+            "subject + 1",
+            "subject.sub.x",
+            "subject.o.a.b.c",
+            "subject.o.z.y",
+            "[{'scope': 'q'}].exists(subject, subject.scope == 'q')",
+            "[{'o': {'a': 1}}].all(subject, subject.o.a == 1)",
+            "subject.groups.exists(g, subject.sub == 'alice' && g == 'y')",
+        ] {
+            let e = Expr::compile(source, loc()).unwrap();
+            let got = e.eval(&lazy);
+            let mut context = Context::with_env(env());
+            context.add_variable_as_val("subject", object_to_val(claims));
+            context.add_variable_from_value("now", CelValue::Int(100));
+            let want = e.program.execute(&context);
+            match (&got, &want) {
+                (Ok(g), Ok(w)) => assert_eq!(g, w, "{source}"),
+                (Err(g), Err(w)) => assert_eq!(
+                    std::mem::discriminant(g),
+                    std::mem::discriminant(w),
+                    "{source}: {g:?} vs {w:?}"
+                ),
+                _ => panic!("{source}: {got:?} vs {want:?}"),
+            }
+        }
     }
 
     #[test]
