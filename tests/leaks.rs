@@ -13,8 +13,13 @@ async fn the_capture_sees_refusals_and_exchanges_at_trace_level() {
     let subject = h.idp.access_token(json!({}));
     let form = Form::exchange(&subject).set("audience", "orders-api");
     let ok = post(&app, &form).await;
-    ok.expect_token();
+    let issued = ok.expect_token();
     assert!(ok.logs.contains("token exchanged"), "{}", ok.logs);
+    // The line names the issued token by its `jti`, never by the token.
+    let claims = verify_issued(&issued, &get(&app, "/jwks").await.json, "orders-api");
+    let jti = claims["jti"].as_str().unwrap().to_owned();
+    let logged = format!("issued_claim=\"jti\" issued_id={jti}");
+    assert!(ok.logs.contains(&logged), "{}", ok.logs);
     assert!(
         ok.logs.contains("\"level\":\"INFO\""),
         "the JSON format is captured too"

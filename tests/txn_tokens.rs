@@ -218,10 +218,13 @@ async fn an_access_token_becomes_a_txn_token_with_the_e6_request() {
         !token.contains(&subject) && !c.to_string().contains(&subject),
         "the access token is never copied in"
     );
-    // A new transaction each time.
+    // A new transaction each time; the log line names it by `txn` (a Txn-Token has no `jti`).
     let again = post(&app, &txn_request(&subject, "orders:read")).await;
     let (_, c2) = expect_txn(&again, &t.jwks());
     assert_ne!(c2["txn"], c["txn"]);
+    assert!(c2.get("jti").is_none());
+    let logged = format!("issued_claim=\"txn\" issued_id={}", c2["txn"].as_str().unwrap());
+    assert!(again.logs.contains(&logged), "{}", again.logs);
     assert!(c2.get("tctx").is_none() && c2.get("rctx").is_none());
 }
 

@@ -29,13 +29,13 @@ use crate::auth::{AuthContext, Caller, ClientCredentials};
 use crate::clock::UnixTime;
 use crate::error::OAuthError;
 use crate::expr::{Variables, is_missing_key};
-use crate::jose::{Claims, b64_encode};
+use crate::jose::Claims;
 use crate::mapping::MappingError;
 use crate::profile::{ActorMode, Profile};
 use crate::store::{ReplayGuard, RequestReplay};
 use crate::token::{
-    ClaimsExt, CommonClaims, Draft, MintRequest, Presented, Rejection, RequestFacts, Verified,
-    VerifyContext,
+    ClaimsExt, CommonClaims, Draft, MintRequest, Minted, Presented, Rejection, RequestFacts,
+    Verified, VerifyContext,
 };
 use crate::trust::TrustSource;
 
@@ -172,7 +172,8 @@ pub async fn token_exchange<'s>(
         caller,
         &subject,
         actor.as_ref().map(|a| &a.claims),
-        &common,
+        &minted,
+        minted_exp,
     );
     Ok(TokenResponse {
         access_token: minted.token.into_exposed(),
@@ -270,7 +271,6 @@ pub async fn decide(
         audience: profile.audience_for(&req.targets),
         issued_at: now,
         expires_at,
-        jti: new_jti()?,
         act,
     };
     let draft = profile
@@ -309,18 +309,20 @@ fn log_exchange(
     caller: &Caller,
     subject: &Verified,
     actor: Option<&Claims>,
-    common: &CommonClaims,
+    minted: &Minted,
+    exp: UnixTime,
 ) {
     tracing::info!(
         profile = %profile.name,
         caller = %caller.id,
         trust = %subject.trust,
         subject_iss = subject.claims.str_claim("iss").ok().flatten().unwrap_or("-"),
-        sub = common.subject.as_str(),
+        sub = subject.claims.str_claim("sub").ok().flatten().unwrap_or("-"),
         subject_jti = subject.claims.str_claim("jti").ok().flatten().unwrap_or("-"),
         actor_sub = actor.and_then(|a| a.get("sub")).and_then(serde_json::Value::as_str).unwrap_or("-"),
-        issued_jti = %common.jti,
-        exp = common.expires_at,
+        issued_claim = minted.id.claim,
+        issued_id = %minted.id.value,
+        exp,
         "token exchanged"
     );
 }
@@ -514,10 +516,4 @@ fn expiry(
         }
     }
     Ok(exp)
-}
-
-fn new_jti() -> Result<String, OAuthError> {
-    let mut bytes = [0u8; 18];
-    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| OAuthError::server_error("no randomness"))?;
-    Ok(b64_encode(&bytes))
 }

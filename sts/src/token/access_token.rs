@@ -92,7 +92,8 @@ impl Minter for AccessTokenMinter {
         claims.insert("aud".into(), audience_value(&r.audience));
         claims.insert("iat".into(), r.issued_at.into());
         claims.insert("exp".into(), r.expires_at.into());
-        claims.insert("jti".into(), r.jti.clone().into());
+        let id = super::IssuedId::new_jti()?;
+        claims.insert("jti".into(), id.value.clone().into());
         claims.insert("client_id".into(), req.caller.id.clone().into());
         match &scope {
             Some(s) => claims.insert("scope".into(), s.clone().into()),
@@ -109,6 +110,7 @@ impl Minter for AccessTokenMinter {
         self_check(&claims)?;
         Ok(Draft {
             claims,
+            id,
             expires_at: r.expires_at,
             issued_token_type: types::ACCESS_TOKEN,
             token_type: "Bearer",

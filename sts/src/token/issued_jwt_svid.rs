@@ -119,7 +119,8 @@ impl Minter for JwtSvidMinter {
         claims.insert("iss".into(), r.issuer.clone().into());
         claims.insert("iat".into(), r.issued_at.into());
         claims.insert("exp".into(), r.expires_at.into());
-        claims.insert("jti".into(), r.jti.clone().into());
+        let id = super::IssuedId::new_jti()?;
+        claims.insert("jti".into(), id.value.clone().into());
         match &r.act {
             Some(act) => claims.insert("act".into(), act.clone()),
             None => claims.remove("act"),
@@ -127,6 +128,7 @@ impl Minter for JwtSvidMinter {
         claims.remove("cnf");
         Ok(Draft {
             claims,
+            id,
             expires_at: r.expires_at,
             issued_token_type: types::JWT,
             // JWT-SVID.md §5: presented as `Authorization: Bearer`.

@@ -80,7 +80,8 @@ impl Minter for WitMinter {
         }
         claims.insert("iat".into(), r.issued_at.into());
         claims.insert("exp".into(), expires_at.into());
-        claims.insert("jti".into(), r.jti.clone().into());
+        let id = super::IssuedId::new_jti()?;
+        claims.insert("jti".into(), id.value.clone().into());
         claims.insert("cnf".into(), json!({ "jwk": proven.jwk }));
         claims.remove("aud");
         match &r.act {
@@ -89,6 +90,7 @@ impl Minter for WitMinter {
         };
         Ok(Draft {
             claims,
+            id,
             expires_at,
             issued_token_type: types::JWT,
             token_type: "N_A",

@@ -461,8 +461,28 @@ pub struct CommonClaims {
     pub audience: Vec<String>,
     pub issued_at: UnixTime,
     pub expires_at: UnixTime,
-    pub jti: String,
     pub act: Option<serde_json::Value>,
+}
+
+/// The claim that identifies an issued token and its value (`jti`, or a Txn-Token's `txn`),
+/// for the exchange's log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedId {
+    pub claim: &'static str,
+    pub value: String,
+}
+
+impl IssuedId {
+    /// A fresh `jti` (RFC 7519 §4.1.7): 144 random bits, base64url.
+    pub fn new_jti() -> Result<Self, OAuthError> {
+        let mut bytes = [0u8; 18];
+        aws_lc_rs::rand::fill(&mut bytes)
+            .map_err(|_| OAuthError::server_error("no randomness"))?;
+        Ok(Self {
+            claim: "jti",
+            value: crate::jose::b64_encode(&bytes),
+        })
+    }
 }
 
 /// Everything a minter may read: the mapped claims, the engine's decisions, the verified
@@ -484,6 +504,8 @@ pub struct MintRequest<'a, 'v> {
 #[derive(Debug, Clone)]
 pub struct Draft {
     pub claims: Claims,
+    /// The claim that identifies the token, as set in `claims`.
+    pub id: IssuedId,
     /// Its `exp`: the engine's, or earlier when the kind must shorten it (never later).
     pub expires_at: UnixTime,
     pub issued_token_type: &'static str,
@@ -496,6 +518,7 @@ pub struct Draft {
 #[derive(Debug)]
 pub struct Minted {
     pub token: Token,
+    pub id: IssuedId,
     pub issued_token_type: &'static str,
     pub token_type: &'static str,
     /// The response's `scope`, when the kind has one.
@@ -591,6 +614,7 @@ pub fn seal_jws(typ: &str, draft: Draft, signer: &Signer) -> Result<Minted, OAut
         .map_err(|_| OAuthError::server_error("token signing failed"))?;
     Ok(Minted {
         token: Token::new(jws),
+        id: draft.id,
         issued_token_type: draft.issued_token_type,
         token_type: draft.token_type,
         scope: draft.scope,

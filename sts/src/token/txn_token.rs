@@ -203,7 +203,7 @@ impl Minter for TxnTokenMinter {
         claims.insert("aud".into(), super::audience_value(&r.audience));
         claims.insert("iat".into(), r.issued_at.into());
         claims.insert("exp".into(), expires_at.into());
-        claims.insert("txn".into(), txn.into());
+        claims.insert("txn".into(), txn.clone().into());
         claims.insert("sub".into(), sub.into());
         claims.insert("scope".into(), scope.clone().into());
         // Draft §4.4 step 8: the requesting workload, from authentication only.
@@ -220,6 +220,11 @@ impl Minter for TxnTokenMinter {
         self_check(&claims)?;
         Ok(Draft {
             claims,
+            // Draft §4.3: `txn` identifies the transaction; a Txn-Token carries no `jti`.
+            id: super::IssuedId {
+                claim: "txn",
+                value: txn,
+            },
             expires_at,
             issued_token_type: types::TXN_TOKEN,
             // Draft §4.5: a Txn-Token is not an access token.
@@ -826,7 +831,6 @@ mod tests {
             audience: vec!["example.com".into()],
             issued_at: 1000,
             expires_at: exp,
-            jti: "j".into(),
             act: None,
         }
     }
