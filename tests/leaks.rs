@@ -18,7 +18,7 @@ async fn the_capture_sees_refusals_and_exchanges_at_trace_level() {
     // The line names the issued token by its `jti`, never by the token.
     let claims = verify_issued(&issued, &get(&app, "/jwks").await.json, "orders-api");
     let jti = claims["jti"].as_str().unwrap().to_owned();
-    let logged = format!("issued_claim=\"jti\" issued_id={jti}");
+    let logged = format!("issued_claim=\"jti\" issued_id=\"{jti}\"");
     assert!(ok.logs.contains(&logged), "{}", ok.logs);
     assert!(
         ok.logs.contains("\"level\":\"INFO\""),

@@ -223,7 +223,10 @@ async fn an_access_token_becomes_a_txn_token_with_the_e6_request() {
     let (_, c2) = expect_txn(&again, &t.jwks());
     assert_ne!(c2["txn"], c["txn"]);
     assert!(c2.get("jti").is_none());
-    let logged = format!("issued_claim=\"txn\" issued_id={}", c2["txn"].as_str().unwrap());
+    let logged = format!(
+        "issued_claim=\"txn\" issued_id=\"{}\"",
+        c2["txn"].as_str().unwrap()
+    );
     assert!(again.logs.contains(&logged), "{}", again.logs);
     assert!(c2.get("tctx").is_none() && c2.get("rctx").is_none());
 }

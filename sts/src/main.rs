@@ -171,8 +171,11 @@ fn init_logging() -> sts::logs::FlushOnDrop {
         .with_writer(writer);
     if std::env::var("STS_LOG_FORMAT").is_ok_and(|v| v == "json") {
         builder.json().init();
-    } else {
+    } else if ansi {
         builder.init();
+    } else {
+        // The same text, with the common fields written without `Debug` formatting.
+        builder.fmt_fields(sts::log_fields::PlainFields).init();
     }
     guard
 }

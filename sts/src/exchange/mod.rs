@@ -312,16 +312,36 @@ fn log_exchange(
     minted: &Minted,
     exp: UnixTime,
 ) {
+    // Every field a string, quoted and escaped like the subject's claims (and written
+    // without `Debug` formatting when nothing needs escaping: `log_fields`).
     tracing::info!(
-        profile = %profile.name,
-        caller = %caller.id,
-        trust = %subject.trust,
-        subject_iss = subject.claims.str_claim("iss").ok().flatten().unwrap_or("-"),
-        sub = subject.claims.str_claim("sub").ok().flatten().unwrap_or("-"),
-        subject_jti = subject.claims.str_claim("jti").ok().flatten().unwrap_or("-"),
-        actor_sub = actor.and_then(|a| a.get("sub")).and_then(serde_json::Value::as_str).unwrap_or("-"),
+        profile = profile.name.as_str(),
+        caller = caller.id.as_str(),
+        trust = &*subject.trust,
+        subject_iss = subject
+            .claims
+            .str_claim("iss")
+            .ok()
+            .flatten()
+            .unwrap_or("-"),
+        sub = subject
+            .claims
+            .str_claim("sub")
+            .ok()
+            .flatten()
+            .unwrap_or("-"),
+        subject_jti = subject
+            .claims
+            .str_claim("jti")
+            .ok()
+            .flatten()
+            .unwrap_or("-"),
+        actor_sub = actor
+            .and_then(|a| a.get("sub"))
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("-"),
         issued_claim = minted.id.claim,
-        issued_id = %minted.id.value,
+        issued_id = minted.id.value.as_str(),
         exp,
         "token exchanged"
     );

@@ -476,8 +476,7 @@ impl IssuedId {
     /// A fresh `jti` (RFC 7519 §4.1.7): 144 random bits, base64url.
     pub fn new_jti() -> Result<Self, OAuthError> {
         let mut bytes = [0u8; 18];
-        aws_lc_rs::rand::fill(&mut bytes)
-            .map_err(|_| OAuthError::server_error("no randomness"))?;
+        aws_lc_rs::rand::fill(&mut bytes).map_err(|_| OAuthError::server_error("no randomness"))?;
         Ok(Self {
             claim: "jti",
             value: crate::jose::b64_encode(&bytes),
