@@ -419,7 +419,7 @@ async fn a_refused_exchange_names_its_profile_and_the_false_condition() {
         .lines()
         .find(|l| l.contains("exchange refused") && !l.trim_start().starts_with('{'))
         .unwrap_or_else(|| panic!("{}", r.logs));
-    assert!(line.contains("caller=gateway"), "{line}");
+    assert!(line.contains("caller=\"gateway\""), "{line}");
     assert!(line.contains("profile=\"admin\""), "{line}");
     assert!(
         line.contains("admin.yaml:") && line.contains("'admin' in subject.scope.split(' ')"),

@@ -19,7 +19,7 @@ pub mod http;
 pub mod inspect;
 pub mod jose;
 pub mod keys;
-pub mod log_fields;
+pub mod log_format;
 pub mod logs;
 pub mod mapping;
 pub mod profile;

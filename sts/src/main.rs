@@ -174,8 +174,11 @@ fn init_logging() -> sts::logs::FlushOnDrop {
     } else if ansi {
         builder.init();
     } else {
-        // The same text, with the common fields written without `Debug` formatting.
-        builder.fmt_fields(sts::log_fields::PlainFields).init();
+        // The same text, with the timestamp and the common fields written without `core::fmt`.
+        builder
+            .fmt_fields(sts::log_format::PlainFields)
+            .with_timer(sts::log_format::Rfc3339Micros)
+            .init();
     }
     guard
 }

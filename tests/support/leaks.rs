@@ -33,10 +33,12 @@ impl<'a> MakeWriter<'a> for LogCapture {
 }
 
 impl LogCapture {
-    /// A subscriber that logs everything, as text and as JSON, into this capture.
+    /// A subscriber that logs everything, as text (the service's own field format) and as
+    /// JSON, into this capture.
     pub fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync + use<> {
         let text = tracing_subscriber::fmt::layer()
             .with_ansi(false)
+            .fmt_fields(sts::log_format::PlainFields)
             .with_writer(self.clone());
         let json = tracing_subscriber::fmt::layer()
             .json()

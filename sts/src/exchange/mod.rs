@@ -107,7 +107,7 @@ pub async fn handle(
                 .await
                 .inspect_err(|e| {
                     tracing::info!(
-                        caller = %caller.id,
+                        caller = caller.id.as_str(),
                         profile = trace.profile.unwrap_or("-"),
                         condition = trace.condition.as_deref().unwrap_or("-"),
                         error = %e.code,
@@ -313,7 +313,7 @@ fn log_exchange(
     exp: UnixTime,
 ) {
     // Every field a string, quoted and escaped like the subject's claims (and written
-    // without `Debug` formatting when nothing needs escaping: `log_fields`).
+    // without `Debug` formatting when nothing needs escaping: `log_format`).
     tracing::info!(
         profile = profile.name.as_str(),
         caller = caller.id.as_str(),

@@ -608,6 +608,14 @@ pub trait Minter: Send + Sync + 'static {
 /// Signs `draft` as a compact JWS with our active key and JOSE `typ` (header: `alg`, `typ`,
 /// `kid`): the default [`Minter::seal`].
 pub fn seal_jws(typ: &str, draft: Draft, signer: &Signer) -> Result<Minted, OAuthError> {
+    // The identifier a kind reports is the one its claims carry (every minting test checks).
+    debug_assert_eq!(
+        draft
+            .claims
+            .get(draft.id.claim)
+            .and_then(serde_json::Value::as_str),
+        Some(draft.id.value.as_str())
+    );
     let jws = signer
         .sign_jws(typ, &draft.claims)
         .map_err(|_| OAuthError::server_error("token signing failed"))?;

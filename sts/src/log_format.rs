@@ -1,12 +1,13 @@
-//! The fields of the text log format, written exactly as tracing-subscriber's default writes
-//! them (`name=value`, strings quoted and escaped as Rust's `Debug` escapes them), with a
-//! direct path for the values most lines carry: a string of printable ASCII that needs no
-//! escaping, an integer, a boolean. Those skip `Debug` formatting, which costs a few thousand
-//! instructions per line on the request path. Every other field goes to the default visitor.
+//! The text log format's timestamp and fields, written exactly as tracing-subscriber's
+//! defaults write them, only cheaper: the timestamp (RFC 3339, microseconds, UTC) without
+//! `core::fmt` padding, and the values most lines carry (a string of printable ASCII that needs
+//! no escaping, an integer, a boolean) as `name=value` without `Debug` formatting. Every other
+//! field goes to the default visitor, which quotes and escapes as Rust's `Debug` does. On the
+//! request path the defaults cost a few thousand instructions per line.
 //!
 //! Used for the text format without colours (`main.rs`). It must not change a byte of what a
 //! line says, and must never write a string that needs escaping without escaping it (log
-//! injection): the test compares it with the default on such values.
+//! injection): the tests compare it with the defaults on such values.
 
 use std::fmt;
 
@@ -14,6 +15,19 @@ use tracing::field::{Field, Visit};
 use tracing_subscriber::field::{RecordFields, VisitOutput};
 use tracing_subscriber::fmt::FormatFields;
 use tracing_subscriber::fmt::format::{DefaultVisitor, Writer};
+use tracing_subscriber::fmt::time::FormatTime;
+
+/// The [`FormatTime`] to give `tracing_subscriber::fmt().with_timer(…)`: the default's
+/// `2026-11-23T16:18:40.132108Z`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Rfc3339Micros;
+
+impl FormatTime for Rfc3339Micros {
+    fn format_time(&self, w: &mut Writer<'_>) -> fmt::Result {
+        let now = humantime::format_rfc3339_micros(std::time::SystemTime::now());
+        write!(w, "{now}")
+    }
+}
 
 /// The [`FormatFields`] to give `tracing_subscriber::fmt().fmt_fields(…)`.
 #[derive(Debug, Default, Clone, Copy)]
@@ -65,14 +79,26 @@ impl PlainVisitor<'_> {
         }
         let pad = if self.is_empty { "" } else { " " };
         self.is_empty = false;
-        let w = &mut self.writer;
-        self.result = match value {
-            Plain::Str(s) => write!(w, "{pad}{name}=\"{s}\""),
-            Plain::Int(i) => write!(w, "{pad}{name}={i}"),
-            Plain::UInt(u) => write!(w, "{pad}{name}={u}"),
-            Plain::Bool(b) => write!(w, "{pad}{name}={b}"),
-        };
+        self.result = self.write_pieces(pad, name, value);
         true
+    }
+
+    /// `{pad}{name}={value}` in pieces, without `core::fmt` for the strings.
+    fn write_pieces(&mut self, pad: &str, name: &str, value: Plain<'_>) -> fmt::Result {
+        let w = &mut self.writer;
+        w.write_str(pad)?;
+        w.write_str(name)?;
+        w.write_str("=")?;
+        match value {
+            Plain::Str(s) => {
+                w.write_str("\"")?;
+                w.write_str(s)?;
+                w.write_str("\"")
+            }
+            Plain::Int(i) => w.write_str(itoa::Buffer::new().format(i)),
+            Plain::UInt(u) => w.write_str(itoa::Buffer::new().format(u)),
+            Plain::Bool(b) => w.write_str(if b { "true" } else { "false" }),
+        }
     }
 
     /// The default visitor's writing of one field, continuing this line.
@@ -177,6 +203,9 @@ mod tests {
             "mixed"
         );
         tracing::info!(only = 1i64);
+        // Fields the `log` crate's bridge adds are skipped, without padding.
+        tracing::info!(log.target = "x", a = "b");
+        tracing::info!(a = "b", log.line = 3u64, c = 4i64);
         tracing::info!(a = "x", b = shown, c = "y\"", d = "z");
         let e = io::Error::other("disk \"full\"");
         tracing::error!(error = &e as &(dyn std::error::Error + 'static), "failed");
@@ -202,6 +231,36 @@ mod tests {
         tracing::subscriber::with_default(subscriber, events);
         let bytes = buffer.0.lock().unwrap().clone();
         String::from_utf8(bytes).unwrap()
+    }
+
+    /// The default timer's format, to the microsecond, in UTC.
+    #[test]
+    fn the_timestamp_is_the_defaults() {
+        use tracing_subscriber::fmt::time::SystemTime as DefaultTime;
+        let render = |timer: &dyn FormatTime| {
+            let mut out = String::new();
+            timer.format_time(&mut Writer::new(&mut out)).unwrap();
+            out
+        };
+        // The same second (retried across a second boundary), the same shape after it.
+        let (ours, theirs) = loop {
+            let (a, b, c) = (
+                render(&DefaultTime),
+                render(&Rfc3339Micros),
+                render(&DefaultTime),
+            );
+            if a[..19] == c[..19] {
+                break (b, a);
+            }
+        };
+        assert_eq!(ours[..19], theirs[..19], "{ours} / {theirs}");
+        assert_eq!(ours.len(), theirs.len(), "{ours} / {theirs}");
+        let fraction = &ours[19..];
+        assert!(
+            fraction.starts_with('.') && fraction.ends_with('Z'),
+            "{ours}"
+        );
+        assert!(fraction[1..7].bytes().all(|b| b.is_ascii_digit()), "{ours}");
     }
 
     /// Byte for byte what the default writes, escaping included.
