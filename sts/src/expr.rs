@@ -227,8 +227,13 @@ impl<'a> Roots<'a> {
 
     /// The JSON value at `root.a.b…` when every step is a member of an object.
     fn member(&self, root: &str, path: &str) -> Option<&'a Value> {
+        self.walk(root, path.split('.'))
+    }
+
+    /// The JSON value at `root` then each of `fields`, when every step is a member of an
+    /// object.
+    fn walk<'f>(&self, root: &str, mut fields: impl Iterator<Item = &'f str>) -> Option<&'a Value> {
         let source = self.sources[Self::index(root)?];
-        let mut fields = path.split('.');
         let mut value = source.member(fields.next()?)?;
         for field in fields {
             value = match value {
@@ -319,16 +324,7 @@ impl<'a> Variables<'a> {
     /// The JSON value at `root.path[0].path[1]…` when every step is a member of an object;
     /// `None` otherwise (the caller then evaluates the expression in CEL, which says why).
     pub fn json_path(&self, root: &str, path: &[String]) -> Option<&'a Value> {
-        let source = self.roots.sources[Roots::index(root)?];
-        let (first, rest) = path.split_first()?;
-        let mut value = source.member(first)?;
-        for field in rest {
-            value = match value {
-                Value::Object(o) => o.get(field)?,
-                _ => return None,
-            };
-        }
-        Some(value)
+        self.roots.walk(root, path.iter().map(String::as_str))
     }
 }
 
