@@ -60,21 +60,26 @@ enum Plain<'a> {
     Bool(bool),
 }
 
+/// Whether `name=value` is written directly: not the message, not a raw identifier
+/// (`r#type`), and no string that `Debug` would escape (those are the default's to write).
+fn is_direct(name: &str, value: &Plain<'_>) -> bool {
+    if name == "message" || name.starts_with("r#") {
+        return false;
+    }
+    match value {
+        Plain::Str(s) => s
+            .bytes()
+            .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\'),
+        Plain::Int(_) | Plain::UInt(_) | Plain::Bool(_) => true,
+    }
+}
+
 impl PlainVisitor<'_> {
     /// `name=value` without `Debug`, when the default would write the same bytes; `false`
     /// when the default must write it.
     fn write_plain(&mut self, field: &Field, value: Plain<'_>) -> bool {
         let name = field.name();
-        // The message, raw identifiers (`r#type`) and strings that need escaping are the
-        // default's to write.
-        if name == "message" || name.starts_with("r#") {
-            return false;
-        }
-        if let Plain::Str(s) = value
-            && !s
-                .bytes()
-                .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
-        {
+        if !is_direct(name, &value) {
             return false;
         }
         let pad = if self.is_empty { "" } else { " " };
@@ -203,9 +208,10 @@ mod tests {
             "mixed"
         );
         tracing::info!(only = 1i64);
-        // Fields the `log` crate's bridge adds are skipped, without padding.
+        // Fields the `log` crate's bridge adds are skipped, without padding, whatever their type.
         tracing::info!(log.target = "x", a = "b");
         tracing::info!(a = "b", log.line = 3u64, c = 4i64);
+        tracing::info!(log.n = -1i64, log.b = true, log.d = ?1.5, log.e = 2u64, z = "z");
         tracing::info!(a = "x", b = shown, c = "y\"", d = "z");
         let e = io::Error::other("disk \"full\"");
         tracing::error!(error = &e as &(dyn std::error::Error + 'static), "failed");
@@ -261,6 +267,31 @@ mod tests {
             "{ours}"
         );
         assert!(fraction[1..7].bytes().all(|b| b.is_ascii_digit()), "{ours}");
+    }
+
+    /// The direct path takes the values most lines carry, and leaves everything that needs
+    /// escaping (or is the message, or a raw identifier) to the default.
+    #[test]
+    fn plain_values_take_the_direct_path() {
+        for (name, value, direct) in [
+            ("sub", Plain::Str("user-1@example.com"), true),
+            ("sub", Plain::Str(""), true),
+            ("sub", Plain::Str("~ !#$%&'()*+,-./:;<=>?@[]^_`{|}"), true),
+            ("n", Plain::Int(-3), true),
+            ("n", Plain::UInt(3), true),
+            ("ok", Plain::Bool(false), true),
+            ("sub", Plain::Str("a\"b"), false),
+            ("sub", Plain::Str("a\\b"), false),
+            ("sub", Plain::Str("a\nb"), false),
+            ("sub", Plain::Str("\u{1b}"), false),
+            ("sub", Plain::Str("\u{7f}"), false),
+            ("sub", Plain::Str("é"), false),
+            ("message", Plain::Str("plain"), false),
+            ("r#type", Plain::Str("plain"), false),
+            ("r#type", Plain::Int(1), false),
+        ] {
+            assert_eq!(is_direct(name, &value), direct, "{name}");
+        }
     }
 
     /// Byte for byte what the default writes, escaping included.
