@@ -318,33 +318,20 @@ fn log_exchange(
         profile = profile.name.as_str(),
         caller = caller.id.as_str(),
         trust = &*subject.trust,
-        subject_iss = subject
-            .claims
-            .str_claim("iss")
-            .ok()
-            .flatten()
-            .unwrap_or("-"),
-        sub = subject
-            .claims
-            .str_claim("sub")
-            .ok()
-            .flatten()
-            .unwrap_or("-"),
-        subject_jti = subject
-            .claims
-            .str_claim("jti")
-            .ok()
-            .flatten()
-            .unwrap_or("-"),
-        actor_sub = actor
-            .and_then(|a| a.get("sub"))
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or("-"),
+        subject_iss = str_or_dash(&subject.claims, "iss"),
+        sub = str_or_dash(&subject.claims, "sub"),
+        subject_jti = str_or_dash(&subject.claims, "jti"),
+        actor_sub = actor.map_or("-", |a| str_or_dash(a, "sub")),
         issued_claim = minted.id.claim,
         issued_id = minted.id.value.as_str(),
         exp,
         "token exchanged"
     );
+}
+
+/// A string claim for a log line, `-` when absent or not a string.
+fn str_or_dash<'c>(claims: &'c Claims, name: &'static str) -> &'c str {
+    claims.str_claim(name).ok().flatten().unwrap_or("-")
 }
 
 /// Verifies a subject or actor token with the first of the profile's accepted trust entries

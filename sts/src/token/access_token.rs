@@ -92,8 +92,7 @@ impl Minter for AccessTokenMinter {
         claims.insert("aud".into(), audience_value(&r.audience));
         claims.insert("iat".into(), r.issued_at.into());
         claims.insert("exp".into(), r.expires_at.into());
-        let id = super::IssuedId::new_jti()?;
-        claims.insert("jti".into(), id.value.clone().into());
+        let id = super::IssuedId::insert_new_jti(&mut claims)?;
         claims.insert("client_id".into(), req.caller.id.clone().into());
         match &scope {
             Some(s) => claims.insert("scope".into(), s.clone().into()),

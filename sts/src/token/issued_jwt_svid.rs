@@ -119,8 +119,7 @@ impl Minter for JwtSvidMinter {
         claims.insert("iss".into(), r.issuer.clone().into());
         claims.insert("iat".into(), r.issued_at.into());
         claims.insert("exp".into(), r.expires_at.into());
-        let id = super::IssuedId::new_jti()?;
-        claims.insert("jti".into(), id.value.clone().into());
+        let id = super::IssuedId::insert_new_jti(&mut claims)?;
         match &r.act {
             Some(act) => claims.insert("act".into(), act.clone()),
             None => claims.remove("act"),

@@ -80,8 +80,7 @@ impl Minter for WitMinter {
         }
         claims.insert("iat".into(), r.issued_at.into());
         claims.insert("exp".into(), expires_at.into());
-        let id = super::IssuedId::new_jti()?;
-        claims.insert("jti".into(), id.value.clone().into());
+        let id = super::IssuedId::insert_new_jti(&mut claims)?;
         claims.insert("cnf".into(), json!({ "jwk": proven.jwk }));
         claims.remove("aud");
         match &r.act {

@@ -482,6 +482,13 @@ impl IssuedId {
             value: crate::jose::b64_encode(&bytes),
         })
     }
+
+    /// A fresh `jti`, set in `claims`.
+    pub fn insert_new_jti(claims: &mut Claims) -> Result<Self, OAuthError> {
+        let id = Self::new_jti()?;
+        claims.insert("jti".into(), id.value.clone().into());
+        Ok(id)
+    }
 }
 
 /// Everything a minter may read: the mapped claims, the engine's decisions, the verified
