@@ -430,18 +430,32 @@ pub fn caller_value(caller: &Caller) -> serde_json::Value {
     json!({"id": caller.id, "method": caller.method.as_str()})
 }
 
-/// `request` as CEL sees it (absent strings are "").
+/// `request` as CEL sees it (absent strings are ""). Built member by member: cloning the
+/// context objects directly is cheaper than serializing them into a new value.
 pub fn request_value(req: &ExchangeRequest) -> serde_json::Value {
-    json!({
-        "audience": req.audience,
-        "resource": req.resource,
-        "scope": req.scope.as_deref().unwrap_or(""),
-        "requested_token_type": req.requested_token_type.as_deref().unwrap_or(""),
-        "subject_token_type": req.subject.token_type,
-        "actor_token_type": req.actor.as_ref().map_or("", |a| a.token_type.as_str()),
-        "request_context": req.request_context,
-        "request_details": req.request_details,
-    })
+    use serde_json::{Map, Value};
+    let strings = |v: &[String]| Value::Array(v.iter().cloned().map(Value::String).collect());
+    let text = |s: Option<&str>| Value::String(s.unwrap_or("").to_owned());
+    let object = |o: &Option<Claims>| o.clone().map_or(Value::Null, Value::Object);
+    let mut m = Map::new();
+    m.insert("audience".into(), strings(&req.audience));
+    m.insert("resource".into(), strings(&req.resource));
+    m.insert("scope".into(), text(req.scope.as_deref()));
+    m.insert(
+        "requested_token_type".into(),
+        text(req.requested_token_type.as_deref()),
+    );
+    m.insert(
+        "subject_token_type".into(),
+        text(Some(&req.subject.token_type)),
+    );
+    m.insert(
+        "actor_token_type".into(),
+        text(req.actor.as_ref().map(|a| a.token_type.as_str())),
+    );
+    m.insert("request_context".into(), object(&req.request_context));
+    m.insert("request_details".into(), object(&req.request_details));
+    Value::Object(m)
 }
 
 fn check_condition(profile: &Profile, vars: &Variables) -> Result<(), OAuthError> {
@@ -523,4 +537,71 @@ fn expiry(
         }
     }
     Ok(exp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Token;
+
+    fn typed(token_type: &str) -> TypedToken {
+        TypedToken {
+            token: Token::new("t"),
+            token_type: token_type.into(),
+        }
+    }
+
+    /// Every member CEL and mappings read, with its value or its default when absent.
+    #[test]
+    fn request_value_has_every_member() {
+        let object = |v: serde_json::Value| v.as_object().cloned();
+        let full = ExchangeRequest {
+            subject: typed("urn:s"),
+            actor: Some(typed("urn:a")),
+            requested_token_type: Some("urn:r".into()),
+            targets: vec!["a1".into(), "a2".into(), "https://r".into()],
+            audience: vec!["a1".into(), "a2".into()],
+            resource: vec!["https://r".into()],
+            scope: Some("x y".into()),
+            request_context: object(json!({"ip": "10.0.0.1", "n": {"d": [1]}})),
+            request_details: object(json!({"op": "buy"})),
+        };
+        assert_eq!(
+            request_value(&full),
+            json!({
+                "audience": ["a1", "a2"],
+                "resource": ["https://r"],
+                "scope": "x y",
+                "requested_token_type": "urn:r",
+                "subject_token_type": "urn:s",
+                "actor_token_type": "urn:a",
+                "request_context": {"ip": "10.0.0.1", "n": {"d": [1]}},
+                "request_details": {"op": "buy"},
+            })
+        );
+        let bare = ExchangeRequest {
+            subject: typed("urn:s"),
+            actor: None,
+            requested_token_type: None,
+            targets: vec![],
+            audience: vec![],
+            resource: vec![],
+            scope: None,
+            request_context: None,
+            request_details: None,
+        };
+        assert_eq!(
+            request_value(&bare),
+            json!({
+                "audience": [],
+                "resource": [],
+                "scope": "",
+                "requested_token_type": "",
+                "subject_token_type": "urn:s",
+                "actor_token_type": "",
+                "request_context": null,
+                "request_details": null,
+            })
+        );
+    }
 }

@@ -21,6 +21,8 @@ use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{
     self, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair,
 };
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 
 use crate::jose::{Alg, b64_encode};
@@ -180,6 +182,9 @@ fn public_members(pair: &Pair) -> (String, Value) {
 /// Signs every token we issue, and publishes our public keys.
 pub struct Signer {
     active: SigningKey,
+    /// The start of every protected header, `{"alg":…,"kid":…,"typ":`, built once: the header
+    /// is the same for every token of a kind, so a request only appends `typ`.
+    header_prefix: Vec<u8>,
     jwks: Value,
     rng: SystemRandom,
 }
@@ -202,8 +207,16 @@ impl Signer {
                 .filter(|k| k.kid != active.kid)
                 .map(|k| k.public_jwk.clone()),
         );
+        // Members in the order serde_json writes a map (sorted): the bytes are the same as
+        // those of `json!({"alg", "kid", "typ"})`, which a test checks.
+        let mut header_prefix = br#"{"alg":"#.to_vec();
+        push_json_str(&mut header_prefix, active.alg().as_str());
+        header_prefix.extend_from_slice(br#","kid":"#);
+        push_json_str(&mut header_prefix, &active.kid);
+        header_prefix.extend_from_slice(br#","typ":"#);
         Self {
             active,
+            header_prefix,
             jwks: json!({ "keys": keys }),
             rng: SystemRandom::new(),
         }
@@ -270,24 +283,49 @@ impl Signer {
         &self.jwks
     }
 
-    /// Signs `claims` as a compact JWS with header `{alg, typ, kid}`.
+    /// Signs `claims` as a compact JWS with header `{alg, kid, typ}`, each part encoded
+    /// straight into the token (no intermediate strings).
     pub fn sign_jws(
         &self,
         typ: &str,
         claims: &serde_json::Map<String, Value>,
     ) -> Result<String, KeyError> {
-        let header = json!({"alg": self.alg().as_str(), "typ": typ, "kid": self.active.kid});
-        let header = serde_json::to_vec(&header).map_err(|_| KeyError::Sign)?;
+        let mut header = Vec::with_capacity(self.header_prefix.len() + typ.len() + 3);
+        header.extend_from_slice(&self.header_prefix);
+        push_json_str(&mut header, typ);
+        header.push(b'}');
         let payload = serde_json::to_vec(claims).map_err(|_| KeyError::Sign)?;
-        let mut out = String::with_capacity((header.len() + payload.len()) * 4 / 3 + 140);
-        out.push_str(&b64_encode(&header));
+        let mut out = String::with_capacity(
+            b64_len(header.len()) + b64_len(payload.len()) + b64_len(self.signature_len()) + 2,
+        );
+        URL_SAFE_NO_PAD.encode_string(&header, &mut out);
         out.push('.');
-        out.push_str(&b64_encode(&payload));
+        URL_SAFE_NO_PAD.encode_string(&payload, &mut out);
         let signature = self.active.sign(&self.rng, out.as_bytes())?;
         out.push('.');
-        out.push_str(&b64_encode(&signature));
+        URL_SAFE_NO_PAD.encode_string(&signature, &mut out);
         Ok(out)
     }
+
+    /// The length of a signature of the active key, in bytes.
+    fn signature_len(&self) -> usize {
+        match &self.active.pair {
+            Pair::Es256(_) => 64,
+            Pair::EdDsa(_) => 64,
+            Pair::Rs256(k) => k.public_modulus_len(),
+        }
+    }
+}
+
+/// `s` as a JSON string (quoted, escaped) appended to `out`.
+fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    // Writing a `&str` to a `Vec` cannot fail; serde_json escapes exactly as it does in maps.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// The length of the unpadded base64url encoding of `n` bytes.
+fn b64_len(n: usize) -> usize {
+    (n * 4).div_ceil(3)
 }
 
 fn load_dir(dir: &Path) -> Result<Vec<(SigningKey, SystemTime)>, KeyError> {
@@ -368,6 +406,58 @@ pub use pem::{decode as pem_decode, encode as pem_encode};
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The header built from the prefix is byte for byte what `json!` gave before (members
+    /// sorted, strings escaped), the payload is the claims, and the signature verifies and has
+    /// the length the buffer was sized for.
+    #[test]
+    fn compact_jws_parts_are_exact() {
+        use aws_lc_rs::signature::{self, UnparsedPublicKey};
+        let claims: serde_json::Map<String, Value> =
+            serde_json::from_value(json!({"sub": "alice", "n": 1, "q": "a\"b"})).unwrap();
+        for alg in [Alg::ES256, Alg::EdDSA, Alg::RS256] {
+            let der = SigningKey::generate_pkcs8(alg).unwrap();
+            let signer = Signer::new(SigningKey::from_pkcs8(&der).unwrap(), &[]);
+            for typ in ["txntoken+jwt", "odd\"typ\\\u{1}"] {
+                let jws = signer.sign_jws(typ, &claims).unwrap();
+                let parts: Vec<&str> = jws.split('.').collect();
+                assert_eq!(parts.len(), 3);
+                let decode = |p: &str| URL_SAFE_NO_PAD.decode(p).unwrap();
+                let expected = json!({"alg": alg.as_str(), "typ": typ, "kid": signer.kid()});
+                assert_eq!(decode(parts[0]), serde_json::to_vec(&expected).unwrap());
+                assert_eq!(decode(parts[1]), serde_json::to_vec(&claims).unwrap());
+                let sig = decode(parts[2]);
+                assert_eq!(sig.len(), signer.signature_len(), "{alg:?}");
+                let (public, verify_alg): (Vec<u8>, &dyn signature::VerificationAlgorithm) =
+                    match &signer.active.pair {
+                        Pair::Es256(k) => (
+                            k.public_key().as_ref().to_vec(),
+                            &signature::ECDSA_P256_SHA256_FIXED,
+                        ),
+                        Pair::EdDsa(k) => (k.public_key().as_ref().to_vec(), &signature::ED25519),
+                        Pair::Rs256(k) => (
+                            k.public_key().as_ref().to_vec(),
+                            &signature::RSA_PKCS1_2048_8192_SHA256,
+                        ),
+                    };
+                let signed = &jws[..jws.rfind('.').unwrap()];
+                UnparsedPublicKey::new(verify_alg, public)
+                    .verify(signed.as_bytes(), &sig)
+                    .unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn base64url_lengths_are_exact() {
+        for n in 0..200 {
+            assert_eq!(
+                b64_len(n),
+                URL_SAFE_NO_PAD.encode(vec![0u8; n]).len(),
+                "{n}"
+            );
+        }
+    }
 
     #[test]
     fn key_files_are_private_and_written_whole() {
