@@ -7,6 +7,8 @@
 #   (a) distinct: a new user token on every request
 #   (b) zipf:     requests drawn Zipf(s=1.1) over 1,000 live user tokens (verified-subject cache)
 #   then both again through nginx configured as in docs/ingress.md.
+# Beside each peak: the server's CPU per request, user and system (from /proc/PID/stat), and at
+# the end the same for GET /healthz, the cost of any request on this machine.
 #   bash sts/benches/txn.sh
 #   RUNS=3 DURATION=5s SKIP_NGINX=1 bash sts/benches/txn.sh
 #   BUSY_POLL=2ms bash sts/benches/txn.sh      # the server with `busy_poll: 2ms`
@@ -75,6 +77,14 @@ start_nginx() { # dir
 
 median() { sort -n | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
 
+# The server's CPU time so far, user and system, in clock ticks (/proc/PID/stat fields 14, 15).
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
+cpu_ticks() { awk '{print $14, $15}' "/proc/$SERVER/stat"; }
+# per_request BEFORE AFTER REQUESTS: "user sys", the server's CPU µs per request in between.
+per_request() {
+  echo "$1 $2 $3" | awk -v t="$TICK_US" '{printf "%.1f %.1f\n", ($3-$1)*t/$5, ($4-$2)*t/$5}'
+}
+
 # measure NAME DIR URL SCRIPT MODE [FRESH]
 # FRESH: restart the server before every run and warm it up on the last 20,000 requests, so
 # that no user token of a run was seen by that server before (the distinct workload: a token
@@ -88,7 +98,11 @@ measure() {
       start_sts "$dir"
       START=$((COUNT - 20000)) taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d2s -s "$dir/$script" "$url" >/dev/null
     fi
+    local before
+    before=$(cpu_ticks)
     START=0 taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$dir/$script" "$url" >"$dir/wrk-$name-$run.txt"
+    per_request "$before" "$(cpu_ticks)" "$(awk '/requests in/ {print $1}' "$dir/wrk-$name-$run.txt")" \
+      >>"$dir/cpu-$name.txt"
     if grep -q "Non-2xx" "$dir/wrk-$name-$run.txt"; then
       echo "$name run $run had failed requests:"; cat "$dir/wrk-$name-$run.txt"; exit 1
     fi
@@ -108,8 +122,9 @@ measure() {
   local lat
   lat=$(taskset -c 1 target/release/sts-bench rate --dir "$dir" --mode "$mode" --url "$target" \
         --rate "$rate" --seconds "${DURATION%s}" --connections "$CONNECTIONS")
-  printf "%-16s peak %8.0f/s (runs: %s)\n                 at 80%%: %s\n" "$name" "$peak" \
-    "$(tr '\n' ' ' <"$dir/rates-$name.txt")" "$lat"
+  printf "%-16s peak %8.0f/s (runs: %s)\n                 server CPU per request (median): user %s µs, system %s µs\n                 at 80%%: %s\n" \
+    "$name" "$peak" "$(tr '\n' ' ' <"$dir/rates-$name.txt")" \
+    "$(cut -d' ' -f1 "$dir/cpu-$name.txt" | median)" "$(cut -d' ' -f2 "$dir/cpu-$name.txt" | median)" "$lat"
   echo "$peak" >"$dir/peak-$name.txt"
 }
 
@@ -132,6 +147,15 @@ if [ -z "${SKIP_NGINX:-}" ]; then
   measure "zipf+nginx" "$OUT/zipf" "http://127.0.0.1:$NGINX_PORT" gateway.lua gateway
 fi
 echo "server RSS: $(ps -o rss= -p "$SERVER" | tr -d ' ') KiB"
+# The baseline every request pays on this machine: the same server answering GET /healthz
+# (a constant JSON body; no policy, no crypto), closed loop as above.
+echo 'request = function() return wrk.format("GET", "/healthz") end' >"$OUT/healthz.lua"
+taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d2s -s "$OUT/healthz.lua" "http://127.0.0.1:$PORT" >/dev/null
+before=$(cpu_ticks)
+taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"$DURATION" -s "$OUT/healthz.lua" "http://127.0.0.1:$PORT" >"$OUT/wrk-healthz.txt"
+read -r hz_user hz_sys < <(per_request "$before" "$(cpu_ticks)" "$(awk '/requests in/ {print $1}' "$OUT/wrk-healthz.txt")")
+printf "%-16s %8.0f/s; server CPU per request: user %s µs, system %s µs\n" "GET /healthz" \
+  "$(awk '/Requests\/sec/ {print $2}' "$OUT/wrk-healthz.txt")" "$hz_user" "$hz_sys"
 floor_after=$(taskset -c 0 target/release/sts-bench floor)
 echo "$floor_before (before)"
 echo "$floor_after (after)"
