@@ -162,6 +162,7 @@ fn txn_request(subject: &str, scope: &str) -> Form {
 fn expect_txn(r: &Reply, jwks: &Value) -> (String, Value) {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.headers.get("cache-control").unwrap(), "no-store");
+    assert_eq!(r.headers.get("content-type").unwrap(), "application/json");
     assert_eq!(r.json["token_type"], "N_A");
     assert_eq!(r.json["issued_token_type"], TXN);
     assert!(r.json.get("refresh_token").is_none());

@@ -77,12 +77,23 @@ start_nginx() { # dir
 
 median() { sort -n | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
 
-# The server's CPU time so far, user and system, in clock ticks (/proc/PID/stat fields 14, 15).
-TICK_US=$((1000000 / $(getconf CLK_TCK)))
-cpu_ticks() { awk '{print $14, $15}' "/proc/$SERVER/stat"; }
-# per_request BEFORE AFTER REQUESTS: "user sys", the server's CPU µs per request in between.
+# The server's CPU time so far, user and system, in clock ticks (/proc/PID/stat utime and
+# stime, counted after the command name, which may hold spaces).
+HZ=$(getconf CLK_TCK)
+cpu_ticks() { sed 's/.*) //' "/proc/$SERVER/stat" | awk '{print $12, $13}'; }
+# per_request BEFORE AFTER REQUESTS: "user sys", the server's CPU µs per request in between
+# ("n/a n/a" without requests). The kernel splits user and system time by sampling ticks, and
+# the window includes wrk's connecting and its last requests in flight: read them to ±1 µs.
 per_request() {
-  echo "$1 $2 $3" | awk -v t="$TICK_US" '{printf "%.1f %.1f\n", ($3-$1)*t/$5, ($4-$2)*t/$5}'
+  echo "$1 $2 $3" | awk -v hz="$HZ" 'NF < 5 || $5 + 0 <= 0 {print "n/a n/a"; exit}
+    {printf "%.1f %.1f\n", ($3-$1)*1e6/hz/$5, ($4-$2)*1e6/hz/$5}'
+}
+# check_wrk FILE NAME: stop with wrk's output when any response was not a success. (Socket
+# errors are not counted: nginx closes a client connection after 1,000 requests.)
+check_wrk() {
+  if grep -q "Non-2xx" "$1"; then
+    echo "$2 had failed requests:"; cat "$1"; exit 1
+  fi
 }
 
 # measure NAME DIR URL SCRIPT MODE [FRESH]
@@ -101,11 +112,11 @@ measure() {
     local before
     before=$(cpu_ticks)
     START=0 taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$dir/$script" "$url" >"$dir/wrk-$name-$run.txt"
-    per_request "$before" "$(cpu_ticks)" "$(awk '/requests in/ {print $1}' "$dir/wrk-$name-$run.txt")" \
+    local after
+    after=$(cpu_ticks)
+    check_wrk "$dir/wrk-$name-$run.txt" "$name run $run" >&2
+    per_request "$before" "$after" "$(awk '/requests in/ {print $1}' "$dir/wrk-$name-$run.txt")" \
       >>"$dir/cpu-$name.txt"
-    if grep -q "Non-2xx" "$dir/wrk-$name-$run.txt"; then
-      echo "$name run $run had failed requests:"; cat "$dir/wrk-$name-$run.txt"; exit 1
-    fi
     awk '/Requests\/sec/ {print $2}' "$dir/wrk-$name-$run.txt"
   done >"$dir/rates-$name.txt"
   local peak
@@ -153,7 +164,10 @@ echo 'request = function() return wrk.format("GET", "/healthz") end' >"$OUT/heal
 taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d2s -s "$OUT/healthz.lua" "http://127.0.0.1:$PORT" >/dev/null
 before=$(cpu_ticks)
 taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"$DURATION" -s "$OUT/healthz.lua" "http://127.0.0.1:$PORT" >"$OUT/wrk-healthz.txt"
-read -r hz_user hz_sys < <(per_request "$before" "$(cpu_ticks)" "$(awk '/requests in/ {print $1}' "$OUT/wrk-healthz.txt")")
+after=$(cpu_ticks)
+check_wrk "$OUT/wrk-healthz.txt" "GET /healthz"
+hz=$(per_request "$before" "$after" "$(awk '/requests in/ {print $1}' "$OUT/wrk-healthz.txt")")
+read -r hz_user hz_sys <<<"$hz"
 printf "%-16s %8.0f/s; server CPU per request: user %s µs, system %s µs\n" "GET /healthz" \
   "$(awk '/Requests\/sec/ {print $2}' "$OUT/wrk-healthz.txt")" "$hz_user" "$hz_sys"
 floor_after=$(taskset -c 0 target/release/sts-bench floor)

@@ -653,6 +653,11 @@ impl Reply {
         assert_eq!(self.status, 200, "body: {}", self.body);
         assert_eq!(self.headers.get("cache-control").unwrap(), "no-store");
         assert_eq!(self.headers.get("pragma").unwrap(), "no-cache");
+        // RFC 6749 §5.1: application/json (exactly, as the response is built by hand).
+        assert_eq!(
+            self.headers.get("content-type").unwrap(),
+            "application/json"
+        );
         assert_eq!(self.json["issued_token_type"], ACCESS_TOKEN);
         assert_eq!(self.json["token_type"], "Bearer");
         assert!(self.json["expires_in"].as_i64().unwrap() > 0);

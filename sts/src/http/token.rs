@@ -28,7 +28,8 @@ pub async fn token(
     let response = exchange::handle(&state, &snap, request, now).await?;
     // Serialized into a buffer sized for the token up front (no regrowth while the token is
     // copied in); same bytes as `HttpResponseBuilder::json`.
-    let mut body = Vec::with_capacity(response.access_token.len() + 256);
+    let scope_len = response.scope.as_ref().map_or(0, String::len);
+    let mut body = Vec::with_capacity(response.access_token.len() + scope_len + 256);
     serde_json::to_writer(&mut body, &response)
         .map_err(|_| OAuthError::server_error("the response could not be written"))?;
     Ok(HttpResponse::Ok()

@@ -612,8 +612,8 @@ pub trait Minter: Send + Sync + 'static {
     }
 }
 
-/// Signs `draft` as a compact JWS with our active key and JOSE `typ` (header: `alg`, `typ`,
-/// `kid`): the default [`Minter::seal`].
+/// Signs `draft` as a compact JWS with our active key and JOSE `typ` (header: `alg`, `kid`,
+/// `typ`): the default [`Minter::seal`].
 pub fn seal_jws(typ: &str, draft: Draft, signer: &Signer) -> Result<Minted, OAuthError> {
     // The identifier a kind reports is the one its claims carry (every minting test checks).
     debug_assert_eq!(
