@@ -27,6 +27,17 @@ pub fn b64_encode(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// [`b64_encode`] appended to `out`, without an intermediate string.
+pub fn b64_encode_into(bytes: &[u8], out: &mut String) {
+    URL_SAFE_NO_PAD.encode_string(bytes, out);
+}
+
+/// The length of [`b64_encode`]'s output for `n` bytes (a capacity hint: 0 if it would
+/// overflow).
+pub fn b64_len(n: usize) -> usize {
+    base64::encoded_len(n, false).unwrap_or(0)
+}
+
 #[cfg(test)]
 mod properties {
     use super::*;
