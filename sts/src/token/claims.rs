@@ -101,3 +101,147 @@ pub fn object(v: Value) -> crate::jose::Claims {
         _ => crate::jose::Claims::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const NOW: UnixTime = 1_800_000_000;
+
+    fn claims(v: Value) -> Claims {
+        object(v)
+    }
+
+    fn times(v: Value, leeway: i64) -> Result<i64, Rejection> {
+        claims(v).check_times_at(NOW, leeway)
+    }
+
+    /// RFC 7519 §4.1.4: the token must not be accepted on or after `exp` (plus the leeway).
+    #[test]
+    fn exp_boundary_with_and_without_leeway() {
+        assert_eq!(times(json!({"exp": NOW + 1}), 0), Ok(NOW + 1));
+        assert_eq!(times(json!({"exp": NOW}), 0), Err(Rejection::Expired));
+        assert_eq!(times(json!({"exp": NOW - 29}), 30), Ok(NOW - 29));
+        assert_eq!(times(json!({"exp": NOW - 30}), 30), Err(Rejection::Expired));
+        assert_eq!(
+            times(json!({"iat": NOW}), 0),
+            Err(Rejection::MissingClaim("exp"))
+        );
+    }
+
+    /// RFC 7519 §4.1.5: not before `nbf` (minus the leeway).
+    #[test]
+    fn nbf_boundary() {
+        let exp = NOW + 600;
+        assert_eq!(times(json!({"exp": exp, "nbf": NOW}), 0), Ok(exp));
+        assert_eq!(
+            times(json!({"exp": exp, "nbf": NOW + 1}), 0),
+            Err(Rejection::NotYetValid)
+        );
+        assert_eq!(times(json!({"exp": exp, "nbf": NOW + 5}), 5), Ok(exp));
+        assert_eq!(
+            times(json!({"exp": exp, "nbf": NOW + 6}), 5),
+            Err(Rejection::NotYetValid)
+        );
+    }
+
+    /// RFC 7519 §4.1.6: an `iat` later than now (plus the leeway) is refused.
+    #[test]
+    fn iat_boundary() {
+        let exp = NOW + 600;
+        assert_eq!(times(json!({"exp": exp, "iat": NOW}), 0), Ok(exp));
+        assert_eq!(
+            times(json!({"exp": exp, "iat": NOW + 1}), 0),
+            Err(Rejection::IssuedInFuture)
+        );
+        assert_eq!(times(json!({"exp": exp, "iat": NOW + 5}), 5), Ok(exp));
+        assert_eq!(
+            times(json!({"exp": exp, "iat": NOW + 6}), 5),
+            Err(Rejection::IssuedInFuture)
+        );
+    }
+
+    /// The time claims are checked in the order exp, nbf, iat, and a malformed one is refused
+    /// as malformed, not as expired.
+    #[test]
+    fn malformed_time_claims_are_named() {
+        for (claim, bad) in [("exp", json!("soon")), ("nbf", json!(true)), ("iat", json!([1]))] {
+            let mut c = json!({"exp": NOW + 600});
+            c[claim] = bad;
+            assert_eq!(times(c, 0), Err(Rejection::BadClaim(claim)), "{claim}");
+        }
+    }
+
+    /// NumericDate (RFC 7519 §2): whole or fractional seconds from 1970 to 9999; anything
+    /// outside is malformed, never wrapped or saturated into "far future".
+    #[test]
+    fn numeric_date_range() {
+        let t = |v: Value| claims(json!({ "t": v })).time_claim("t");
+        assert_eq!(t(json!(0)), Ok(Some(0)));
+        assert_eq!(t(json!(MAX_NUMERIC_DATE)), Ok(Some(MAX_NUMERIC_DATE)));
+        assert_eq!(t(json!(MAX_NUMERIC_DATE + 1)), Err(Rejection::BadClaim("t")));
+        assert_eq!(t(json!(-1)), Err(Rejection::BadClaim("t")));
+        assert_eq!(t(json!(i64::MAX)), Err(Rejection::BadClaim("t")));
+        assert_eq!(t(json!(u64::MAX)), Err(Rejection::BadClaim("t")));
+        assert_eq!(t(json!(1_800_000_000.9)), Ok(Some(1_800_000_000)));
+        assert_eq!(t(json!(253_402_300_799.5)), Ok(Some(MAX_NUMERIC_DATE)));
+        assert_eq!(t(json!(253_402_300_800.0)), Err(Rejection::BadClaim("t")));
+        assert_eq!(t(json!(-1.5)), Err(Rejection::BadClaim("t")));
+        assert_eq!(t(json!(1e300)), Err(Rejection::BadClaim("t")));
+        assert_eq!(t(json!(-1e300)), Err(Rejection::BadClaim("t")));
+        assert_eq!(claims(json!({})).time_claim("t"), Ok(None));
+    }
+
+    /// An absurd leeway or date neither wraps nor panics.
+    #[test]
+    fn saturating_time_arithmetic() {
+        let c = claims(json!({"exp": MAX_NUMERIC_DATE, "nbf": MAX_NUMERIC_DATE, "iat": 0}));
+        assert_eq!(c.check_times_at(NOW, i64::MAX), Ok(MAX_NUMERIC_DATE));
+        assert_eq!(
+            c.check_times_at(i64::MAX, 0),
+            Err(Rejection::Expired),
+            "now beyond every date"
+        );
+    }
+
+    #[test]
+    fn string_claims() {
+        let c = claims(json!({"sub": "alice", "n": 1}));
+        assert_eq!(c.str_claim("sub"), Ok(Some("alice")));
+        assert_eq!(c.str_claim("none"), Ok(None));
+        assert_eq!(c.str_claim("n"), Err(Rejection::BadClaim("n")));
+        assert_eq!(c.required_str("sub"), Ok("alice"));
+        assert_eq!(c.required_str("none"), Err(Rejection::MissingClaim("none")));
+        assert_eq!(c.required_str("n"), Err(Rejection::BadClaim("n")));
+    }
+
+    /// RFC 7519 §4.1.3: `aud` is a string or an array of strings; one of ours must appear.
+    #[test]
+    fn audience_single_and_multi_valued() {
+        let ours = ["https://sts.example".to_owned(), "example.com".to_owned()];
+        let has = |v: Value| audience_contains(Some(&v), &ours);
+        assert_eq!(audience_contains(None, &ours), Ok(false));
+        assert_eq!(has(json!("example.com")), Ok(true));
+        assert_eq!(has(json!("https://sts.example")), Ok(true));
+        assert_eq!(has(json!("example.com/")), Ok(false), "exact match only");
+        assert_eq!(has(json!("EXAMPLE.COM")), Ok(false), "case-sensitive");
+        assert_eq!(has(json!(["other", "example.com"])), Ok(true), "last of many");
+        assert_eq!(has(json!(["example.com", "other"])), Ok(true), "first of many");
+        assert_eq!(has(json!(["other", "another"])), Ok(false));
+        assert_eq!(has(json!([])), Ok(false));
+        assert_eq!(audience_contains(Some(&json!("example.com")), &[]), Ok(false));
+        // A malformed member spoils the claim even when another member matches.
+        assert_eq!(has(json!(["example.com", 7])), Err(Rejection::BadClaim("aud")));
+        assert_eq!(has(json!([7, "example.com"])), Err(Rejection::BadClaim("aud")));
+        assert_eq!(has(json!({"aud": "example.com"})), Err(Rejection::BadClaim("aud")));
+        assert_eq!(has(json!(null)), Err(Rejection::BadClaim("aud")));
+    }
+
+    #[test]
+    fn object_takes_only_objects() {
+        assert_eq!(object(json!({"a": 1})).len(), 1);
+        assert!(object(json!([1, 2])).is_empty());
+        assert!(object(json!("x")).is_empty());
+    }
+}
