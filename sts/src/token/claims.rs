@@ -36,14 +36,11 @@ impl ClaimsExt for Claims {
             None => Ok(None),
             // NumericDate (RFC 7519 §2) may be fractional; whole seconds are enough for every
             // comparison here. Dates outside years 1970–9999 are malformed, not "far future":
-            // an `exp` of i64::MAX or 1e300 is refused, never wrapped.
+            // an `exp` of i64::MAX or 1e300 is refused, never wrapped (`as` saturates, and the
+            // range check below refuses the saturated value).
             Some(Value::Number(n)) => n
                 .as_i64()
-                .or_else(|| {
-                    n.as_f64()
-                        .filter(|f| f.is_finite() && f.abs() < 1e15)
-                        .map(|f| f as i64)
-                })
+                .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
                 .filter(|t| (0..=MAX_NUMERIC_DATE).contains(t))
                 .map(Some)
                 .ok_or(Rejection::BadClaim(name)),
