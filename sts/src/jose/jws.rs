@@ -194,6 +194,137 @@ mod tests {
         );
     }
 
+    /// A signer of ours and the key set its JWKS publishes.
+    fn key_pair(alg: Alg) -> (crate::keys::Signer, crate::jose::jwk::KeySet) {
+        use crate::keys::{Signer, SigningKey};
+        let der = SigningKey::generate_pkcs8(alg).unwrap();
+        let signer = Signer::new(SigningKey::from_pkcs8(&der).unwrap(), &[]);
+        let jwks = serde_json::to_vec(signer.jwks()).unwrap();
+        let (set, _) = crate::jose::jwk::KeySet::from_jwks(&jwks, &[alg]).unwrap();
+        (signer, set)
+    }
+
+    fn verify_with(token: &str, key: &VerifyingKey) -> Result<Claims, JoseError> {
+        UnverifiedJws::parse(token, 4096).unwrap().verify(key)
+    }
+
+    fn claims() -> Claims {
+        let mut c = Claims::new();
+        c.insert("sub".into(), "alice".into());
+        c
+    }
+
+    /// RFC 7515 §5.2: the signature covers exactly `header.payload`; any other key, payload
+    /// or algorithm fails.
+    #[test]
+    fn verify_checks_the_signing_input_key_and_alg() {
+        let (signer, keys) = key_pair(Alg::ES256);
+        let key = keys.find(None, Alg::ES256).unwrap();
+        let (other, other_keys) = key_pair(Alg::ES256);
+        let other_key = other_keys.find(None, Alg::ES256).unwrap();
+        let (_, eddsa_keys) = key_pair(Alg::EdDSA);
+        let eddsa_key = eddsa_keys.find(None, Alg::EdDSA).unwrap();
+        let token = signer.sign_jws("at+jwt", &claims()).unwrap();
+
+        let jws = UnverifiedJws::parse(&token, token.len()).unwrap();
+        assert_eq!(jws.header.alg, Alg::ES256);
+        assert!(jws.header.typ_is("application/at+jwt"));
+        assert_eq!(jws.header.kid.as_deref(), Some(signer.kid()));
+        assert_eq!(jws.header.member_count, 3);
+        assert_eq!(jws.verify(key).unwrap(), claims());
+
+        assert_eq!(verify_with(&token, other_key), Err(JoseError::BadSignature));
+        assert_eq!(
+            verify_with(&token, eddsa_key),
+            Err(JoseError::AlgNotAllowed)
+        );
+
+        // Another token's payload under this token's header and signature.
+        let mut bob = Claims::new();
+        bob.insert("sub".into(), "bob".into());
+        let forged_from = signer.sign_jws("at+jwt", &bob).unwrap();
+        let parts: Vec<&str> = token.split('.').collect();
+        let bob_parts: Vec<&str> = forged_from.split('.').collect();
+        let spliced = format!("{}.{}.{}", parts[0], bob_parts[1], parts[2]);
+        assert_eq!(verify_with(&spliced, key), Err(JoseError::BadSignature));
+        // Another key's signature over the very same input.
+        let theirs = other.sign_jws("at+jwt", &claims()).unwrap();
+        let their_sig = theirs.rsplit('.').next().unwrap();
+        let swapped = format!("{}.{}.{}", parts[0], parts[1], their_sig);
+        assert_eq!(verify_with(&swapped, key), Err(JoseError::BadSignature));
+        // An empty signature.
+        let unsigned = format!("{}.{}.", parts[0], parts[1]);
+        assert_eq!(verify_with(&unsigned, key), Err(JoseError::BadSignature));
+    }
+
+    #[test]
+    fn size_limit_is_inclusive() {
+        let (signer, _) = key_pair(Alg::ES256);
+        let token = signer.sign_jws("at+jwt", &claims()).unwrap();
+        assert!(UnverifiedJws::parse(&token, token.len()).is_ok());
+        assert_eq!(
+            UnverifiedJws::parse(&token, token.len() - 1).unwrap_err(),
+            JoseError::Oversized
+        );
+    }
+
+    /// RFC 7515 §7.1: exactly three segments (five is a JWE, RFC 7516 §7.1), each base64url.
+    #[test]
+    fn segment_count_and_encoding() {
+        let h = seg(r#"{"alg":"ES256"}"#);
+        let p = seg(r#"{"sub":"a"}"#);
+        for (token, want) in [
+            (format!("{h}.{p}.AA.AA"), JoseError::NotCompact),
+            (format!("{h}.{p}.AA.AA.AA.AA"), JoseError::NotCompact),
+            (format!("{h}.{p}.AA.AA.AA"), JoseError::Encrypted),
+            (h.clone(), JoseError::NotCompact),
+            (format!("{h}.{p}!.AA"), JoseError::BadBase64),
+            (format!("{h}.{p}.A*"), JoseError::BadBase64),
+            (format!("{h}!.{p}.AA"), JoseError::BadBase64),
+        ] {
+            assert_eq!(
+                UnverifiedJws::parse(&token, 4096).unwrap_err(),
+                want,
+                "{token}"
+            );
+        }
+        assert!(UnverifiedJws::parse(&format!("{h}.{p}.AA"), 4096).is_ok());
+    }
+
+    /// `typ` and `kid` must be strings when present (RFC 7515 §4.1.4, §4.1.9); the header and
+    /// claims must be strict JSON objects.
+    #[test]
+    fn header_members_and_json() {
+        let p = seg(r#"{"sub":"a"}"#);
+        for hdr in [
+            r#"{"alg":"ES256","typ":1}"#,
+            r#"{"alg":"ES256","kid":["k"]}"#,
+        ] {
+            let t = format!("{}.{p}.AA", seg(hdr));
+            assert_eq!(
+                UnverifiedJws::parse(&t, 4096).unwrap_err(),
+                JoseError::BadHeader(StrictJsonError::Malformed),
+                "{hdr}"
+            );
+        }
+        let dup = format!("{}.{p}.AA", seg(r#"{"alg":"ES256","alg":"ES256"}"#));
+        assert!(matches!(
+            UnverifiedJws::parse(&dup, 4096).unwrap_err(),
+            JoseError::BadHeader(_)
+        ));
+        let h = seg(r#"{"alg":"ES256"}"#);
+        let dup_claims = format!("{h}.{}.AA", seg(r#"{"sub":"a","sub":"b"}"#));
+        assert!(matches!(
+            UnverifiedJws::parse(&dup_claims, 4096).unwrap_err(),
+            JoseError::BadClaims(_)
+        ));
+        let alg_not_string = format!("{}.{p}.AA", seg(r#"{"alg":7}"#));
+        assert_eq!(
+            UnverifiedJws::parse(&alg_not_string, 4096).unwrap_err(),
+            JoseError::MissingAlg
+        );
+    }
+
     #[test]
     fn typ_comparison_follows_rfc7515() {
         assert!(media_type_eq("application/AT+JWT", "at+jwt"));

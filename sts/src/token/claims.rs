@@ -163,7 +163,11 @@ mod tests {
     /// as malformed, not as expired.
     #[test]
     fn malformed_time_claims_are_named() {
-        for (claim, bad) in [("exp", json!("soon")), ("nbf", json!(true)), ("iat", json!([1]))] {
+        for (claim, bad) in [
+            ("exp", json!("soon")),
+            ("nbf", json!(true)),
+            ("iat", json!([1])),
+        ] {
             let mut c = json!({"exp": NOW + 600});
             c[claim] = bad;
             assert_eq!(times(c, 0), Err(Rejection::BadClaim(claim)), "{claim}");
@@ -177,7 +181,10 @@ mod tests {
         let t = |v: Value| claims(json!({ "t": v })).time_claim("t");
         assert_eq!(t(json!(0)), Ok(Some(0)));
         assert_eq!(t(json!(MAX_NUMERIC_DATE)), Ok(Some(MAX_NUMERIC_DATE)));
-        assert_eq!(t(json!(MAX_NUMERIC_DATE + 1)), Err(Rejection::BadClaim("t")));
+        assert_eq!(
+            t(json!(MAX_NUMERIC_DATE + 1)),
+            Err(Rejection::BadClaim("t"))
+        );
         assert_eq!(t(json!(-1)), Err(Rejection::BadClaim("t")));
         assert_eq!(t(json!(i64::MAX)), Err(Rejection::BadClaim("t")));
         assert_eq!(t(json!(u64::MAX)), Err(Rejection::BadClaim("t")));
@@ -223,15 +230,35 @@ mod tests {
         assert_eq!(has(json!("https://sts.example")), Ok(true));
         assert_eq!(has(json!("example.com/")), Ok(false), "exact match only");
         assert_eq!(has(json!("EXAMPLE.COM")), Ok(false), "case-sensitive");
-        assert_eq!(has(json!(["other", "example.com"])), Ok(true), "last of many");
-        assert_eq!(has(json!(["example.com", "other"])), Ok(true), "first of many");
+        assert_eq!(
+            has(json!(["other", "example.com"])),
+            Ok(true),
+            "last of many"
+        );
+        assert_eq!(
+            has(json!(["example.com", "other"])),
+            Ok(true),
+            "first of many"
+        );
         assert_eq!(has(json!(["other", "another"])), Ok(false));
         assert_eq!(has(json!([])), Ok(false));
-        assert_eq!(audience_contains(Some(&json!("example.com")), &[]), Ok(false));
+        assert_eq!(
+            audience_contains(Some(&json!("example.com")), &[]),
+            Ok(false)
+        );
         // A malformed member spoils the claim even when another member matches.
-        assert_eq!(has(json!(["example.com", 7])), Err(Rejection::BadClaim("aud")));
-        assert_eq!(has(json!([7, "example.com"])), Err(Rejection::BadClaim("aud")));
-        assert_eq!(has(json!({"aud": "example.com"})), Err(Rejection::BadClaim("aud")));
+        assert_eq!(
+            has(json!(["example.com", 7])),
+            Err(Rejection::BadClaim("aud"))
+        );
+        assert_eq!(
+            has(json!([7, "example.com"])),
+            Err(Rejection::BadClaim("aud"))
+        );
+        assert_eq!(
+            has(json!({"aud": "example.com"})),
+            Err(Rejection::BadClaim("aud"))
+        );
         assert_eq!(has(json!(null)), Err(Rejection::BadClaim("aud")));
     }
 
