@@ -141,6 +141,34 @@ mod tests {
         assert_eq!(parse_object(deep.as_bytes()), Err(StrictJsonError::TooDeep));
     }
 
+    /// Nesting is counted through objects and arrays alike; `MAX_DEPTH` itself is allowed.
+    #[test]
+    fn depth_limit_is_exact_for_objects_and_arrays() {
+        let objects = |n: usize| format!("{}1{}", "{\"a\":".repeat(n), "}".repeat(n));
+        assert!(parse_object(objects(MAX_DEPTH).as_bytes()).is_ok());
+        assert_eq!(
+            parse_object(objects(MAX_DEPTH + 1).as_bytes()),
+            Err(StrictJsonError::TooDeep)
+        );
+        // One object level around arrays: {"a":[[...1...]]}.
+        let arrays = |n: usize| format!("{{\"a\":{}1{}}}", "[".repeat(n), "]".repeat(n));
+        assert!(parse_object(arrays(MAX_DEPTH - 1).as_bytes()).is_ok());
+        assert_eq!(
+            parse_object(arrays(MAX_DEPTH).as_bytes()),
+            Err(StrictJsonError::TooDeep)
+        );
+        // The deepest branch counts, not the first.
+        let mixed = format!(
+            "{{\"x\":1,\"a\":{}1{}}}",
+            "[".repeat(MAX_DEPTH),
+            "]".repeat(MAX_DEPTH)
+        );
+        assert_eq!(
+            parse_object(mixed.as_bytes()),
+            Err(StrictJsonError::TooDeep)
+        );
+    }
+
     #[test]
     fn accepts_ordinary_claims() {
         let c = parse_object(br#"{"sub":"a","n":1,"l":[1,"x"],"o":{"k":null}}"#).unwrap();

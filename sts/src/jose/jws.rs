@@ -333,5 +333,37 @@ mod tests {
         assert!(media_type_eq("Application/at+JWT", "application/AT+jwt"));
         assert!(!media_type_eq("application/jwt", "at+jwt"));
         assert!(!media_type_eq("applicatioñ/at+jwt", "at+jwt"));
+        // Only the `application/` prefix is optional, not any twelve characters.
+        assert!(!media_type_eq("applicatiox/at+jwt", "at+jwt"));
+    }
+
+    #[test]
+    fn typ_is_needs_a_matching_typ() {
+        let p = seg(r#"{"sub":"a"}"#);
+        let header = |h: &str| {
+            let t = format!("{}.{p}.AA", seg(h));
+            UnverifiedJws::parse(&t, 4096).unwrap().header
+        };
+        assert!(header(r#"{"alg":"ES256","typ":"at+jwt"}"#).typ_is("at+jwt"));
+        assert!(!header(r#"{"alg":"ES256","typ":"JWT"}"#).typ_is("at+jwt"));
+        assert!(!header(r#"{"alg":"ES256"}"#).typ_is("at+jwt"));
+    }
+
+    /// `Debug` shows the header and never the claims or the signature (the token is a secret).
+    #[test]
+    fn debug_shows_the_header_only() {
+        let (signer, _) = key_pair(Alg::ES256);
+        let token = signer.sign_jws("at+jwt", &claims()).unwrap();
+        let jws = UnverifiedJws::parse(&token, 4096).unwrap();
+        let shown = format!("{jws:?}");
+        assert!(shown.starts_with("UnverifiedJws"), "{shown}");
+        assert!(
+            shown.contains("ES256") && shown.contains(signer.kid()),
+            "{shown}"
+        );
+        for part in token.split('.').skip(1) {
+            assert!(!shown.contains(part), "{shown}");
+        }
+        assert!(!shown.contains("alice"), "{shown}");
     }
 }
