@@ -157,9 +157,10 @@ mod tests {
             parse_object(arrays(MAX_DEPTH).as_bytes()),
             Err(StrictJsonError::TooDeep)
         );
-        // The deepest branch counts, not the first.
+        // The deepest branch counts, not the first (members are read in sorted order, so the
+        // shallow one, "a", comes first).
         let mixed = format!(
-            "{{\"x\":1,\"a\":{}1{}}}",
+            "{{\"a\":1,\"z\":{}1{}}}",
             "[".repeat(MAX_DEPTH),
             "]".repeat(MAX_DEPTH)
         );

@@ -247,7 +247,7 @@ mod tests {
         let bob_parts: Vec<&str> = forged_from.split('.').collect();
         let spliced = format!("{}.{}.{}", parts[0], bob_parts[1], parts[2]);
         assert_eq!(verify_with(&spliced, key), Err(JoseError::BadSignature));
-        // Another key's signature over the very same input.
+        // Another key's signature (over its own header and these claims).
         let theirs = other.sign_jws("at+jwt", &claims()).unwrap();
         let their_sig = theirs.rsplit('.').next().unwrap();
         let swapped = format!("{}.{}.{}", parts[0], parts[1], their_sig);
@@ -310,13 +310,13 @@ mod tests {
         let dup = format!("{}.{p}.AA", seg(r#"{"alg":"ES256","alg":"ES256"}"#));
         assert!(matches!(
             UnverifiedJws::parse(&dup, 4096).unwrap_err(),
-            JoseError::BadHeader(_)
+            JoseError::BadHeader(StrictJsonError::DuplicateKey)
         ));
         let h = seg(r#"{"alg":"ES256"}"#);
         let dup_claims = format!("{h}.{}.AA", seg(r#"{"sub":"a","sub":"b"}"#));
         assert!(matches!(
             UnverifiedJws::parse(&dup_claims, 4096).unwrap_err(),
-            JoseError::BadClaims(_)
+            JoseError::BadClaims(StrictJsonError::DuplicateKey)
         ));
         let alg_not_string = format!("{}.{p}.AA", seg(r#"{"alg":7}"#));
         assert_eq!(

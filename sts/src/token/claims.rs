@@ -40,7 +40,11 @@ impl ClaimsExt for Claims {
             // range check below refuses the saturated value).
             Some(Value::Number(n)) => n
                 .as_i64()
-                .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
+                .or_else(|| {
+                    n.as_f64()
+                        .filter(|f| f.is_finite() && *f >= 0.0)
+                        .map(|f| f as i64)
+                })
                 .filter(|t| (0..=MAX_NUMERIC_DATE).contains(t))
                 .map(Some)
                 .ok_or(Rejection::BadClaim(name)),
@@ -159,8 +163,26 @@ mod tests {
         );
     }
 
-    /// The time claims are checked in the order exp, nbf, iat, and a malformed one is refused
-    /// as malformed, not as expired.
+    /// The time claims are checked in the order exp, nbf, iat: an expired token is refused as
+    /// expired before a later claim is read, and a malformed claim is named.
+    #[test]
+    fn time_claims_are_checked_in_order() {
+        let bad = json!("soon");
+        assert_eq!(
+            times(json!({"exp": NOW, "nbf": bad, "iat": bad}), 0),
+            Err(Rejection::Expired)
+        );
+        assert_eq!(
+            times(json!({"exp": NOW + 600, "nbf": bad, "iat": bad}), 0),
+            Err(Rejection::BadClaim("nbf"))
+        );
+        assert_eq!(
+            times(json!({"exp": NOW + 600, "nbf": NOW + 1, "iat": bad}), 0),
+            Err(Rejection::NotYetValid)
+        );
+    }
+
+    /// A malformed time claim is refused as malformed, not as expired.
     #[test]
     fn malformed_time_claims_are_named() {
         for (claim, bad) in [
@@ -192,6 +214,10 @@ mod tests {
         assert_eq!(t(json!(253_402_300_799.5)), Ok(Some(MAX_NUMERIC_DATE)));
         assert_eq!(t(json!(253_402_300_800.0)), Err(Rejection::BadClaim("t")));
         assert_eq!(t(json!(-1.5)), Err(Rejection::BadClaim("t")));
+        // Just before 1970 is before 1970, even when the cast would round it to zero.
+        assert_eq!(t(json!(-0.5)), Err(Rejection::BadClaim("t")));
+        assert_eq!(t(json!(0.0)), Ok(Some(0)));
+        assert_eq!(t(json!(0.5)), Ok(Some(0)));
         assert_eq!(t(json!(1e300)), Err(Rejection::BadClaim("t")));
         assert_eq!(t(json!(-1e300)), Err(Rejection::BadClaim("t")));
         assert_eq!(claims(json!({})).time_claim("t"), Ok(None));
