@@ -131,36 +131,21 @@ mod tests {
         );
     }
 
-    /// RFC 7519 §4.1.5: not before `nbf` (minus the leeway).
+    /// RFC 7519 §4.1.5 and §4.1.6: not before `nbf`, and no `iat` later than now (each with
+    /// the leeway).
     #[test]
-    fn nbf_boundary() {
+    fn nbf_and_iat_boundaries() {
         let exp = NOW + 600;
-        assert_eq!(times(json!({"exp": exp, "nbf": NOW}), 0), Ok(exp));
-        assert_eq!(
-            times(json!({"exp": exp, "nbf": NOW + 1}), 0),
-            Err(Rejection::NotYetValid)
-        );
-        assert_eq!(times(json!({"exp": exp, "nbf": NOW + 5}), 5), Ok(exp));
-        assert_eq!(
-            times(json!({"exp": exp, "nbf": NOW + 6}), 5),
-            Err(Rejection::NotYetValid)
-        );
-    }
-
-    /// RFC 7519 §4.1.6: an `iat` later than now (plus the leeway) is refused.
-    #[test]
-    fn iat_boundary() {
-        let exp = NOW + 600;
-        assert_eq!(times(json!({"exp": exp, "iat": NOW}), 0), Ok(exp));
-        assert_eq!(
-            times(json!({"exp": exp, "iat": NOW + 1}), 0),
-            Err(Rejection::IssuedInFuture)
-        );
-        assert_eq!(times(json!({"exp": exp, "iat": NOW + 5}), 5), Ok(exp));
-        assert_eq!(
-            times(json!({"exp": exp, "iat": NOW + 6}), 5),
-            Err(Rejection::IssuedInFuture)
-        );
+        for (claim, refusal) in [
+            ("nbf", Rejection::NotYetValid),
+            ("iat", Rejection::IssuedInFuture),
+        ] {
+            let with = |t: UnixTime| json!({"exp": exp, claim: t});
+            assert_eq!(times(with(NOW), 0), Ok(exp), "{claim}");
+            assert_eq!(times(with(NOW + 1), 0), Err(refusal.clone()), "{claim}");
+            assert_eq!(times(with(NOW + 5), 5), Ok(exp), "{claim}");
+            assert_eq!(times(with(NOW + 6), 5), Err(refusal), "{claim}");
+        }
     }
 
     /// The time claims are checked in the order exp, nbf, iat: an expired token is refused as
