@@ -40,6 +40,19 @@ fn bad_values_are_named() {
     assert!(err(&format!("{BASE}leeway: 10m\n")).contains("leeway"));
     assert!(err(&BASE.replace("127.0.0.1:8080", "nowhere")).contains("listen"));
     assert!(err(&BASE.replace("keys: {dir: k}", "keys: {dir: k, alg: HS256}")).contains("HS256"));
+    // Algorithms we verify but cannot sign with are refused by the check, before `serve`
+    // writes a key directory or development material.
+    for alg in ["PS256", "ES384", "RS512"] {
+        let e = err(&BASE.replace("keys: {dir: k}", &format!("keys: {{dir: k, alg: {alg}}}")));
+        assert!(
+            e.contains("keys.alg: one of ES256, EdDSA, RS256"),
+            "{alg}: {e}"
+        );
+    }
+    for alg in ["ES256", "EdDSA", "RS256"] {
+        let yaml = BASE.replace("keys: {dir: k}", &format!("keys: {{dir: k, alg: {alg}}}"));
+        assert!(sts::config::Settings::from_yaml(&yaml).is_ok(), "{alg}");
+    }
     assert!(err(&format!("{BASE}dev: true\n").replace("127.0.0.1", "0.0.0.0")).contains("dev"));
     let t = format!(
         "{BASE}trust:\n  - {{name: a, kind: oauth-jwt, issuer: \"https://a\", jwks: {{file: x, uri: \"https://a/jwks\"}}}}\n"
@@ -269,4 +282,14 @@ async fn nothing_is_written_until_everything_is_valid() {
         !fresh.path().join("dev").exists(),
         "no development material written"
     );
+}
+
+/// The configuration docker-compose.yml mounts is valid and uses the shared Redis store.
+#[test]
+fn the_compose_configuration_is_valid_and_shares_redis() {
+    let text = std::fs::read_to_string(repo_root().join("sts/deploy/compose-sts.yaml")).unwrap();
+    let settings = sts::config::Settings::from_yaml(&text).unwrap();
+    assert_eq!(settings.store.0, "redis://redis:6379");
+    let compose = std::fs::read_to_string(repo_root().join("docker-compose.yml")).unwrap();
+    assert_eq!(compose.matches("- sts-keys:/var/lib/sts").count(), 2);
 }

@@ -702,6 +702,12 @@ impl Settings {
                 ),
             );
         }
+        if !crate::keys::SIGNING_ALGS.contains(&self.keys.alg) {
+            bad(
+                "keys.alg",
+                "one of ES256, EdDSA, RS256 (the algorithms our own keys can sign with)".into(),
+            );
+        }
         if self.leeway > Duration::from_secs(300) {
             bad("leeway", "at most 5m".into());
         }

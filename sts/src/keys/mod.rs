@@ -25,6 +25,10 @@ use serde_json::{Value, json};
 
 use crate::jose::{Alg, b64_encode, b64_encode_into, b64_len};
 
+/// The algorithms our own keys can sign with (`keys.alg`); the configuration check refuses
+/// any other before anything is written to disk.
+pub const SIGNING_ALGS: [Alg; 3] = [Alg::ES256, Alg::EdDSA, Alg::RS256];
+
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("key directory {path}: {source}")]
@@ -228,6 +232,10 @@ impl Signer {
             source,
         };
         create_private_dir(dir).map_err(io)?;
+        // Replicas that share the directory and start together must not each generate a key
+        // (each would then publish a JWKS without the others' keys): the first takes the lock
+        // and generates, the others wait for it and load that key. Released when dropped.
+        let _lock = lock_dir(dir).map_err(io)?;
         let mut found = load_dir(dir)?;
         if !found.iter().any(|(k, _)| k.alg() == alg) {
             let der = SigningKey::generate_pkcs8(alg)?;
@@ -366,6 +374,14 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
         .create(dir)
 }
 
+/// An exclusive advisory lock (`flock`) on the directory itself, held until the returned handle
+/// is dropped; it leaves nothing behind in the directory.
+fn lock_dir(dir: &Path) -> std::io::Result<fs::File> {
+    let handle = fs::File::open(dir)?;
+    handle.lock()?;
+    Ok(handle)
+}
+
 /// Writes a private file readable by its owner only (0600), atomically: a temporary file in
 /// the same directory is written, synced, then renamed over `path`, so a crash never leaves a
 /// truncated key.
@@ -499,5 +515,46 @@ mod tests {
             std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
             0o600
         );
+    }
+
+    /// Replicas sharing an empty key directory and starting at once end with one key between
+    /// them (RSA generation is slow enough that, without the lock, each would make its own).
+    #[test]
+    fn replicas_starting_together_share_one_generated_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys");
+        let kids: Vec<String> = std::thread::scope(|s| {
+            let starts: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| {
+                        let signer = Signer::load_or_generate(&path, Alg::RS256).unwrap();
+                        (
+                            signer.kid().to_owned(),
+                            signer.jwks()["keys"].as_array().unwrap().len(),
+                        )
+                    })
+                })
+                .collect();
+            starts
+                .into_iter()
+                .map(|t| {
+                    let (kid, published) = t.join().unwrap();
+                    assert_eq!(published, 1, "one key published");
+                    kid
+                })
+                .collect()
+        });
+        assert!(kids.iter().all(|k| *k == kids[0]), "{kids:?}");
+        let pems = std::fs::read_dir(&path)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "pem")
+            })
+            .count();
+        assert_eq!(pems, 1);
     }
 }

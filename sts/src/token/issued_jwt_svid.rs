@@ -145,7 +145,7 @@ impl Minter for JwtSvidMinter {
     fn seal(&self, draft: Draft, signer: &Signer) -> Result<Minted, OAuthError> {
         if !SVID_ALGS.contains(&signer.alg()) {
             return Err(OAuthError::server_error(
-                "JWT-SVIDs need an RS, ES or PS signing key (keys.alg)",
+                "JWT-SVIDs need an RS, ES or PS signing key (keys.dir/jwt-svid holds another)",
             ));
         }
         seal_jws(self.typ(), draft, signer)

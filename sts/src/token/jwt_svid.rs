@@ -50,6 +50,7 @@ const SVID_TYP: TypRule = TypRule {
 };
 
 /// The `jwt-svid` kind.
+#[derive(Default)]
 pub struct JwtSvidKind;
 
 /// A `jwt-svid` trust entry's block.

@@ -21,6 +21,7 @@ use crate::trust::KeyStore;
 const TYP: &str = "at+jwt";
 
 /// The `oauth-jwt` kind.
+#[derive(Default)]
 pub struct OauthJwtKind;
 
 /// An `oauth-jwt` trust entry's block.
@@ -182,5 +183,22 @@ pub(super) fn refuse_sender_constrained(claims: &Claims) -> Result<(), Rejection
         Err(Rejection::SenderConstrained)
     } else {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Profiles' CEL is checked at load against this sample: it must hold the claims an RFC 9068
+    /// access token carries (§2.2), so `subject.scope` or `subject.client_id` type-check.
+    #[test]
+    fn the_sample_has_the_access_token_claims() {
+        let c = OauthJwtKind.sample_claims();
+        for name in ["iss", "sub", "aud", "exp", "iat", "jti", "scope", "client_id"] {
+            assert!(c.contains_key(name), "{name}");
+        }
+        assert_eq!(c["scope"], "read write");
+        assert!(c["exp"].as_i64() > c["iat"].as_i64());
     }
 }

@@ -42,6 +42,9 @@ pub const CHAIN_CLAIM: &str = "req_wl_chain";
 /// The most replacements a profile may allow in one chain.
 const MAX_REPLACEMENTS: usize = 16;
 
+/// Subject token types whose content is the caller's own word (draft §7.2 step 5): their
+/// scope is capped by the profile's `subject_scope`, which such profiles must set.
+const CALLER_ASSERTED: &[&str] = &[types::SELF_SIGNED, types::UNSIGNED_JSON];
 /// Claims the minter sets; a mapping may write `sub` (fresh tokens only), `tctx`, `rctx` and
 /// claims of its own.
 const RESERVED: &[&str] = &["txn", "req_wl", "scope", CHAIN_CLAIM];
@@ -150,6 +153,21 @@ impl Minter for TxnTokenMinter {
         }
         if options.max_extension > MAX_LIFETIME {
             problems.push("options.max_extension: at most 10m".to_owned());
+        }
+        // Draft §7.2 step 5: the scope of a subject the caller asserts itself needs a trusted
+        // ceiling. Without one every request would be refused; say so at load instead.
+        let asserted: Vec<&str> = p
+            .subject_types
+            .iter()
+            .copied()
+            .filter(|t| CALLER_ASSERTED.contains(t))
+            .collect();
+        if !asserted.is_empty() && options.subject_scope.is_none() {
+            problems.push(format!(
+                "options.subject_scope: required when subject.accept takes tokens the caller \
+                 asserts itself ({}): it is the most scope such a subject can hold",
+                asserted.join(", ")
+            ));
         }
         if !problems.is_empty() {
             return Err(problems);
@@ -462,6 +480,7 @@ fn self_check(c: &Claims) -> Result<(), OAuthError> {
 }
 
 /// The `txn-token` input kind: our own Txn-Tokens, presented for replacement.
+#[derive(Default)]
 pub struct TxnTokenKind;
 
 /// A `txn-token` trust entry's block: only the algorithms (our keys are the key source).
@@ -762,6 +781,37 @@ mod tests {
             .err()
             .unwrap();
         assert!(e[0].starts_with("kind: Txn-Tokens are never issued for refresh tokens"));
+    }
+
+    #[test]
+    fn caller_asserted_subjects_need_a_subject_scope_at_load() {
+        let m = TxnTokenMinter::default();
+        let ours = ["example.com".to_owned()];
+        for asserted in [types::SELF_SIGNED, types::UNSIGNED_JSON] {
+            for options in [None, Some(json!({"max_replacements": 2}))] {
+                let e = m
+                    .configure(&env(
+                        options.as_ref(),
+                        &ours,
+                        &[types::ACCESS_TOKEN, asserted],
+                    ))
+                    .err()
+                    .unwrap();
+                assert_eq!(e.len(), 1, "{e:?}");
+                assert!(e[0].starts_with("options.subject_scope: required"), "{e:?}");
+                assert!(e[0].contains(asserted) && !e[0].contains(types::ACCESS_TOKEN));
+            }
+            let with = json!({"subject_scope": "a b"});
+            assert_eq!(
+                m.configure(&env(Some(&with), &ours, &[asserted]))
+                    .map(|o| o.is_some()),
+                Ok(true)
+            );
+        }
+        // Issuer-vouched subjects and ID tokens load without it.
+        for vouched in [types::ACCESS_TOKEN, types::ID_TOKEN, types::TXN_TOKEN] {
+            assert!(m.configure(&env(None, &ours, &[vouched])).is_ok());
+        }
     }
 
     #[test]

@@ -36,6 +36,7 @@ use crate::profile::CallerPattern;
 const KIND: &str = "unsigned-json";
 
 /// The `unsigned-json` kind.
+#[derive(Default)]
 pub struct UnsignedJsonKind;
 
 /// An `unsigned-json` trust entry's block.
