@@ -66,6 +66,41 @@ fn bad_values_are_named() {
     assert!(err(&c).contains("clients[0].secret_hash"));
     let c = format!("{BASE}clients:\n  - {{id: a}}\n");
     assert!(err(&c).contains("clients[0]"));
+    for (telemetry, key) in [
+        (
+            "{otlp_endpoint: \"ftp://collector:4318\"}",
+            "telemetry.otlp_endpoint",
+        ),
+        (
+            "{otlp_endpoint: \"http://user:pw@collector:4318\"}",
+            "telemetry.otlp_endpoint",
+        ),
+        (
+            "{otlp_endpoint: \"http://collector:4318/?k=v\"}",
+            "telemetry.otlp_endpoint",
+        ),
+        ("{otlp_endpoint: collector}", "telemetry.otlp_endpoint"),
+        ("{sample_ratio: 1.5}", "telemetry.sample_ratio"),
+        ("{sample_ratio: -0.1}", "telemetry.sample_ratio"),
+        ("{service_name: \" \"}", "telemetry.service_name"),
+        ("{endpoint: \"http://collector:4318\"}", "endpoint"),
+    ] {
+        let e = err(&format!("{BASE}telemetry: {telemetry}\n"));
+        assert!(e.contains(key), "{telemetry}: {e}");
+    }
+    let ok = format!(
+        "{BASE}telemetry: {{otlp_endpoint: \"http://collector:4318\", sample_ratio: 0.25}}\n"
+    );
+    let s = sts::config::Settings::from_yaml(&ok).unwrap();
+    assert_eq!(s.telemetry.otlp_endpoint, "http://collector:4318");
+    assert_eq!(s.telemetry.service_name, "sts");
+    assert_eq!(
+        sts::config::Settings::from_yaml(BASE)
+            .unwrap()
+            .telemetry
+            .sample_ratio,
+        1.0
+    );
 }
 
 #[test]
@@ -290,6 +325,7 @@ fn the_compose_configuration_is_valid_and_shares_redis() {
     let text = std::fs::read_to_string(repo_root().join("sts/deploy/compose-sts.yaml")).unwrap();
     let settings = sts::config::Settings::from_yaml(&text).unwrap();
     assert_eq!(settings.store.0, "redis://redis:6379");
+    assert_eq!(settings.telemetry.otlp_endpoint, "http://jaeger:4318");
     let compose = std::fs::read_to_string(repo_root().join("docker-compose.yml")).unwrap();
     assert_eq!(compose.matches("- sts-keys:/var/lib/sts").count(), 2);
 }

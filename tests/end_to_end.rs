@@ -77,7 +77,7 @@ pub(crate) async fn start(dir: &Path, port: u16, log: &str) -> Server {
 }
 
 /// [`start`] with further environment variables.
-async fn start_with(dir: &Path, port: u16, log: &str, env: &[(&str, &str)]) -> Server {
+pub(crate) async fn start_with(dir: &Path, port: u16, log: &str, env: &[(&str, &str)]) -> Server {
     let mut command = command(dir, port, log, &["serve"]);
     command.envs(env.iter().copied());
     // Wrapped at once so every path (including the panic below) kills and waits for it.

@@ -35,7 +35,7 @@ async fn the_capture_sees_refusals_and_exchanges_at_trace_level() {
 }
 
 #[test]
-#[should_panic(expected = "a credential reached the logs")]
+#[should_panic(expected = "a credential reached the output")]
 fn a_token_in_the_logs_fails_the_scan() {
     let logs = LogCapture::default();
     let token = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLWJ5dGVzLWhlcmU";

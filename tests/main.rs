@@ -22,5 +22,6 @@ mod profiles_load;
 mod properties;
 mod replay;
 mod spiffe;
+mod telemetry;
 mod txn_tokens;
 mod wimse;

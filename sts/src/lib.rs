@@ -25,6 +25,7 @@ pub mod mapping;
 pub mod profile;
 pub mod secret;
 pub mod store;
+pub mod telemetry;
 pub mod token;
 pub mod trust;
 pub mod workload_id;

@@ -123,9 +123,21 @@ struct DevSubjectArgs {
 }
 
 fn main() -> ExitCode {
-    let log_guard = init_logging();
     sts::install_crypto_providers();
     let cli = Cli::parse();
+    // Tracing is for the service only. Its settings are read before logging starts; a broken
+    // configuration is then reported by `serve` itself, with tracing off.
+    let telemetry = match &cli.command {
+        Command::Serve { config } => Settings::load(config.as_deref()).ok().map(|s| s.telemetry),
+        _ => None,
+    };
+    let (log_guard, exporter) = match init_logging(telemetry.as_ref()) {
+        Ok(started) => started,
+        Err(e) => {
+            eprintln!("sts: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let result = match cli.command {
         Command::Serve { config } => serve(config),
         Command::Check { config } => check(config),
@@ -147,6 +159,8 @@ fn main() -> ExitCode {
             helper: TokenHelper::DevSubject(args),
         } => dev_subject(args),
     };
+    // The spans not yet exported are sent now, before the last log lines.
+    drop(exporter);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -158,18 +172,27 @@ fn main() -> ExitCode {
 }
 
 /// Logs go to standard error through a shared buffer flushed every 200 ms (`sts::logs`); the
-/// returned guard flushes what is left when `main` returns.
-fn init_logging() -> sts::logs::FlushOnDrop {
+/// returned guard flushes what is left when `main` returns. With `telemetry` set, request
+/// spans are exported too (`sts::telemetry`), and the returned exporter sends the last ones
+/// when dropped.
+fn init_logging(
+    telemetry: Option<&sts::config::TelemetrySettings>,
+) -> Result<(sts::logs::FlushOnDrop, Option<sts::telemetry::Exporter>), String> {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::stderr().is_terminal();
     let (writer, guard) = sts::logs::buffered_stderr();
+    let json = std::env::var("STS_LOG_FORMAT").is_ok_and(|v| v == "json");
+    if let Some((exporter, tracer)) = telemetry.map(sts::telemetry::start).transpose()?.flatten() {
+        init_with_tracing(filter, ansi, json, writer, tracer)?;
+        return Ok((guard, Some(exporter)));
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
         .with_writer(writer);
-    if std::env::var("STS_LOG_FORMAT").is_ok_and(|v| v == "json") {
+    if json {
         builder.json().init();
     } else if ansi {
         builder.init();
@@ -180,7 +203,47 @@ fn init_logging() -> sts::logs::FlushOnDrop {
             .with_timer(sts::log_format::Rfc3339Micros)
             .init();
     }
-    guard
+    Ok((guard, None))
+}
+
+/// The same logs as [`init_logging`] without tracing, plus the OpenTelemetry layer: each layer
+/// has its own filter, so the logs never see request spans and the exporter sees nothing else.
+fn init_with_tracing(
+    filter: tracing_subscriber::EnvFilter,
+    ansi: bool,
+    json: bool,
+    writer: sts::logs::LogWriter,
+    tracer: opentelemetry_sdk::trace::Tracer,
+) -> Result<(), String> {
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::{Layer, Registry, layer::SubscriberExt, util::SubscriberInitExt};
+    let logs = tracing_subscriber::fmt::layer()
+        .with_ansi(ansi)
+        .with_writer(writer);
+    let logs: Box<dyn Layer<Registry> + Send + Sync> = if json {
+        logs.json().boxed()
+    } else if ansi {
+        logs.boxed()
+    } else {
+        logs.fmt_fields(sts::log_format::PlainFields)
+            .with_timer(sts::log_format::Rfc3339Micros)
+            .boxed()
+    };
+    let no_spans = format!("{}=off", sts::telemetry::TARGET)
+        .parse()
+        .map_err(|e| format!("log filter: {e}"))?;
+    let spans = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_location(false)
+        .with_threads(false)
+        .with_target(false)
+        .with_tracked_inactivity(false)
+        .with_filter(Targets::new().with_target(sts::telemetry::TARGET, tracing::Level::INFO));
+    tracing_subscriber::registry()
+        .with(logs.with_filter(filter.add_directive(no_spans)))
+        .with(spans)
+        .try_init()
+        .map_err(|e| format!("logging: {e}"))
 }
 
 fn serve(config: Option<PathBuf>) -> Result<(), String> {

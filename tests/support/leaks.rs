@@ -56,19 +56,24 @@ impl LogCapture {
     /// Panics if the captured logs contain any of `secrets` (or a JWS's signature part), or
     /// private key material.
     pub fn assert_free_of(&self, secrets: &[String]) {
-        let logs = self.text();
-        assert!(
-            !logs.contains("PRIVATE KEY"),
-            "private key material reached the logs"
-        );
-        for s in secrets {
-            for needle in needles(s) {
-                assert!(
-                    !logs.contains(needle),
-                    "a credential reached the logs (sha256 {}):\n{logs}",
-                    sts::secret::fingerprint(s.as_bytes())
-                );
-            }
+        assert_text_free_of(&self.text(), secrets);
+    }
+}
+
+/// Panics if `text` (logs, exported spans) contains any of `secrets` (or a JWS's signature
+/// part), or private key material.
+pub fn assert_text_free_of(text: &str, secrets: &[String]) {
+    assert!(
+        !text.contains("PRIVATE KEY"),
+        "private key material reached the output"
+    );
+    for s in secrets {
+        for needle in needles(s) {
+            assert!(
+                !text.contains(needle),
+                "a credential reached the output (sha256 {}):\n{text}",
+                sts::secret::fingerprint(s.as_bytes())
+            );
         }
     }
 }

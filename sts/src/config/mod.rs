@@ -94,6 +94,65 @@ pub struct Settings {
     /// discovery, introspection, SPIFFE bundle endpoints — added to the system's.
     #[serde(default)]
     pub outbound_ca_file: Option<PathBuf>,
+    /// Distributed tracing (OpenTelemetry): off unless `telemetry.otlp_endpoint` is set. Read
+    /// at start only.
+    #[serde(default)]
+    pub telemetry: TelemetrySettings,
+}
+
+/// Where request spans go (OTLP over HTTP, JSON encoding) and how many are recorded.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetrySettings {
+    /// The collector's OTLP/HTTP base URL (`/v1/traces` is appended), e.g.
+    /// `http://127.0.0.1:4318`; empty: no tracing.
+    pub otlp_endpoint: String,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
+    /// Share of new traces recorded, 0.0 to 1.0. A request whose `traceparent` carries its
+    /// caller's decision follows it.
+    pub sample_ratio: f64,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: String::new(),
+            service_name: "sts".into(),
+            sample_ratio: 1.0,
+        }
+    }
+}
+
+impl TelemetrySettings {
+    fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if !self.otlp_endpoint.is_empty() {
+            let ok = url::Url::parse(&self.otlp_endpoint).is_ok_and(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host().is_some()
+                    && u.username().is_empty()
+                    && u.password().is_none()
+                    && u.query().is_none()
+                    && u.fragment().is_none()
+            });
+            if !ok {
+                out.push((
+                    "otlp_endpoint",
+                    "an http or https URL with a host and no user information, query or \
+                     fragment (e.g. http://127.0.0.1:4318)"
+                        .to_owned(),
+                ));
+            }
+        }
+        if self.service_name.trim().is_empty() {
+            out.push(("service_name", "must not be empty".to_owned()));
+        }
+        if !(0.0..=1.0).contains(&self.sample_ratio) {
+            out.push(("sample_ratio", "between 0.0 and 1.0".to_owned()));
+        }
+        out
+    }
 }
 
 /// The listener's TLS: our certificate chain and key (PEM files), and whether clients are
@@ -746,6 +805,9 @@ impl Settings {
         }
         for (key, m) in self.gateway.problems() {
             bad(&format!("gateway.{key}"), m);
+        }
+        for (key, m) in self.telemetry.problems() {
+            bad(&format!("telemetry.{key}"), m);
         }
         if self.subject_cache.capacity > MAX_SUBJECT_CACHE {
             bad(

@@ -33,6 +33,7 @@ use crate::jose::Claims;
 use crate::mapping::MappingError;
 use crate::profile::{ActorMode, Profile};
 use crate::store::{ReplayGuard, RequestReplay};
+use crate::telemetry;
 use crate::token::{
     ClaimsExt, CommonClaims, Draft, MintRequest, Minted, Presented, Rejection, RequestFacts,
     Verified, VerifyContext,
@@ -99,6 +100,7 @@ pub async fn handle(
         exchange: Some(exchange),
     };
     let caller = snap.clients.authenticate(req.credentials, &auth).await?;
+    telemetry::record(telemetry::field::CALLER, &caller.id);
     match &req.grant {
         Grant::TokenExchange(x) => {
             let mut trace = Trace::default();
@@ -167,6 +169,7 @@ pub async fn token_exchange<'s>(
         .signer_for(profile.kind.key_purpose())
         .ok_or_else(|| OAuthError::server_error("token signing failed"))?;
     let minted = profile.kind.seal(draft, signer)?;
+    telemetry::record(telemetry::field::ISSUED_ID, &minted.id.value);
     log_exchange(
         profile,
         caller,
@@ -199,6 +202,7 @@ pub fn choose<'s>(
         &req.targets,
     )?;
     trace.profile = Some(&profile.name);
+    telemetry::record(telemetry::field::PROFILE, &profile.name);
     check_actor_presence(profile, req)?;
     profile.kind.check_request(req)?;
     Ok(profile)

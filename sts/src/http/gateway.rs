@@ -14,6 +14,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Map, Value};
+use tracing::Instrument;
 
 use crate::app::{AppState, Snapshot};
 use crate::auth::ClientCredentials;
@@ -26,18 +27,38 @@ use crate::token::types;
 pub const TXN_TOKEN_HEADER: &str = "txn-token";
 
 pub async fn txn_token(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let span = super::request_span("gateway txn-token", &req);
+    let (response, error) = exchange_for_gateway(req, state)
+        .instrument(span.clone())
+        .await;
+    crate::telemetry::finish(&span, response.status().as_u16(), error);
+    response
+}
+
+/// The answer, and the OAuth error code when it is a refusal.
+async fn exchange_for_gateway(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> (HttpResponse, Option<&'static str>) {
     let now = state.clock.now();
     let snap = state.snapshot();
+    let refused = |r: Refusal| {
+        let code = r.error.code.as_str();
+        (r.answer(), Some(code))
+    };
     let request = match typed_request(&req, &state, &snap) {
         Ok(r) => r,
-        Err(refusal) => return refusal.answer(),
+        Err(refusal) => return refused(refusal),
     };
     match exchange::handle(&state, &snap, request, now).await {
-        Ok(issued) => HttpResponse::Ok()
-            .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
-            .insert_header((TXN_TOKEN_HEADER, issued.access_token))
-            .finish(),
-        Err(e) => Refusal::from(e).answer(),
+        Ok(issued) => (
+            HttpResponse::Ok()
+                .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+                .insert_header((TXN_TOKEN_HEADER, issued.access_token))
+                .finish(),
+            None,
+        ),
+        Err(e) => refused(Refusal::from(e)),
     }
 }
 

@@ -19,6 +19,16 @@ pub use error::ApiError;
 
 use crate::app::AppState;
 
+/// The tracing span of a request named `name` (`sts::telemetry`), a child of the caller's span
+/// when the request carries `traceparent`; a disabled span when tracing is off.
+fn request_span(name: &'static str, req: &actix_web::HttpRequest) -> tracing::Span {
+    if !crate::telemetry::enabled() {
+        return tracing::Span::none();
+    }
+    let header = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok());
+    crate::telemetry::request_span(name, header("traceparent"), header("tracestate"))
+}
+
 /// Registers every route; `main` and the tests use this same function.
 pub fn configure(state: Arc<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg: &mut web::ServiceConfig| {

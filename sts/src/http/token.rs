@@ -4,8 +4,9 @@
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use futures_util::StreamExt;
+use tracing::Instrument;
 
 use super::ApiError;
 use crate::app::{AppState, Snapshot};
@@ -16,6 +17,24 @@ use crate::secret::Token;
 use crate::token::RequestFacts;
 
 pub async fn token(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let span = super::request_span("POST /token", &req);
+    let result = exchange_over_http(req, payload, state)
+        .instrument(span.clone())
+        .await;
+    match &result {
+        Ok(_) => crate::telemetry::finish(&span, 200, None),
+        Err(e) => {
+            crate::telemetry::finish(&span, e.status_code().as_u16(), Some(e.error.code.as_str()))
+        }
+    }
+    result
+}
+
+async fn exchange_over_http(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
@@ -57,7 +76,6 @@ pub async fn wrong_method(
 /// the Basic header names (registered ids as they are, others as a fingerprint). Never the
 /// header or the body.
 fn log_malformed(req: &HttpRequest, snap: &Snapshot, e: &ApiError) {
-    use actix_web::ResponseError;
     let client = req
         .headers()
         .get(header::AUTHORIZATION)

@@ -1,0 +1,251 @@
+//! Distributed tracing: the `sts` binary exports one span per token request over OTLP/HTTP
+//! (JSON) to a real receiver on loopback, joined to the caller's `traceparent`, with identifiers
+//! only — the test scans every exported byte for the tokens and secrets its requests carried.
+
+use std::sync::{Arc, Mutex};
+
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use serde_json::Value;
+
+use crate::end_to_end::{dev_token, free_port, start_with};
+use crate::support::*;
+
+/// What the receiver got: (path, content type, body) per export.
+type Received = Arc<Mutex<Vec<(String, String, String)>>>;
+
+async fn collect(req: HttpRequest, body: web::Bytes, got: web::Data<Received>) -> HttpResponse {
+    let content_type = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    got.lock().unwrap().push((
+        req.path().to_owned(),
+        content_type,
+        String::from_utf8_lossy(&body).into_owned(),
+    ));
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body("{}")
+}
+
+/// An OTLP/HTTP receiver on a free loopback port: its base URL and what it receives.
+fn receiver() -> (String, Received) {
+    let got: Received = Arc::default();
+    let data = web::Data::new(got.clone());
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(web::PayloadConfig::new(16 << 20))
+            .default_service(web::to(collect))
+    })
+    .workers(1)
+    .bind(("127.0.0.1", 0))
+    .unwrap();
+    let port = server.addrs()[0].port();
+    actix_web::rt::spawn(server.run());
+    (format!("http://127.0.0.1:{port}"), got)
+}
+
+/// Every exported span, flattened.
+fn spans(got: &Received) -> Vec<Value> {
+    got.lock()
+        .unwrap()
+        .iter()
+        .flat_map(|(_, _, body)| {
+            let v: Value = serde_json::from_str(body).unwrap();
+            let mut out = Vec::new();
+            for rs in v["resourceSpans"].as_array().unwrap() {
+                assert_eq!(
+                    rs["resource"]["attributes"][0],
+                    serde_json::json!({"key": "service.name", "value": {"stringValue": "sts-test"}})
+                );
+                for ss in rs["scopeSpans"].as_array().unwrap() {
+                    out.extend(ss["spans"].as_array().unwrap().iter().cloned());
+                }
+            }
+            out
+        })
+        .collect()
+}
+
+fn attribute<'a>(span: &'a Value, key: &str) -> Option<&'a Value> {
+    span["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["key"] == key)
+        .map(|a| &a["value"])
+}
+
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const PARENT_ID: &str = "00f067aa0ba902b7";
+
+#[actix_web::test]
+async fn request_spans_reach_a_collector_with_identifiers_only() {
+    let (endpoint, got) = receiver();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let port = free_port();
+    let server = start_with(
+        d,
+        port,
+        "otel",
+        &[
+            ("STS__TELEMETRY__OTLP_ENDPOINT", &endpoint),
+            ("STS__TELEMETRY__SERVICE_NAME", "sts-test"),
+        ],
+    )
+    .await;
+    let base = server.base.clone();
+    let secret = std::fs::read_to_string(d.join("dev/client-secret")).unwrap();
+    let subject = dev_token(
+        d,
+        port,
+        "otel-cli",
+        &["--sub", "alice", "--scope", "orders:read"],
+    );
+    let http = reqwest::Client::new();
+    let form = |subject: &str| {
+        form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([
+                ("grant_type", TOKEN_EXCHANGE),
+                ("subject_token", subject),
+                ("subject_token_type", ACCESS_TOKEN),
+                ("audience", "orders-api"),
+            ])
+            .finish()
+    };
+
+    // Granted, inside the caller's trace.
+    let r = http
+        .post(format!("{base}/token"))
+        .basic_auth("dev-client", Some(&secret))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("traceparent", format!("00-{TRACE_ID}-{PARENT_ID}-01"))
+        .body(form(&subject))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let issued: Value = r.json().await.unwrap();
+    let issued = issued["access_token"].as_str().unwrap().to_owned();
+    // Refused: the wrong secret, no traceparent (a new trace).
+    let r = http
+        .post(format!("{base}/token"))
+        .basic_auth("dev-client", Some("not-the-secret"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&subject))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // The gateway adapter: once without a user token (refused), once granted with a malformed
+    // traceparent (ignored: a new trace).
+    let r = http
+        .get(format!("{base}/gateway/txn-token"))
+        .header("txn-scope", "orders:read")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = http
+        .get(format!("{base}/gateway/txn-token"))
+        .header("authorization", format!("Bearer {subject}"))
+        .header(
+            "gateway-authorization",
+            format!("Basic {}", base64_standard(&format!("dev-client:{secret}"))),
+        )
+        .header("txn-scope", "orders:read")
+        .header("traceparent", "00-zz-not-a-trace")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let txn = r.headers()["txn-token"].to_str().unwrap().to_owned();
+
+    // Stopping the server sends the spans it still holds.
+    drop(server);
+    let all = spans(&got);
+    for (path, content_type, _) in got.lock().unwrap().iter() {
+        assert_eq!(path, "/v1/traces");
+        assert_eq!(content_type, "application/json");
+    }
+    let named = |name: &str| -> Vec<&Value> { all.iter().filter(|s| s["name"] == name).collect() };
+    let token_spans = named("POST /token");
+    assert_eq!(token_spans.len(), 2, "{all:#?}");
+    let granted = token_spans
+        .iter()
+        .find(|s| s["traceId"] == TRACE_ID)
+        .expect("the granted request joins the caller's trace");
+    assert_eq!(granted["parentSpanId"], PARENT_ID);
+    assert_eq!(granted["kind"], 2, "a server span");
+    let text = |s: &Value, k: &str| attribute(s, k).map(|v| v["stringValue"].clone());
+    assert_eq!(
+        attribute(granted, "http.response.status_code").unwrap()["intValue"],
+        "200"
+    );
+    assert_eq!(text(granted, "sts.caller").unwrap(), "dev-client");
+    assert_eq!(text(granted, "sts.profile").unwrap(), "orders-access");
+    let jti = decode_payload(&issued)["jti"].clone();
+    assert_eq!(text(granted, "sts.issued_id").unwrap(), jti);
+    assert_eq!(attribute(granted, "error.type"), None);
+
+    let refused = token_spans
+        .iter()
+        .find(|s| s["traceId"] != TRACE_ID)
+        .unwrap();
+    assert_eq!(refused["parentSpanId"], "", "a new trace");
+    assert_eq!(
+        attribute(refused, "http.response.status_code").unwrap()["intValue"],
+        "401"
+    );
+    assert_eq!(text(refused, "error.type").unwrap(), "invalid_client");
+    assert_eq!(text(refused, "sts.caller"), None);
+
+    let gateway = named("gateway txn-token");
+    assert_eq!(gateway.len(), 2, "{all:#?}");
+    let issued_txn = gateway
+        .iter()
+        .find(|s| attribute(s, "http.response.status_code").unwrap()["intValue"] == "200")
+        .unwrap();
+    assert_eq!(issued_txn["parentSpanId"], "");
+    assert_eq!(text(issued_txn, "sts.profile").unwrap(), "gateway-ingress");
+    assert_eq!(
+        text(issued_txn, "sts.issued_id").unwrap(),
+        decode_payload(&txn)["txn"]
+    );
+    let no_token = gateway.iter().find(|s| s != &issued_txn).unwrap();
+    assert_eq!(
+        attribute(no_token, "http.response.status_code").unwrap()["intValue"],
+        "401"
+    );
+    assert_eq!(text(no_token, "error.type").unwrap(), "invalid_request");
+    // Nothing but the spans' own fields: no log events, no code locations.
+    for s in &all {
+        assert_eq!(s["events"], serde_json::json!([]));
+        assert!(
+            attribute(s, "code.file.path").is_none() && attribute(s, "code.filepath").is_none()
+        );
+    }
+
+    let exported: String = got
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, _, b)| b.as_str())
+        .collect();
+    crate::support::leaks::assert_text_free_of(&exported, &[subject, issued, txn, secret]);
+}
+
+fn base64_standard(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// The claims of a compact JWS (unverified: the test only reads what it was issued).
+fn decode_payload(jws: &str) -> Value {
+    let payload = jws.split('.').nth(1).unwrap();
+    serde_json::from_slice(&sts::jose::b64_decode(payload).unwrap()).unwrap()
+}
