@@ -83,7 +83,18 @@ fn bad_values_are_named() {
         ("{sample_ratio: 1.5}", "telemetry.sample_ratio"),
         ("{sample_ratio: -0.1}", "telemetry.sample_ratio"),
         ("{service_name: \" \"}", "telemetry.service_name"),
-        ("{endpoint: \"http://collector:4318\"}", "endpoint"),
+        (
+            "{otlp_endpoint: \"http://collector:4318/v1/traces\"}",
+            "telemetry.otlp_endpoint",
+        ),
+        (
+            "{follow_caller_sampling: yes}",
+            "telemetry.follow_caller_sampling",
+        ),
+        (
+            "{endpoint: \"http://collector:4318\"}",
+            "`endpoint` is not a known key",
+        ),
     ] {
         let e = err(&format!("{BASE}telemetry: {telemetry}\n"));
         assert!(e.contains(key), "{telemetry}: {e}");

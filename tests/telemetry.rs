@@ -80,6 +80,8 @@ fn attribute<'a>(span: &'a Value, key: &str) -> Option<&'a Value> {
 }
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+/// A value a caller put in `tracestate`, searched for in everything exported.
+const CALLER_STATE: &str = "caller-chosen-state-0123456789";
 const PARENT_ID: &str = "00f067aa0ba902b7";
 
 #[actix_web::test]
@@ -95,6 +97,8 @@ async fn request_spans_reach_a_collector_with_identifiers_only() {
         &[
             ("STS__TELEMETRY__OTLP_ENDPOINT", &endpoint),
             ("STS__TELEMETRY__SERVICE_NAME", "sts-test"),
+            // A span directive must not bring the request span into the logs.
+            ("RUST_LOG", "debug,sts=trace,[sts.request]=trace"),
         ],
     )
     .await;
@@ -107,39 +111,38 @@ async fn request_spans_reach_a_collector_with_identifiers_only() {
         &["--sub", "alice", "--scope", "orders:read"],
     );
     let http = reqwest::Client::new();
-    let form = |subject: &str| {
-        form_urlencoded::Serializer::new(String::new())
-            .extend_pairs([
-                ("grant_type", TOKEN_EXCHANGE),
-                ("subject_token", subject),
-                ("subject_token_type", ACCESS_TOKEN),
-                ("audience", "orders-api"),
-            ])
-            .finish()
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("grant_type", TOKEN_EXCHANGE),
+            ("subject_token", subject.as_str()),
+            ("subject_token_type", ACCESS_TOKEN),
+            ("audience", "orders-api"),
+        ])
+        .finish();
+    let post = |secret: &str, traceparent: Option<String>| {
+        let mut r = http
+            .post(format!("{base}/token"))
+            .basic_auth("dev-client", Some(secret))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.clone());
+        if let Some(tp) = traceparent {
+            // The caller's tracestate is its own words: never exported.
+            r = r
+                .header("traceparent", tp)
+                .header("tracestate", format!("vendor={CALLER_STATE}"));
+        }
+        r.send()
     };
 
     // Granted, inside the caller's trace.
-    let r = http
-        .post(format!("{base}/token"))
-        .basic_auth("dev-client", Some(&secret))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("traceparent", format!("00-{TRACE_ID}-{PARENT_ID}-01"))
-        .body(form(&subject))
-        .send()
+    let r = post(&secret, Some(format!("00-{TRACE_ID}-{PARENT_ID}-01")))
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
     let issued: Value = r.json().await.unwrap();
     let issued = issued["access_token"].as_str().unwrap().to_owned();
     // Refused: the wrong secret, no traceparent (a new trace).
-    let r = http
-        .post(format!("{base}/token"))
-        .basic_auth("dev-client", Some("not-the-secret"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form(&subject))
-        .send()
-        .await
-        .unwrap();
+    let r = post("not-the-secret", None).await.unwrap();
     assert_eq!(r.status(), 401);
     // The gateway adapter: once without a user token (refused), once granted with a malformed
     // traceparent (ignored: a new trace).
@@ -167,6 +170,12 @@ async fn request_spans_reach_a_collector_with_identifiers_only() {
 
     // Stopping the server sends the spans it still holds.
     drop(server);
+    let logs = std::fs::read_to_string(d.join("otel.err")).unwrap();
+    assert!(logs.contains("token exchanged"), "{logs}");
+    assert!(
+        !logs.contains("sts.request") && !logs.contains("sts.caller"),
+        "{logs}"
+    );
     let all = spans(&got);
     for (path, content_type, _) in got.lock().unwrap().iter() {
         assert_eq!(path, "/v1/traces");
@@ -182,6 +191,31 @@ async fn request_spans_reach_a_collector_with_identifiers_only() {
     assert_eq!(granted["parentSpanId"], PARENT_ID);
     assert_eq!(granted["kind"], 2, "a server span");
     let text = |s: &Value, k: &str| attribute(s, k).map(|v| v["stringValue"].clone());
+    assert_eq!(granted["traceState"], "");
+    // Exactly the documented attributes (docs/operations.md, Tracing).
+    let keys = |s: &Value| -> Vec<String> {
+        let mut k: Vec<String> = s["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["key"].as_str().unwrap().to_owned())
+            .collect();
+        k.sort();
+        k
+    };
+    assert_eq!(
+        keys(granted),
+        [
+            "http.request.method",
+            "http.response.status_code",
+            "http.route",
+            "sts.caller",
+            "sts.issued_id",
+            "sts.profile"
+        ]
+    );
+    assert_eq!(text(granted, "http.request.method").unwrap(), "POST");
+    assert_eq!(text(granted, "http.route").unwrap(), "/token");
     assert_eq!(
         attribute(granted, "http.response.status_code").unwrap()["intValue"],
         "200"
@@ -201,10 +235,13 @@ async fn request_spans_reach_a_collector_with_identifiers_only() {
         attribute(refused, "http.response.status_code").unwrap()["intValue"],
         "401"
     );
-    assert_eq!(text(refused, "error.type").unwrap(), "invalid_client");
+    assert_eq!(text(refused, "sts.oauth_error").unwrap(), "invalid_client");
+    // A refusal was served: not an error of the span (only 5xx are).
+    assert_eq!(attribute(refused, "error.type"), None);
+    assert_eq!(refused["status"]["code"], 0);
     assert_eq!(text(refused, "sts.caller"), None);
 
-    let gateway = named("gateway txn-token");
+    let gateway = named("GET /gateway/txn-token");
     assert_eq!(gateway.len(), 2, "{all:#?}");
     let issued_txn = gateway
         .iter()
@@ -221,7 +258,10 @@ async fn request_spans_reach_a_collector_with_identifiers_only() {
         attribute(no_token, "http.response.status_code").unwrap()["intValue"],
         "401"
     );
-    assert_eq!(text(no_token, "error.type").unwrap(), "invalid_request");
+    assert_eq!(
+        text(no_token, "sts.oauth_error").unwrap(),
+        "invalid_request"
+    );
     // Nothing but the spans' own fields: no log events, no code locations.
     for s in &all {
         assert_eq!(s["events"], serde_json::json!([]));
@@ -236,7 +276,10 @@ async fn request_spans_reach_a_collector_with_identifiers_only() {
         .iter()
         .map(|(_, _, b)| b.as_str())
         .collect();
-    crate::support::leaks::assert_text_free_of(&exported, &[subject, issued, txn, secret]);
+    crate::support::leaks::assert_text_free_of(
+        &exported,
+        &[subject, issued, txn, secret, CALLER_STATE.to_owned()],
+    );
 }
 
 fn base64_standard(s: &str) -> String {

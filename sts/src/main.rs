@@ -127,11 +127,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // Tracing is for the service only. Its settings are read before logging starts; a broken
     // configuration is then reported by `serve` itself, with tracing off.
-    let telemetry = match &cli.command {
-        Command::Serve { config } => Settings::load(config.as_deref()).ok().map(|s| s.telemetry),
+    let service = match &cli.command {
+        Command::Serve { config } => Settings::load(config.as_deref()).ok(),
         _ => None,
     };
-    let (log_guard, exporter) = match init_logging(telemetry.as_ref()) {
+    let (log_guard, exporter) = match init_logging(service.as_ref()) {
         Ok(started) => started,
         Err(e) => {
             eprintln!("sts: {e}");
@@ -176,7 +176,7 @@ fn main() -> ExitCode {
 /// spans are exported too (`sts::telemetry`), and the returned exporter sends the last ones
 /// when dropped.
 fn init_logging(
-    telemetry: Option<&sts::config::TelemetrySettings>,
+    service: Option<&Settings>,
 ) -> Result<(sts::logs::FlushOnDrop, Option<sts::telemetry::Exporter>), String> {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -184,7 +184,7 @@ fn init_logging(
     let ansi = std::io::stderr().is_terminal();
     let (writer, guard) = sts::logs::buffered_stderr();
     let json = std::env::var("STS_LOG_FORMAT").is_ok_and(|v| v == "json");
-    if let Some((exporter, tracer)) = telemetry.map(sts::telemetry::start).transpose()?.flatten() {
+    if let Some((exporter, tracer)) = service.map(start_tracing).transpose()?.flatten() {
         init_with_tracing(filter, ansi, json, writer, tracer)?;
         return Ok((guard, Some(exporter)));
     }
@@ -206,6 +206,19 @@ fn init_logging(
     Ok((guard, None))
 }
 
+/// The exporter `settings.telemetry` asks for, trusting `outbound_ca_file` as outbound calls do.
+fn start_tracing(
+    settings: &Settings,
+) -> Result<Option<(sts::telemetry::Exporter, opentelemetry_sdk::trace::Tracer)>, String> {
+    let roots = match &settings.outbound_ca_file {
+        Some(path) if !settings.telemetry.otlp_endpoint.is_empty() => Some(
+            std::fs::read(path).map_err(|e| format!("outbound_ca_file {}: {e}", path.display()))?,
+        ),
+        _ => None,
+    };
+    sts::telemetry::start(&settings.telemetry, roots.as_deref())
+}
+
 /// The same logs as [`init_logging`] without tracing, plus the OpenTelemetry layer: each layer
 /// has its own filter, so the logs never see request spans and the exporter sees nothing else.
 fn init_with_tracing(
@@ -215,7 +228,7 @@ fn init_with_tracing(
     writer: sts::logs::LogWriter,
     tracer: opentelemetry_sdk::trace::Tracer,
 ) -> Result<(), String> {
-    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::filter::{FilterExt, Targets, filter_fn};
     use tracing_subscriber::{Layer, Registry, layer::SubscriberExt, util::SubscriberInitExt};
     let logs = tracing_subscriber::fmt::layer()
         .with_ansi(ansi)
@@ -229,9 +242,8 @@ fn init_with_tracing(
             .with_timer(sts::log_format::Rfc3339Micros)
             .boxed()
     };
-    let no_spans = format!("{}=off", sts::telemetry::TARGET)
-        .parse()
-        .map_err(|e| format!("log filter: {e}"))?;
+    // Not through the EnvFilter alone: a span-name directive in RUST_LOG would override it.
+    let no_spans = filter_fn(|meta| meta.target() != sts::telemetry::TARGET);
     let spans = tracing_opentelemetry::layer()
         .with_tracer(tracer)
         .with_location(false)
@@ -240,7 +252,7 @@ fn init_with_tracing(
         .with_tracked_inactivity(false)
         .with_filter(Targets::new().with_target(sts::telemetry::TARGET, tracing::Level::INFO));
     tracing_subscriber::registry()
-        .with(logs.with_filter(filter.add_directive(no_spans)))
+        .with(logs.with_filter(filter.and(no_spans)))
         .with(spans)
         .try_init()
         .map_err(|e| format!("logging: {e}"))

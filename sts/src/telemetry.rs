@@ -2,19 +2,21 @@
 //! adapter), exported over OTLP/HTTP with JSON encoding to `telemetry.otlp_endpoint`, and joined
 //! to the caller's trace when the request carries a W3C `traceparent`.
 //!
-//! A span carries identifiers only: its name, the HTTP status, the OAuth error code, the
-//! authenticated client id, the profile and the issued token's `jti`/`txn` (design invariant
-//! 10). Never a token, a secret, a header value or a claim beyond those. The spans have a
-//! target of their own ([`TARGET`]) that only the OpenTelemetry layer sees, so log lines are the
-//! same with tracing on or off; with tracing off no span is created at all. This module knows
-//! nothing about HTTP frameworks and decides nothing.
+//! A span carries identifiers only: its method and route, the HTTP status, the OAuth error
+//! code, the authenticated client id, the profile and the issued token's `jti`/`txn` (design
+//! invariant 10). Never a token, a secret, a claim beyond those, or a header value: of the
+//! caller's trace context only the parsed trace and span ids are used (`tracestate` is not
+//! read, so nothing the caller writes is exported). The spans have a target of their own
+//! ([`TARGET`]) that only the OpenTelemetry layer sees, so log lines are the same with tracing
+//! on or off; with tracing off no span is created at all. This module knows nothing about HTTP
+//! frameworks and decides nothing.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
-use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_otlp::{Protocol, WithExportConfig};
+use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, Tracer};
@@ -36,7 +38,10 @@ pub mod field {
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
-/// The running exporter. Dropping it sends the spans not yet exported (at shutdown).
+/// How long one export may take: the SDK gives the last export at shutdown 5 s in all.
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The running exporter. Dropping it sends the spans not yet exported (at shutdown, within 5 s).
 pub struct Exporter {
     provider: SdkTracerProvider,
 }
@@ -45,27 +50,38 @@ impl Drop for Exporter {
     fn drop(&mut self) {
         ENABLED.store(false, Ordering::Relaxed);
         if let Err(e) = self.provider.shutdown() {
-            eprintln!("sts: telemetry: the last spans could not be exported: {e}");
+            tracing::warn!(error = %e, "the last trace spans could not be exported");
         }
     }
 }
 
 /// Starts the exporter that `settings` asks for (`None` when tracing is off) and the tracer the
-/// subscriber's OpenTelemetry layer writes through.
-pub fn start(settings: &TelemetrySettings) -> Result<Option<(Exporter, Tracer)>, String> {
+/// subscriber's OpenTelemetry layer writes through. Call it outside any async runtime (the
+/// exporter's HTTP client runs its own). `extra_roots`: the PEM of `outbound_ca_file`.
+pub fn start(
+    settings: &TelemetrySettings,
+    extra_roots: Option<&[u8]>,
+) -> Result<Option<(Exporter, Tracer)>, String> {
     if settings.otlp_endpoint.is_empty() {
         return Ok(None);
     }
     let endpoint = format!("{}/v1/traces", settings.otlp_endpoint.trim_end_matches('/'));
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
+        .with_http_client(http_client(extra_roots)?)
         .with_protocol(Protocol::HttpJson)
         .with_endpoint(endpoint)
+        .with_timeout(EXPORT_TIMEOUT)
         .build()
-        .map_err(|e| format!("telemetry.otlp_endpoint: {e}"))?;
-    // A caller's sampling decision (the `traceparent` flag) wins; new traces are sampled at the
-    // configured ratio.
-    let sampler = Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(settings.sample_ratio)));
+        .map_err(|e| format!("telemetry: {e}"))?;
+    // New traces are sampled at the configured ratio; a caller's `traceparent` decision is
+    // followed only where the settings trust callers with it.
+    let ratio = Sampler::TraceIdRatioBased(settings.sample_ratio);
+    let sampler = if settings.follow_caller_sampling {
+        Sampler::ParentBased(Box::new(ratio))
+    } else {
+        ratio
+    };
     let provider = SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
         .with_sampler(sampler)
@@ -80,65 +96,93 @@ pub fn start(settings: &TelemetrySettings) -> Result<Option<(Exporter, Tracer)>,
     Ok(Some((Exporter { provider }, tracer)))
 }
 
+/// The exporter's HTTP client, like the service's other outbound client: no redirects, no proxy
+/// from the environment, the system's roots plus `outbound_ca_file`.
+fn http_client(extra_roots: Option<&[u8]>) -> Result<reqwest::blocking::Client, String> {
+    let mut builder = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .timeout(EXPORT_TIMEOUT)
+        .user_agent(concat!("sts/", env!("CARGO_PKG_VERSION")));
+    if let Some(pem) = extra_roots {
+        let roots = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|_| "outbound CA file: not PEM certificates".to_string())?;
+        builder = builder.tls_certs_merge(roots);
+    }
+    builder
+        .build()
+        .map_err(|e| format!("telemetry: HTTP client: {e}"))
+}
+
 /// Whether request spans are being recorded.
 pub fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }
 
-/// The span of one request named `name` (e.g. `POST /token`): a child of the caller's span
-/// when `traceparent` (with its `tracestate`) is valid, else a new trace. A disabled span when
-/// tracing is off.
-pub fn request_span(
-    name: &'static str,
-    traceparent: Option<&str>,
-    tracestate: Option<&str>,
-) -> Span {
+/// The caller's `traceparent`, the only member of its trace context that is read.
+struct TraceParent<'a>(&'a str);
+
+impl Extractor for TraceParent<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        (key == "traceparent").then_some(self.0)
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        vec!["traceparent"]
+    }
+}
+
+/// The server span of one request (`method` and `route` as the service names them, never the
+/// request's raw target): a child of the caller's span when `traceparent` is valid, else a new
+/// trace. A disabled span when tracing is off.
+pub fn request_span(method: &str, route: &str, traceparent: Option<&str>) -> Span {
     if !enabled() {
         return Span::none();
     }
     let span = tracing::info_span!(
         target: TARGET,
-        "request",
-        otel.name = name,
+        "sts.request",
+        otel.name = format!("{method} {route}"),
         otel.kind = "server",
         otel.status_code = Empty,
+        http.request.method = method,
+        http.route = route,
         http.response.status_code = Empty,
         error.type = Empty,
+        sts.oauth_error = Empty,
         sts.caller = Empty,
         sts.profile = Empty,
         sts.issued_id = Empty,
     );
     if let Some(tp) = traceparent {
-        let mut carrier = HashMap::with_capacity(2);
-        carrier.insert("traceparent".to_owned(), tp.to_owned());
-        if let Some(ts) = tracestate {
-            carrier.insert("tracestate".to_owned(), ts.to_owned());
-        }
-        let parent = TraceContextPropagator::new().extract(&carrier);
+        let parent = TraceContextPropagator::new().extract(&TraceParent(tp));
         // An invalid `traceparent` gives an empty context: the span starts a new trace.
         let _ = span.set_parent(parent);
     }
     span
 }
 
-/// Records one of the [`field`]s on the current request span (nothing when tracing is off).
+/// Records one of the [`field`]s on the current span, which must be the request span (an
+/// inner span would take the value instead); nothing when tracing is off.
 pub fn record(field: &'static str, value: &str) {
     if enabled() {
         Span::current().record(field, value);
     }
 }
 
-/// Records how the request ended: its HTTP status and, for a refusal, the OAuth error code.
-/// A server-side failure (5xx) marks the span as an error (OpenTelemetry HTTP conventions).
-pub fn finish(span: &Span, status: u16, error: Option<&str>) {
+/// Records how the request ended: its HTTP status and, for a refusal, the OAuth error code
+/// (`sts.oauth_error`). Only a server-side failure (5xx) is an error of the span, with
+/// `error.type` (OpenTelemetry HTTP server conventions): a refused request was still served.
+pub fn finish(span: &Span, status: u16, oauth_error: Option<&str>) {
     if span.is_disabled() {
         return;
     }
     span.record("http.response.status_code", i64::from(status));
-    if let Some(code) = error {
-        span.record("error.type", code);
+    if let Some(code) = oauth_error {
+        span.record("sts.oauth_error", code);
     }
     if status >= 500 {
+        span.record("error.type", oauth_error.unwrap_or("server_error"));
         span.record("otel.status_code", "ERROR");
     }
 }

@@ -109,9 +109,12 @@ pub struct TelemetrySettings {
     pub otlp_endpoint: String,
     /// `service.name` of the exported spans.
     pub service_name: String,
-    /// Share of new traces recorded, 0.0 to 1.0. A request whose `traceparent` carries its
-    /// caller's decision follows it.
+    /// Share of new traces recorded, 0.0 to 1.0.
     pub sample_ratio: f64,
+    /// Whether a request's `traceparent` sampling flag decides if its span is recorded (so a
+    /// gateway's traces stay whole), instead of `sample_ratio`. Any caller can set that flag.
+    #[serde(deserialize_with = "strict_bool")]
+    pub follow_caller_sampling: bool,
 }
 
 impl Default for TelemetrySettings {
@@ -120,6 +123,7 @@ impl Default for TelemetrySettings {
             otlp_endpoint: String::new(),
             service_name: "sts".into(),
             sample_ratio: 1.0,
+            follow_caller_sampling: true,
         }
     }
 }
@@ -135,12 +139,14 @@ impl TelemetrySettings {
                     && u.password().is_none()
                     && u.query().is_none()
                     && u.fragment().is_none()
+                    && !u.path().trim_end_matches('/').ends_with("/v1/traces")
             });
             if !ok {
                 out.push((
                     "otlp_endpoint",
-                    "an http or https URL with a host and no user information, query or \
-                     fragment (e.g. http://127.0.0.1:4318)"
+                    "the collector's base URL (`/v1/traces` is added): http or https, with a \
+                     host and no user information, query or fragment (e.g. \
+                     http://127.0.0.1:4318)"
                         .to_owned(),
                 ));
             }
@@ -257,6 +263,7 @@ impl GatewaySettings {
                 "/readyz",
                 "/metrics",
                 "/spiffe/bundle",
+                "/.well-known/oauth-authorization-server",
             ];
             if !self.path.starts_with('/') || reserved.contains(&self.path.as_str()) {
                 out.push((

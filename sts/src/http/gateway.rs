@@ -27,7 +27,8 @@ use crate::token::types;
 pub const TXN_TOKEN_HEADER: &str = "txn-token";
 
 pub async fn txn_token(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let span = super::request_span("gateway txn-token", &req);
+    let route = &state.snapshot().settings.gateway.path;
+    let span = super::request_span(route, &req);
     let (response, error) = exchange_for_gateway(req, state)
         .instrument(span.clone())
         .await;

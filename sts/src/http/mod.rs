@@ -19,14 +19,37 @@ pub use error::ApiError;
 
 use crate::app::AppState;
 
-/// The tracing span of a request named `name` (`sts::telemetry`), a child of the caller's span
-/// when the request carries `traceparent`; a disabled span when tracing is off.
-fn request_span(name: &'static str, req: &actix_web::HttpRequest) -> tracing::Span {
+/// The tracing span of a request to `route` (`sts::telemetry`), a child of the caller's span
+/// when the request carries `traceparent`; a disabled span when tracing is off. A method
+/// outside RFC 9110's is named `_OTHER` (OpenTelemetry HTTP conventions), so a caller cannot
+/// write the span's name.
+fn request_span(route: &str, req: &actix_web::HttpRequest) -> tracing::Span {
+    use actix_web::http::Method;
     if !crate::telemetry::enabled() {
         return tracing::Span::none();
     }
-    let header = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok());
-    crate::telemetry::request_span(name, header("traceparent"), header("tracestate"))
+    let method = req.method();
+    let known = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::CONNECT,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PATCH,
+    ];
+    let method = if known.contains(method) {
+        method.as_str()
+    } else {
+        "_OTHER"
+    };
+    let traceparent = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok());
+    crate::telemetry::request_span(method, route, traceparent)
 }
 
 /// Registers every route; `main` and the tests use this same function.

@@ -21,7 +21,7 @@ pub async fn token(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let span = super::request_span("POST /token", &req);
+    let span = super::request_span("/token", &req);
     let result = exchange_over_http(req, payload, state)
         .instrument(span.clone())
         .await;

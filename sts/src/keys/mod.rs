@@ -374,12 +374,62 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
         .create(dir)
 }
 
-/// An exclusive advisory lock (`flock`) on the directory itself, held until the returned handle
-/// is dropped; it leaves nothing behind in the directory.
-fn lock_dir(dir: &Path) -> std::io::Result<fs::File> {
-    let handle = fs::File::open(dir)?;
-    handle.lock()?;
-    Ok(handle)
+/// How long a replica waits for another to finish generating a key before giving up.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// An exclusive advisory lock on `dir/.lock` (a private file, never read as a key), held until
+/// the returned file is dropped. It waits for a replica that holds it (saying so after a
+/// second) and fails after [`LOCK_WAIT`]. A filesystem without locks (some network mounts)
+/// gets a warning and no lock: starting matters more than the first-start race.
+fn lock_dir(dir: &Path) -> std::io::Result<Option<fs::File>> {
+    use std::time::Instant;
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .open(dir.join(".lock"))?;
+    let start = Instant::now();
+    let mut said = false;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(Some(file)),
+            Err(fs::TryLockError::WouldBlock) => {}
+            Err(fs::TryLockError::Error(e)) if locks_unsupported(&e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "the key directory cannot be locked; replicas that share it and start together may each generate a key");
+                return Ok(None);
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(e),
+        }
+        if start.elapsed() > LOCK_WAIT {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "another process has held the key directory's .lock for over 2 minutes",
+            ));
+        }
+        if !said && start.elapsed() > std::time::Duration::from_secs(1) {
+            tracing::info!(dir = %dir.display(), "waiting for another replica to finish generating a key");
+            said = true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// `flock` refused by the filesystem itself, not by another holder.
+fn locks_unsupported(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc_errno::ENOLCK | libc_errno::EOPNOTSUPP | libc_errno::ENOSYS | libc_errno::EBADF)
+    ) || e.kind() == std::io::ErrorKind::Unsupported
+}
+
+/// The errno values of [`locks_unsupported`] (Linux).
+mod libc_errno {
+    pub const EBADF: i32 = 9;
+    pub const ENOLCK: i32 = 37;
+    pub const ENOSYS: i32 = 38;
+    pub const EOPNOTSUPP: i32 = 95;
 }
 
 /// Writes a private file readable by its owner only (0600), atomically: a temporary file in
@@ -476,9 +526,12 @@ mod tests {
         let signer = Signer::load_or_generate(&keys, Alg::ES256).unwrap();
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&keys), 0o700);
+        // The lock file is private too, and is never read as a key.
+        assert_eq!(mode(&keys.join(".lock")), 0o600);
         let files: Vec<_> = fs::read_dir(&keys)
             .unwrap()
             .map(|e| e.unwrap().path())
+            .filter(|p| !p.ends_with(".lock"))
             .collect();
         assert_eq!(files.len(), 1, "no temporary file is left: {files:?}");
         assert_eq!(mode(&files[0]), 0o600);

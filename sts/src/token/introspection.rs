@@ -37,7 +37,6 @@ use crate::trust::{HttpFetcher, OutboundError};
 const KIND: &str = "oauth-introspection";
 
 /// The `oauth-introspection` kind.
-#[derive(Default)]
 pub struct IntrospectionKind;
 
 /// An `oauth-introspection` trust entry's block.

@@ -19,7 +19,6 @@ use crate::error::OAuthError;
 use crate::workload_id::WorkloadId;
 
 /// The `wit` output kind.
-#[derive(Default)]
 pub struct WitMinter;
 
 #[async_trait::async_trait(?Send)]

@@ -50,7 +50,6 @@ const SVID_TYP: TypRule = TypRule {
 };
 
 /// The `jwt-svid` kind.
-#[derive(Default)]
 pub struct JwtSvidKind;
 
 /// A `jwt-svid` trust entry's block.

@@ -6,28 +6,48 @@
 //! block, and builds a [`Verifier`] per trust entry (with the entry's key source and the kind's
 //! claim rules). An **output kind** ([`Minter`]) is one file too: it owns its reserved claims,
 //! `typ`, `issued_token_type`/`token_type`, lifetime bound and the claims a mapping may write,
-//! and mints asynchronously (it may call out). Adding a kind is that file plus one line in the
-//! `builtin_kinds!` table below (which declares the module and registers its kinds); nothing in
-//! `exchange/`, `profile/`, `http/` or `store/` changes.
+//! and mints asynchronously (it may call out). Adding a kind is that file, its `mod` line and
+//! one line in [`KindRegistry::builtin`]; nothing in `exchange/`, `profile/`, `http/` or
+//! `store/` changes.
 //!
 //! JWS-based kinds verify through the one driver in `driver` (parse → typ → alg allowlist → key
 //! lookup → signature → time checks). This module applies no profile policy.
 
+mod access_token;
 mod claims;
 mod driver;
 pub mod http_sig;
+mod introspection;
+mod issued_jwt_svid;
+mod issued_wit;
+mod jwt_svid;
+mod oauth_jwt;
+mod oidc_id_token;
 pub mod scope;
+mod self_signed;
+mod txn_token;
+mod unsigned_json;
+mod wit;
+mod x509_svid;
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use access_token::audience_value;
+pub use access_token::{AccessTokenMinter, audience_value};
 pub use claims::{ClaimsExt, audience_contains};
 pub use driver::{CheckedJws, JwsEntry, JwsRules, TypRule, verify_jws};
-pub use jwt_svid::JWT_SPIFFE_ASSERTION;
-pub use txn_token::{CHAIN_CLAIM, TXN_TYP};
-pub use wit::{WIT_TYP, WPT_TYP};
+pub use introspection::IntrospectionKind;
+pub use issued_jwt_svid::JwtSvidMinter;
+pub use issued_wit::WitMinter;
+pub use jwt_svid::{JWT_SPIFFE_ASSERTION, JwtSvidKind};
+pub use oauth_jwt::OauthJwtKind;
+pub use oidc_id_token::OidcIdTokenKind;
+pub use self_signed::SelfSignedKind;
+pub use txn_token::{CHAIN_CLAIM, TXN_TYP, TxnTokenKind, TxnTokenMinter};
+pub use unsigned_json::UnsignedJsonKind;
+pub use wit::{WIT_TYP, WPT_TYP, WitKind};
+pub use x509_svid::X509SvidKind;
 
 use crate::auth::Caller;
 use crate::clock::UnixTime;
@@ -639,48 +659,27 @@ impl Default for KindRegistry {
     }
 }
 
-/// Declares the built-in kinds: each line is one kind file (a module of this directory) and the
-/// kinds it registers, `input` ones (verifiers) and `output` ones (minters), each built with
-/// `Default`. The macro declares the module, re-exports those kinds and registers them in
-/// [`KindRegistry::builtin`] in the order written.
-macro_rules! builtin_kinds {
-    ($( $module:ident: $( $role:ident $kind:ident ),+ ; )*) => {
-        $( mod $module; pub use $module::{$( $kind ),+}; )*
-
-        impl KindRegistry {
-            /// The built-in kinds, as the `builtin_kinds!` table in this module lists them.
-            pub fn builtin() -> Self {
-                let registry = Self::empty();
-                $($( let registry = builtin_kinds!(@add registry, $role, $kind); )+)*
-                registry
-            }
-        }
-    };
-    (@add $registry:ident, input, $kind:ident) => {
-        $registry.with_input(Arc::new(<$kind>::default()))
-    };
-    (@add $registry:ident, output, $kind:ident) => {
-        $registry.with_output(Arc::new(<$kind>::default()))
-    };
-}
-
-// The registry: adding a kind is its file plus its line here.
-builtin_kinds! {
-    access_token: output AccessTokenMinter;
-    issued_wit: output WitMinter;
-    oauth_jwt: input OauthJwtKind;
-    oidc_id_token: input OidcIdTokenKind;
-    introspection: input IntrospectionKind;
-    wit: input WitKind;
-    txn_token: input TxnTokenKind, output TxnTokenMinter;
-    self_signed: input SelfSignedKind;
-    unsigned_json: input UnsignedJsonKind;
-    jwt_svid: input JwtSvidKind;
-    x509_svid: input X509SvidKind;
-    issued_jwt_svid: output JwtSvidMinter;
-}
-
 impl KindRegistry {
+    /// The built-in kinds: one line each, naming the kind by its file (module). A new kind is
+    /// its file, that file's `mod` line above, and its line here; the `pub use` above is only
+    /// for kinds that code outside this module builds registries with.
+    pub fn builtin() -> Self {
+        Self::empty()
+            .with_input(Arc::new(oauth_jwt::OauthJwtKind))
+            .with_input(Arc::new(oidc_id_token::OidcIdTokenKind))
+            .with_input(Arc::new(introspection::IntrospectionKind))
+            .with_input(Arc::new(wit::WitKind))
+            .with_input(Arc::new(txn_token::TxnTokenKind))
+            .with_input(Arc::new(self_signed::SelfSignedKind))
+            .with_input(Arc::new(unsigned_json::UnsignedJsonKind))
+            .with_input(Arc::new(jwt_svid::JwtSvidKind))
+            .with_input(Arc::new(x509_svid::X509SvidKind))
+            .with_output(Arc::new(access_token::AccessTokenMinter::default()))
+            .with_output(Arc::new(issued_wit::WitMinter))
+            .with_output(Arc::new(txn_token::TxnTokenMinter::default()))
+            .with_output(Arc::new(issued_jwt_svid::JwtSvidMinter::default()))
+    }
+
     pub fn empty() -> Self {
         Self {
             inputs: Vec::new(),

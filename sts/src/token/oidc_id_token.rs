@@ -33,7 +33,6 @@ use crate::trust::{HttpFetcher, KeyDocument, KeyFetch, KeyStore};
 const KIND: &str = "oidc-id-token";
 
 /// The `oidc-id-token` kind.
-#[derive(Default)]
 pub struct OidcIdTokenKind;
 
 /// An `oidc-id-token` trust entry's block.

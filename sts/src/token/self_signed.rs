@@ -24,7 +24,6 @@ use crate::jose::{Alg, Claims, parse_jwk_public};
 const KIND: &str = "self-signed";
 
 /// The `self-signed` kind.
-#[derive(Default)]
 pub struct SelfSignedKind;
 
 /// A `self-signed` trust entry's block.

@@ -480,7 +480,6 @@ fn self_check(c: &Claims) -> Result<(), OAuthError> {
 }
 
 /// The `txn-token` input kind: our own Txn-Tokens, presented for replacement.
-#[derive(Default)]
 pub struct TxnTokenKind;
 
 /// A `txn-token` trust entry's block: only the algorithms (our keys are the key source).

@@ -36,7 +36,6 @@ use crate::profile::CallerPattern;
 const KIND: &str = "unsigned-json";
 
 /// The `unsigned-json` kind.
-#[derive(Default)]
 pub struct UnsignedJsonKind;
 
 /// An `unsigned-json` trust entry's block.

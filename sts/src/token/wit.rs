@@ -49,7 +49,6 @@ const TXN_TOKEN_TYPE: &str = types::TXN_TOKEN;
 use super::jwt_svid::SVID_ALGS;
 
 /// The `wit` kind.
-#[derive(Default)]
 pub struct WitKind;
 
 /// A `wit` trust entry's block.

@@ -28,7 +28,6 @@ use crate::trust::{BundleUse, KeyStore};
 use crate::workload_id::{Scheme, WorkloadId, check_trust_domain};
 
 /// The `x509-svid` kind.
-#[derive(Default)]
 pub struct X509SvidKind;
 
 /// An `x509-svid` trust entry's block.
