@@ -945,12 +945,17 @@ async fn txn_tokens_and_caller_asserted_subjects_feed_txn_tokens_only() {
             "options.subject_scope: required when subject.accept takes tokens the caller asserts \
              itself (urn:ietf:params:oauth:token-type:unsigned_json)",
         ),
+        (
+            "name: p\ncallers: [gateway]\nsubject: {accept: [corp-idp, self-jwt]}\nissue: {kind: txn-token, audiences: [example.com], lifetime: 1m}\n",
+            "options.subject_scope: required when subject.accept takes tokens the caller asserts \
+             itself (urn:ietf:params:oauth:token-type:self_signed)",
+        ),
     ] {
         let h = Harness::with(&[], TEST_MAPPINGS, "").await;
         write_files(&h.dir.path().join("profiles"), &[("p.yaml", profile)]);
         let config = harness_config(h.dir.path(), "trust_domain: example.com").replace(
             "trust:\n",
-            "trust:\n  - {name: our-txn, kind: txn-token}\n  - {name: edge-json, kind: unsigned-json, callers: [gateway]}\n",
+            "trust:\n  - {name: our-txn, kind: txn-token}\n  - {name: edge-json, kind: unsigned-json, callers: [gateway]}\n  - {name: self-jwt, kind: self-signed}\n",
         );
         let e = AppState::build(Settings::from_yaml(&config).unwrap(), h.clock.clone())
             .await

@@ -547,10 +547,16 @@ fn compile_profile(
         }
     }
     let subject_types: Vec<&str> = subject_sources.iter().flat_map(|s| s.types()).collect();
+    let caller_asserted_types: Vec<&str> = subject_sources
+        .iter()
+        .filter(|s| s.verifier.caller_asserted())
+        .flat_map(|s| s.types())
+        .collect();
     let kind_env = ProfileEnv {
         options: pf.issue.options.as_ref().map(|o| &o.value),
         audiences: &audiences,
         subject_types: &subject_types,
+        caller_asserted_types: &caller_asserted_types,
         trust_domain: env.trust_domain,
     };
     match kind.configure(&kind_env) {

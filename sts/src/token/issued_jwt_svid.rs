@@ -162,6 +162,7 @@ mod tests {
             options: options.as_ref(),
             audiences,
             subject_types: &[],
+            caller_asserted_types: &[],
             trust_domain: "example.com",
         };
         JwtSvidMinter::default().configure(&env).map(|_| ())

@@ -341,6 +341,13 @@ pub trait Verifier: Send + Sync + fmt::Debug {
         false
     }
 
+    /// Whether what it verifies is the caller's own word, vouched for by no issuer (its
+    /// `Verified` has `asserted_by_caller`). Output kinds may require a ceiling for such
+    /// subjects when a profile loads (the `txn-token` kind's `subject_scope`).
+    fn caller_asserted(&self) -> bool {
+        false
+    }
+
     /// Whether it accepts JWTs without an explicit type of its own (`typ` absent or `JWT`).
     /// Two such entries of different kinds may not share an issuer: nothing would keep one
     /// kind's tokens from passing as the other's (RFC 8725 §3.12).
@@ -541,6 +548,9 @@ pub struct ProfileEnv<'a> {
     pub audiences: &'a [String],
     /// Token types the profile's subject trust entries take.
     pub subject_types: &'a [&'a str],
+    /// Of those, the types taken by entries whose subjects are the caller's own word
+    /// (`Verifier::caller_asserted`).
+    pub caller_asserted_types: &'a [&'a str],
     /// Our trust domain.
     pub trust_domain: &'a str,
 }

@@ -97,6 +97,11 @@ struct SelfSignedVerifier {
 
 #[async_trait::async_trait]
 impl Verifier for SelfSignedVerifier {
+    /// Draft §7.2 step 5: nothing but the caller's authentication backs what this verifies.
+    fn caller_asserted(&self) -> bool {
+        true
+    }
+
     /// Any JWS: the declared type already says it is self-signed, and the caller's key decides.
     fn recognizes(&self, presented: &Presented<'_>) -> bool {
         presented.jws.is_ok()

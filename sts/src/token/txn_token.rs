@@ -42,9 +42,6 @@ pub const CHAIN_CLAIM: &str = "req_wl_chain";
 /// The most replacements a profile may allow in one chain.
 const MAX_REPLACEMENTS: usize = 16;
 
-/// Subject token types whose content is the caller's own word (draft §7.2 step 5): their
-/// scope is capped by the profile's `subject_scope`, which such profiles must set.
-const CALLER_ASSERTED: &[&str] = &[types::SELF_SIGNED, types::UNSIGNED_JSON];
 /// Claims the minter sets; a mapping may write `sub` (fresh tokens only), `tctx`, `rctx` and
 /// claims of its own.
 const RESERVED: &[&str] = &["txn", "req_wl", "scope", CHAIN_CLAIM];
@@ -156,17 +153,11 @@ impl Minter for TxnTokenMinter {
         }
         // Draft §7.2 step 5: the scope of a subject the caller asserts itself needs a trusted
         // ceiling. Without one every request would be refused; say so at load instead.
-        let asserted: Vec<&str> = p
-            .subject_types
-            .iter()
-            .copied()
-            .filter(|t| CALLER_ASSERTED.contains(t))
-            .collect();
-        if !asserted.is_empty() && options.subject_scope.is_none() {
+        if !p.caller_asserted_types.is_empty() && options.subject_scope.is_none() {
             problems.push(format!(
                 "options.subject_scope: required when subject.accept takes tokens the caller \
                  asserts itself ({}): it is the most scope such a subject can hold",
-                asserted.join(", ")
+                p.caller_asserted_types.join(", ")
             ));
         }
         if !problems.is_empty() {
@@ -623,10 +614,17 @@ mod tests {
         audiences: &'a [String],
         types: &'a [&'a str],
     ) -> ProfileEnv<'a> {
+        // As the profile loader says it: these two kinds' verifiers are caller-asserted.
+        let asserted: &'a [&'a str] = match types {
+            [.., t] if *t == types::SELF_SIGNED => &[types::SELF_SIGNED],
+            [.., t] if *t == types::UNSIGNED_JSON => &[types::UNSIGNED_JSON],
+            _ => &[],
+        };
         ProfileEnv {
             options,
             audiences,
             subject_types: types,
+            caller_asserted_types: asserted,
             trust_domain: "example.com",
         }
     }

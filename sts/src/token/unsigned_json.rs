@@ -112,6 +112,11 @@ struct UnsignedJsonVerifier {
 
 #[async_trait::async_trait]
 impl Verifier for UnsignedJsonVerifier {
+    /// Draft §7.2 step 5: nothing but the caller's authentication backs what this verifies.
+    fn caller_asserted(&self) -> bool {
+        true
+    }
+
     fn recognizes(&self, presented: &Presented<'_>) -> bool {
         presented.token.expose().trim_start().starts_with('{')
     }
