@@ -87,10 +87,7 @@ fn bad_values_are_named() {
             "{otlp_endpoint: \"http://collector:4318/v1/traces\"}",
             "telemetry.otlp_endpoint",
         ),
-        (
-            "{follow_caller_sampling: yes}",
-            "telemetry.follow_caller_sampling",
-        ),
+        ("{trust_caller_trace: yes}", "telemetry.trust_caller_trace"),
         (
             "{endpoint: \"http://collector:4318\"}",
             "`endpoint` is not a known key",
@@ -105,6 +102,17 @@ fn bad_values_are_named() {
     let s = sts::config::Settings::from_yaml(&ok).unwrap();
     assert_eq!(s.telemetry.otlp_endpoint, "http://collector:4318");
     assert_eq!(s.telemetry.service_name, "sts");
+    assert!(
+        s.telemetry.trust_caller_trace,
+        "callers' trace context is followed by default"
+    );
+    let off = format!("{BASE}telemetry: {{trust_caller_trace: false}}\n");
+    assert!(
+        !sts::config::Settings::from_yaml(&off)
+            .unwrap()
+            .telemetry
+            .trust_caller_trace
+    );
     assert_eq!(
         sts::config::Settings::from_yaml(BASE)
             .unwrap()

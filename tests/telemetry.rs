@@ -144,10 +144,14 @@ async fn request_spans_reach_a_collector_with_identifiers_only() {
     // Refused: the wrong secret, no traceparent (a new trace).
     let r = post("not-the-secret", None).await.unwrap();
     assert_eq!(r.status(), 401);
-    // The gateway adapter: once without a user token (refused), once granted with a malformed
+    // The gateway adapter: once without a user token and with a method of the caller's
+    // invention (refused; the span names it `_OTHER`), once granted with a malformed
     // traceparent (ignored: a new trace).
     let r = http
-        .get(format!("{base}/gateway/txn-token"))
+        .request(
+            reqwest::Method::from_bytes(b"SECRETMETHOD").unwrap(),
+            format!("{base}/gateway/txn-token"),
+        )
         .header("txn-scope", "orders:read")
         .send()
         .await
@@ -242,7 +246,10 @@ async fn request_spans_reach_a_collector_with_identifiers_only() {
     assert_eq!(text(refused, "sts.caller"), None);
 
     let gateway = named("GET /gateway/txn-token");
-    assert_eq!(gateway.len(), 2, "{all:#?}");
+    assert_eq!(gateway.len(), 1, "{all:#?}");
+    let other = named("_OTHER /gateway/txn-token");
+    assert_eq!(other.len(), 1, "{all:#?}");
+    assert_eq!(text(other[0], "http.request.method").unwrap(), "_OTHER");
     let issued_txn = gateway
         .iter()
         .find(|s| attribute(s, "http.response.status_code").unwrap()["intValue"] == "200")
@@ -253,7 +260,7 @@ async fn request_spans_reach_a_collector_with_identifiers_only() {
         text(issued_txn, "sts.issued_id").unwrap(),
         decode_payload(&txn)["txn"]
     );
-    let no_token = gateway.iter().find(|s| s != &issued_txn).unwrap();
+    let no_token = other[0];
     assert_eq!(
         attribute(no_token, "http.response.status_code").unwrap()["intValue"],
         "401"
@@ -278,7 +285,14 @@ async fn request_spans_reach_a_collector_with_identifiers_only() {
         .collect();
     crate::support::leaks::assert_text_free_of(
         &exported,
-        &[subject, issued, txn, secret, CALLER_STATE.to_owned()],
+        &[
+            subject,
+            issued,
+            txn,
+            secret,
+            CALLER_STATE.to_owned(),
+            "SECRETMETHOD".to_owned(),
+        ],
     );
 }
 

@@ -37,6 +37,8 @@ pub mod field {
 }
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
+/// `telemetry.trust_caller_trace`: whether a request's `traceparent` is followed.
+static TRUST_CALLER_TRACE: AtomicBool = AtomicBool::new(false);
 
 /// How long one export may take: the SDK gives the last export at shutdown 5 s in all.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -74,14 +76,10 @@ pub fn start(
         .with_timeout(EXPORT_TIMEOUT)
         .build()
         .map_err(|e| format!("telemetry: {e}"))?;
-    // New traces are sampled at the configured ratio; a caller's `traceparent` decision is
-    // followed only where the settings trust callers with it.
-    let ratio = Sampler::TraceIdRatioBased(settings.sample_ratio);
-    let sampler = if settings.follow_caller_sampling {
-        Sampler::ParentBased(Box::new(ratio))
-    } else {
-        ratio
-    };
+    // A followed `traceparent` decides; a trace that starts here (with our own random id, so
+    // no caller picks it) is sampled at the configured ratio.
+    let sampler = Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(settings.sample_ratio)));
+    TRUST_CALLER_TRACE.store(settings.trust_caller_trace, Ordering::Relaxed);
     let provider = SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
         .with_sampler(sampler)
@@ -96,8 +94,8 @@ pub fn start(
     Ok(Some((Exporter { provider }, tracer)))
 }
 
-/// The exporter's HTTP client, like the service's other outbound client: no redirects, no proxy
-/// from the environment, the system's roots plus `outbound_ca_file`.
+/// The exporter's HTTP client: no redirects, no proxy from the environment (the collector is
+/// addressed directly), the system's roots plus `outbound_ca_file`.
 fn http_client(extra_roots: Option<&[u8]>) -> Result<reqwest::blocking::Client, String> {
     let mut builder = reqwest::blocking::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -133,8 +131,9 @@ impl Extractor for TraceParent<'_> {
 }
 
 /// The server span of one request (`method` and `route` as the service names them, never the
-/// request's raw target): a child of the caller's span when `traceparent` is valid, else a new
-/// trace. A disabled span when tracing is off.
+/// request's raw target): a child of the caller's span when `traceparent` is valid and the
+/// settings trust callers' trace context, else a new trace. A disabled span when tracing is
+/// off.
 pub fn request_span(method: &str, route: &str, traceparent: Option<&str>) -> Span {
     if !enabled() {
         return Span::none();
@@ -154,7 +153,7 @@ pub fn request_span(method: &str, route: &str, traceparent: Option<&str>) -> Spa
         sts.profile = Empty,
         sts.issued_id = Empty,
     );
-    if let Some(tp) = traceparent {
+    if let Some(tp) = traceparent.filter(|_| TRUST_CALLER_TRACE.load(Ordering::Relaxed)) {
         let parent = TraceContextPropagator::new().extract(&TraceParent(tp));
         // An invalid `traceparent` gives an empty context: the span starts a new trace.
         let _ = span.set_parent(parent);

@@ -111,10 +111,11 @@ pub struct TelemetrySettings {
     pub service_name: String,
     /// Share of new traces recorded, 0.0 to 1.0.
     pub sample_ratio: f64,
-    /// Whether a request's `traceparent` sampling flag decides if its span is recorded (so a
-    /// gateway's traces stay whole), instead of `sample_ratio`. Any caller can set that flag.
+    /// Whether a request's `traceparent` is followed: its span joins the caller's trace and
+    /// the caller's sampling flag decides whether it is recorded. Any caller can send one;
+    /// `false` starts every request's trace here, sampled at `sample_ratio`.
     #[serde(deserialize_with = "strict_bool")]
-    pub follow_caller_sampling: bool,
+    pub trust_caller_trace: bool,
 }
 
 impl Default for TelemetrySettings {
@@ -123,7 +124,7 @@ impl Default for TelemetrySettings {
             otlp_endpoint: String::new(),
             service_name: "sts".into(),
             sample_ratio: 1.0,
-            follow_caller_sampling: true,
+            trust_caller_trace: true,
         }
     }
 }

@@ -232,11 +232,18 @@ impl Signer {
             source,
         };
         create_private_dir(dir).map_err(io)?;
+        let mut found = load_dir(dir)?;
         // Replicas that share the directory and start together must not each generate a key
         // (each would then publish a JWKS without the others' keys): the first takes the lock
-        // and generates, the others wait for it and load that key. Released when dropped.
-        let _lock = lock_dir(dir).map_err(io)?;
-        let mut found = load_dir(dir)?;
+        // and generates, the others wait for it and load that key. Only a start that has to
+        // generate takes the lock, so a read-only directory that holds its keys needs none.
+        let _lock = if found.iter().any(|(k, _)| k.alg() == alg) {
+            None
+        } else {
+            let lock = lock_dir(dir).map_err(io)?;
+            found = load_dir(dir)?;
+            lock
+        };
         if !found.iter().any(|(k, _)| k.alg() == alg) {
             let der = SigningKey::generate_pkcs8(alg)?;
             let key = SigningKey::from_pkcs8(&der).ok_or(KeyError::Generate)?;
@@ -420,16 +427,8 @@ fn lock_dir(dir: &Path) -> std::io::Result<Option<fs::File>> {
 fn locks_unsupported(e: &std::io::Error) -> bool {
     matches!(
         e.raw_os_error(),
-        Some(libc_errno::ENOLCK | libc_errno::EOPNOTSUPP | libc_errno::ENOSYS | libc_errno::EBADF)
+        Some(libc::ENOLCK | libc::EOPNOTSUPP | libc::ENOSYS)
     ) || e.kind() == std::io::ErrorKind::Unsupported
-}
-
-/// The errno values of [`locks_unsupported`] (Linux).
-mod libc_errno {
-    pub const EBADF: i32 = 9;
-    pub const ENOLCK: i32 = 37;
-    pub const ENOSYS: i32 = 38;
-    pub const EOPNOTSUPP: i32 = 95;
 }
 
 /// Writes a private file readable by its owner only (0600), atomically: a temporary file in
@@ -567,6 +566,49 @@ mod tests {
         assert_eq!(
             std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
             0o600
+        );
+    }
+
+    /// A filesystem without locks gets a warning and no lock; contention and real failures
+    /// are not mistaken for that.
+    #[test]
+    fn lock_errors_are_classified() {
+        use std::io::{Error, ErrorKind};
+        for errno in [libc::ENOLCK, libc::EOPNOTSUPP, libc::ENOSYS] {
+            assert!(
+                locks_unsupported(&Error::from_raw_os_error(errno)),
+                "{errno}"
+            );
+        }
+        assert!(locks_unsupported(&Error::from(ErrorKind::Unsupported)));
+        for errno in [libc::EWOULDBLOCK, libc::EIO, libc::EBADF, libc::EACCES] {
+            assert!(
+                !locks_unsupported(&Error::from_raw_os_error(errno)),
+                "{errno}"
+            );
+        }
+    }
+
+    /// A start that finds its key takes no lock, so a key directory it cannot write (a
+    /// mounted secret) still starts.
+    #[test]
+    fn a_directory_with_its_key_is_used_without_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("keys");
+        let kid = Signer::load_or_generate(&keys, Alg::ES256)
+            .unwrap()
+            .kid()
+            .to_owned();
+        fs::remove_file(keys.join(".lock")).unwrap();
+        // A directory in place of the lock file: opening it for writing would fail.
+        fs::create_dir(keys.join(".lock")).unwrap();
+        assert_eq!(
+            Signer::load_or_generate(&keys, Alg::ES256).unwrap().kid(),
+            kid
+        );
+        assert!(
+            Signer::load_or_generate(&keys, Alg::EdDSA).is_err(),
+            "a key to generate needs the lock"
         );
     }
 
