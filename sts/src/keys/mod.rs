@@ -389,6 +389,11 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 /// second) and fails after [`LOCK_WAIT`]. A filesystem without locks (some network mounts)
 /// gets a warning and no lock: starting matters more than the first-start race.
 fn lock_dir(dir: &Path) -> std::io::Result<Option<fs::File>> {
+    lock_dir_within(dir, LOCK_WAIT)
+}
+
+/// [`lock_dir`], giving up after `wait`.
+fn lock_dir_within(dir: &Path, wait: std::time::Duration) -> std::io::Result<Option<fs::File>> {
     use std::time::Instant;
     let file = fs::OpenOptions::new()
         .create(true)
@@ -400,19 +405,19 @@ fn lock_dir(dir: &Path) -> std::io::Result<Option<fs::File>> {
     let start = Instant::now();
     let mut said = false;
     loop {
-        match file.try_lock() {
-            Ok(()) => return Ok(Some(file)),
-            Err(fs::TryLockError::WouldBlock) => {}
-            Err(fs::TryLockError::Error(e)) if locks_unsupported(&e) => {
+        match attempt(file.try_lock()) {
+            Attempt::Locked => return Ok(Some(file)),
+            Attempt::Held => {}
+            Attempt::NoLocks(e) => {
                 tracing::warn!(dir = %dir.display(), error = %e, "the key directory cannot be locked; replicas that share it and start together may each generate a key");
                 return Ok(None);
             }
-            Err(fs::TryLockError::Error(e)) => return Err(e),
+            Attempt::Failed(e) => return Err(e),
         }
-        if start.elapsed() > LOCK_WAIT {
+        if start.elapsed() > wait {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
-                "another process has held the key directory's .lock for over 2 minutes",
+                "another process has held the key directory's .lock for too long",
             ));
         }
         if !said && start.elapsed() > std::time::Duration::from_secs(1) {
@@ -420,6 +425,26 @@ fn lock_dir(dir: &Path) -> std::io::Result<Option<fs::File>> {
             said = true;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// What one `try_lock` said.
+#[derive(Debug)]
+enum Attempt {
+    Locked,
+    /// Another process holds it.
+    Held,
+    /// The filesystem has no locks.
+    NoLocks(std::io::Error),
+    Failed(std::io::Error),
+}
+
+fn attempt(result: Result<(), fs::TryLockError>) -> Attempt {
+    match result {
+        Ok(()) => Attempt::Locked,
+        Err(fs::TryLockError::WouldBlock) => Attempt::Held,
+        Err(fs::TryLockError::Error(e)) if locks_unsupported(&e) => Attempt::NoLocks(e),
+        Err(fs::TryLockError::Error(e)) => Attempt::Failed(e),
     }
 }
 
@@ -587,6 +612,44 @@ mod tests {
                 "{errno}"
             );
         }
+    }
+
+    /// Each `try_lock` answer leads where it should: a filesystem without locks to no lock, any
+    /// other error to a failed start, another holder to waiting.
+    #[test]
+    fn lock_attempts_are_told_apart() {
+        use std::io::Error;
+        assert!(matches!(attempt(Ok(())), Attempt::Locked));
+        assert!(matches!(
+            attempt(Err(fs::TryLockError::WouldBlock)),
+            Attempt::Held
+        ));
+        let no_locks = Error::from_raw_os_error(libc::ENOLCK);
+        assert!(matches!(
+            attempt(Err(fs::TryLockError::Error(no_locks))),
+            Attempt::NoLocks(_)
+        ));
+        let io = Error::from_raw_os_error(libc::EIO);
+        assert!(matches!(
+            attempt(Err(fs::TryLockError::Error(io))),
+            Attempt::Failed(_)
+        ));
+    }
+
+    /// A lock another process holds is waited for, then given up with a clear error.
+    #[test]
+    fn a_held_lock_times_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = lock_dir(dir.path()).unwrap().expect("locks work here");
+        let start = std::time::Instant::now();
+        let e = lock_dir_within(dir.path(), std::time::Duration::from_millis(200)).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+        assert!(start.elapsed() >= std::time::Duration::from_millis(200));
+        drop(held);
+        assert!(
+            lock_dir(dir.path()).unwrap().is_some(),
+            "free again once dropped"
+        );
     }
 
     /// A start that finds its key takes no lock, so a key directory it cannot write (a
