@@ -340,6 +340,11 @@ async fn the_binary_serves_the_examples_and_leaks_nothing() {
         "a graceful stop flushed the log buffer"
     );
     assert!(!output.contains("PRIVATE KEY"));
+    // Tracing is off here: no request span exists, so none shows in any line.
+    assert!(
+        !output.contains("sts.request") && !output.contains("sts.caller"),
+        "a request span reached the logs"
+    );
     for t in &used {
         let sig = t.rsplit('.').next().unwrap();
         assert!(
