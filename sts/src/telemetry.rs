@@ -103,9 +103,7 @@ fn http_client(extra_roots: Option<&[u8]>) -> Result<reqwest::blocking::Client, 
         .timeout(EXPORT_TIMEOUT)
         .user_agent(concat!("sts/", env!("CARGO_PKG_VERSION")));
     if let Some(pem) = extra_roots {
-        let roots = reqwest::Certificate::from_pem_bundle(pem)
-            .map_err(|_| "outbound CA file: not PEM certificates".to_string())?;
-        builder = builder.tls_certs_merge(roots);
+        builder = builder.tls_certs_merge(crate::trust::extra_roots(pem)?);
     }
     builder
         .build()

@@ -10,6 +10,8 @@
 //! `403` when policy refuses; `500`/`503` when the gateway's own credentials or the service
 //! fail. It decides no policy and never logs or echoes a token.
 
+use std::sync::Arc;
+
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -27,9 +29,9 @@ use crate::token::types;
 pub const TXN_TOKEN_HEADER: &str = "txn-token";
 
 pub async fn txn_token(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let route = &state.snapshot().settings.gateway.path;
-    let span = super::request_span(route, &req);
-    let (response, error) = exchange_for_gateway(req, state)
+    let snap = state.snapshot();
+    let span = super::request_span(&snap.settings.gateway.path, &req);
+    let (response, error) = exchange_for_gateway(req, state, snap)
         .instrument(span.clone())
         .await;
     crate::telemetry::finish(&span, response.status().as_u16(), error);
@@ -40,9 +42,9 @@ pub async fn txn_token(req: HttpRequest, state: web::Data<AppState>) -> HttpResp
 async fn exchange_for_gateway(
     req: HttpRequest,
     state: web::Data<AppState>,
+    snap: Arc<Snapshot>,
 ) -> (HttpResponse, Option<&'static str>) {
     let now = state.clock.now();
-    let snap = state.snapshot();
     let refused = |r: Refusal| {
         let code = r.error.code.as_str();
         (r.answer(), Some(code))

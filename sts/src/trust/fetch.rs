@@ -11,6 +11,16 @@ use std::time::Duration;
 /// Largest JWKS or metadata document we read.
 pub const MAX_DOCUMENT_BYTES: usize = 512 * 1024;
 
+/// The CA certificates of `outbound_ca_file` (PEM), for every outbound client.
+pub fn extra_roots(pem: &[u8]) -> Result<Vec<reqwest::Certificate>, String> {
+    let roots = reqwest::Certificate::from_pem_bundle(pem)
+        .map_err(|_| "outbound CA file: not PEM certificates".to_string())?;
+    if roots.is_empty() {
+        return Err("outbound CA file: no certificate".into());
+    }
+    Ok(roots)
+}
+
 #[derive(Debug, Clone)]
 pub struct HttpFetcher {
     client: reqwest::Client,
@@ -26,12 +36,7 @@ impl HttpFetcher {
     pub fn with_extra_roots(timeout: Duration, pem: Option<&[u8]>) -> Result<Self, String> {
         let mut builder = reqwest::Client::builder();
         if let Some(pem) = pem {
-            let roots = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|_| "outbound CA file: not PEM certificates".to_string())?;
-            if roots.is_empty() {
-                return Err("outbound CA file: no certificate".into());
-            }
-            builder = builder.tls_certs_merge(roots);
+            builder = builder.tls_certs_merge(extra_roots(pem)?);
         }
         let client = builder
             .timeout(timeout)

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub use bundle::{BundleKeys, BundleUse, ParsedBundle, parse_bundle};
-pub use fetch::{HttpFetcher, OutboundError, discovery_urls};
+pub use fetch::{HttpFetcher, OutboundError, discovery_urls, extra_roots};
 pub use keystore::{KeyDocument, KeyFetch, KeyLookupError, KeyStore, key_fetch};
 pub use own::OwnKeys;
 
