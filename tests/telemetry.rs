@@ -306,3 +306,38 @@ fn decode_payload(jws: &str) -> Value {
     let payload = jws.split('.').nth(1).unwrap();
     serde_json::from_slice(&sts::jose::b64_decode(payload).unwrap()).unwrap()
 }
+
+/// With `trust_caller_trace: false` a caller's `traceparent` is ignored: the span starts a
+/// trace of the service's own, so no caller picks the trace id or the sampling decision.
+#[actix_web::test]
+async fn untrusted_callers_cannot_choose_the_trace() {
+    let (endpoint, got) = receiver();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let port = free_port();
+    let server = start_with(
+        d,
+        port,
+        "otel-untrusted",
+        &[
+            ("STS__TELEMETRY__OTLP_ENDPOINT", &endpoint),
+            ("STS__TELEMETRY__SERVICE_NAME", "sts-test"),
+            ("STS__TELEMETRY__TRUST_CALLER_TRACE", "false"),
+        ],
+    )
+    .await;
+    let r = reqwest::Client::new()
+        .post(format!("{}/token", server.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("traceparent", format!("00-{TRACE_ID}-{PARENT_ID}-01"))
+        .body("grant_type=client_credentials")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    drop(server);
+    let all = spans(&got);
+    assert_eq!(all.len(), 1, "{all:#?}");
+    assert_ne!(all[0]["traceId"], TRACE_ID);
+    assert_eq!(all[0]["parentSpanId"], "");
+}
