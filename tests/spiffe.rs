@@ -717,8 +717,13 @@ struct BundleEndpoint {
 }
 
 impl BundleEndpoint {
+    /// With a Web PKI server certificate from `ca` (`https_web`).
     async fn start(ca: &TestCa, body: &Value) -> Self {
-        let leaf = ca.leaf(&LeafSpec::server());
+        Self::start_as(ca.leaf(&LeafSpec::server()), body).await
+    }
+
+    /// Presenting `leaf` as its TLS server certificate.
+    async fn start_as(leaf: crate::support::pki::Leaf, body: &Value) -> Self {
         let chain = vec![rustls::pki_types::CertificateDer::from(leaf.der.clone())];
         let key =
             rustls::pki_types::pem::PemObject::from_pem_slice(leaf.key_pem.as_bytes()).unwrap();
@@ -908,6 +913,243 @@ async fn bundles_refresh_from_a_real_https_endpoint_and_fail_safe() {
     endpoint.handle.stop(false).await;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Bundles from an `https_spiffe` bundle endpoint: the server is authenticated by its X509-SVID.
+
+const ENDPOINT_ID: &str = "spiffe://example.org/spire/server";
+
+/// The harness's service with `org-svid` (example.org, self-serving endpoint at `url`) and
+/// `other-svid` (other.org's bundle, served by example.org's endpoint at `other_url`), both
+/// `https_spiffe`; `initial` is example.org's initial bundle. No outbound CA: the Web PKI has
+/// no part in it.
+async fn spiffe_endpoint_state(
+    h: &Harness,
+    initial: &Value,
+    url: &str,
+    other_url: &str,
+) -> Arc<AppState> {
+    let d = h.dir.path();
+    std::fs::write(d.join("initial.bundle"), initial.to_string()).unwrap();
+    write_files(&d.join("profiles"), &SPIFFE_PROFILES[..1]);
+    let spiffe = |url: &str| {
+        format!(
+            "{{uri: \"{url}\", profile: https_spiffe, endpoint_spiffe_id: \"{ENDPOINT_ID}\", \
+             endpoint_bundle: {}/initial.bundle}}",
+            d.display()
+        )
+    };
+    let entries = format!(
+        "trust:\n  - {{name: org-svid, kind: jwt-svid, trust_domain: example.org, audience: \
+         [\"{SUBJECT_AUD}\"], bundle: {}}}\n  - {{name: other-svid, kind: jwt-svid, \
+         trust_domain: other.org, audience: [\"{SUBJECT_AUD}\"], bundle: {}}}\n",
+        spiffe(url),
+        spiffe(other_url)
+    );
+    let config = harness_config(d, "").replace("trust:\n", &entries);
+    let settings = Settings::from_yaml(&config).unwrap();
+    AppState::build(settings, h.clock.clone()).await.unwrap()
+}
+
+async fn load_entry(state: &AppState, name: &str) -> Result<(), String> {
+    let snap = state.snapshot();
+    let keys = snap.trust.get(name).unwrap().verifier.keys().unwrap();
+    keys.load().await
+}
+
+#[actix_web::test]
+async fn an_https_spiffe_endpoint_is_authenticated_by_its_svid() {
+    sts::install_crypto_providers();
+    let h = Harness::new().await;
+    let ca = TestCa::new("example.org X.509 authority");
+    let key = Idp::new("spiffe://example.org", "org-1", "ES256");
+    let theirs = Idp::new("spiffe://other.org", "other-1", "ES256");
+    let initial = bundle(&[(ca.bundle_key(), "x509-svid")], Some(1), None);
+    // Self-serving: example.org's endpoint serves example.org's bundle.
+    let endpoint = BundleEndpoint::start_as(
+        ca.leaf(&LeafSpec::svid(ENDPOINT_ID)),
+        &bundle(
+            &[(ca.bundle_key(), "x509-svid"), (key.jwk(), "jwt-svid")],
+            Some(2),
+            None,
+        ),
+    )
+    .await;
+    // Not self-serving: the same trust domain's endpoint serves other.org's bundle, and is
+    // authenticated with example.org's bundle file whatever other.org's bundle says.
+    let other = BundleEndpoint::start_as(
+        ca.leaf(&LeafSpec::svid(ENDPOINT_ID)),
+        &bundle(&[(theirs.jwk(), "jwt-svid")], Some(1), None),
+    )
+    .await;
+    let state = spiffe_endpoint_state(&h, &initial, &endpoint.url, &other.url).await;
+    let app = app_of(state.clone()).await;
+    post(&app, &svid_exchange(&svid(&key, json!({}))))
+        .await
+        .expect_token();
+    let token = svid(&theirs, json!({"sub": "spiffe://other.org/billing"}));
+    post(&app, &svid_exchange(&token)).await.expect_token();
+    load_entry(&state, "other-svid").await.unwrap();
+
+    // Self-serving: the bundle fetched now authenticates the endpoint. A bundle whose only
+    // authority is a new one no longer vouches for the certificate the endpoint still shows.
+    let rotated = TestCa::new("example.org's next authority");
+    endpoint.set(
+        200,
+        &bundle(
+            &[(rotated.bundle_key(), "x509-svid"), (key.jwk(), "jwt-svid")],
+            Some(3),
+            None,
+        ),
+    );
+    load_entry(&state, "org-svid").await.unwrap();
+    let hits = endpoint.hits.load(Ordering::SeqCst);
+    let e = load_entry(&state, "org-svid").await.unwrap_err();
+    assert!(e.contains("does not chain"), "{e}");
+    assert_eq!(
+        endpoint.hits.load(Ordering::SeqCst),
+        hits,
+        "no request after the refusal"
+    );
+    // The keys of the last good bundle stay.
+    post(&app, &svid_exchange(&svid(&key, json!({}))))
+        .await
+        .expect_token();
+    endpoint.handle.stop(false).await;
+    other.handle.stop(false).await;
+}
+
+#[actix_web::test]
+async fn an_https_spiffe_endpoint_with_another_certificate_is_refused() {
+    sts::install_crypto_providers();
+    let ca = TestCa::new("example.org X.509 authority");
+    let key = Idp::new("spiffe://example.org", "org-1", "ES256");
+    let initial = bundle(&[(ca.bundle_key(), "x509-svid")], Some(1), None);
+    let served = bundle(&[(key.jwk(), "jwt-svid")], Some(2), None);
+    let stranger = TestCa::new("another authority");
+    for (leaf, why) in [
+        // Another workload of the same trust domain.
+        (
+            ca.leaf(&LeafSpec::svid("spiffe://example.org/spire/agent")),
+            "is not endpoint_spiffe_id",
+        ),
+        // The configured SPIFFE ID, from an authority the bundle does not hold.
+        (
+            stranger.leaf(&LeafSpec::svid(ENDPOINT_ID)),
+            "does not chain",
+        ),
+        // A Web PKI certificate of the right authority: no SPIFFE ID.
+        (ca.leaf(&LeafSpec::server()), "exactly one URI SAN"),
+        // An expired X509-SVID.
+        (
+            ca.leaf(&LeafSpec {
+                expired: true,
+                ..LeafSpec::svid(ENDPOINT_ID)
+            }),
+            "expired",
+        ),
+    ] {
+        let h = Harness::new().await;
+        let endpoint = BundleEndpoint::start_as(leaf, &served).await;
+        let state = spiffe_endpoint_state(&h, &initial, &endpoint.url, &endpoint.url).await;
+        let e = load_entry(&state, "org-svid").await.unwrap_err();
+        assert!(e.contains(why), "want {why}: {e}");
+        assert_eq!(endpoint.hits.load(Ordering::SeqCst), 0, "{why}");
+        // Nothing loaded: the trust domain's SVIDs fail closed.
+        let app = app_of(state.clone()).await;
+        post(&app, &svid_exchange(&svid(&key, json!({}))))
+            .await
+            .expect_error(503, "temporarily_unavailable");
+        endpoint.handle.stop(false).await;
+    }
+}
+
+#[actix_web::test]
+async fn https_spiffe_settings_are_checked_at_load() {
+    let h = Harness::new().await;
+    let d = h.dir.path();
+    let ca = TestCa::new("example.org X.509 authority");
+    let good = d.join("good.bundle");
+    std::fs::write(
+        &good,
+        bundle(&[(ca.bundle_key(), "x509-svid")], None, None).to_string(),
+    )
+    .unwrap();
+    let no_roots = d.join("no-roots.bundle");
+    std::fs::write(&no_roots, bundle(&[], None, None).to_string()).unwrap();
+    let entry = |b: &str| {
+        format!("{{name: x, kind: jwt-svid, trust_domain: example.org, bundle: {{{b}}}}}")
+    };
+    let (good, no_roots) = (good.display(), no_roots.display());
+    for (bundle_settings, want) in [
+        (
+            format!("uri: \"https://a.test/b\", profile: https_spiffe, endpoint_bundle: {good}"),
+            "endpoint_spiffe_id",
+        ),
+        (
+            format!(
+                "uri: \"https://a.test/b\", profile: https_spiffe, endpoint_spiffe_id: \"spiffe://example.org\", endpoint_bundle: {good}"
+            ),
+            "endpoint_spiffe_id",
+        ),
+        (
+            format!(
+                "uri: \"https://a.test/b\", profile: https_spiffe, endpoint_spiffe_id: \"spiffe://Example.org/server\", endpoint_bundle: {good}"
+            ),
+            "endpoint_spiffe_id",
+        ),
+        (
+            format!(
+                "uri: \"https://a.test/b\", profile: https_spiffe, endpoint_spiffe_id: \"{ENDPOINT_ID}\""
+            ),
+            "endpoint_bundle",
+        ),
+        (
+            format!(
+                "uri: \"https://a.test/b\", profile: https_spiffe, endpoint_spiffe_id: \"{ENDPOINT_ID}\", endpoint_bundle: {good}.missing"
+            ),
+            "endpoint_bundle",
+        ),
+        (
+            format!(
+                "uri: \"https://a.test/b\", profile: https_spiffe, endpoint_spiffe_id: \"{ENDPOINT_ID}\", endpoint_bundle: {no_roots}"
+            ),
+            "no x509-svid authority",
+        ),
+        (
+            format!(
+                "file: {good}, profile: https_spiffe, endpoint_spiffe_id: \"{ENDPOINT_ID}\", endpoint_bundle: {good}"
+            ),
+            "set uri, not file",
+        ),
+        (
+            format!("uri: \"https://a.test/b\", endpoint_spiffe_id: \"{ENDPOINT_ID}\""),
+            "only for a bundle endpoint with profile: https_spiffe",
+        ),
+        (
+            "uri: \"https://a.test/b\", profile: https_spifee".to_string(),
+            "use one of: https_web or https_spiffe",
+        ),
+        (
+            format!("file: {good}, uri: \"https://a.test/b\""),
+            "exactly one of file or uri",
+        ),
+    ] {
+        let config = harness_config(d, "").replace(
+            "trust:\n",
+            &format!("trust:\n  - {}\n", entry(&bundle_settings)),
+        );
+        let e = match Settings::from_yaml(&config) {
+            Err(e) => e.to_string(),
+            Ok(settings) => AppState::build(settings, h.clock.clone())
+                .await
+                .err()
+                .unwrap()
+                .to_string(),
+        };
+        assert!(e.contains(want), "{bundle_settings}: {e}");
+    }
+}
+
 #[actix_web::test]
 async fn the_background_refresh_follows_the_refresh_hint() {
     sts::install_crypto_providers();
@@ -953,7 +1195,7 @@ async fn bundle_settings_are_checked_at_load() {
         ),
         (
             "{name: x, kind: jwt-svid, trust_domain: example.org, bundle: {discovery: true}}",
-            "never discovered",
+            "`discovery` is not a known key here",
         ),
         (
             "{name: x, kind: jwt-svid, trust_domain: Example.org, bundle: {uri: \"https://a.test/b\"}}",

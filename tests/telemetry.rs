@@ -2,7 +2,9 @@
 //! (JSON) to a real receiver on loopback, joined to the caller's `traceparent`, with identifiers
 //! only — the test scans every exported byte for the tokens and secrets its requests carried.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use serde_json::Value;
@@ -13,7 +15,24 @@ use crate::support::*;
 /// What the receiver got: (path, content type, body) per export.
 type Received = Arc<Mutex<Vec<(String, String, String)>>>;
 
-async fn collect(req: HttpRequest, body: web::Bytes, got: web::Data<Received>) -> HttpResponse {
+/// How the receiver answers: `refuse` makes it answer 503 (an unavailable collector);
+/// `attempts` counts every export it was sent, refused or not.
+#[derive(Clone, Default)]
+struct Behaviour {
+    refuse: Arc<AtomicBool>,
+    attempts: Arc<AtomicUsize>,
+}
+
+async fn collect(
+    req: HttpRequest,
+    body: web::Bytes,
+    got: web::Data<Received>,
+    behaviour: web::Data<Behaviour>,
+) -> HttpResponse {
+    behaviour.attempts.fetch_add(1, Ordering::SeqCst);
+    if behaviour.refuse.load(Ordering::SeqCst) {
+        return HttpResponse::ServiceUnavailable().finish();
+    }
     let content_type = req
         .headers()
         .get("content-type")
@@ -32,11 +51,17 @@ async fn collect(req: HttpRequest, body: web::Bytes, got: web::Data<Received>) -
 
 /// An OTLP/HTTP receiver on a free loopback port: its base URL and what it receives.
 fn receiver() -> (String, Received) {
+    receiver_with(Behaviour::default())
+}
+
+fn receiver_with(behaviour: Behaviour) -> (String, Received) {
     let got: Received = Arc::default();
     let data = web::Data::new(got.clone());
+    let behaviour = web::Data::new(behaviour);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
+            .app_data(behaviour.clone())
             .app_data(web::PayloadConfig::new(16 << 20))
             .default_service(web::to(collect))
     })
@@ -144,6 +169,9 @@ async fn request_spans_reach_a_collector_with_identifiers_only() {
     // Refused: the wrong secret, no traceparent (a new trace).
     let r = post("not-the-secret", None).await.unwrap();
     assert_eq!(r.status(), 401);
+    // The token endpoint with the wrong method: refused, and still one span.
+    let r = http.get(format!("{base}/token")).send().await.unwrap();
+    assert_eq!(r.status(), 405);
     // The gateway adapter: once without a user token and with a method of the caller's
     // invention (refused; the span names it `_OTHER`), once granted with a malformed
     // traceparent (ignored: a new trace).
@@ -245,6 +273,17 @@ async fn request_spans_reach_a_collector_with_identifiers_only() {
     assert_eq!(refused["status"]["code"], 0);
     assert_eq!(text(refused, "sts.caller"), None);
 
+    let wrong_method = named("GET /token");
+    assert_eq!(wrong_method.len(), 1, "{all:#?}");
+    assert_eq!(
+        attribute(wrong_method[0], "http.response.status_code").unwrap()["intValue"],
+        "405"
+    );
+    assert_eq!(
+        text(wrong_method[0], "sts.oauth_error").unwrap(),
+        "invalid_request"
+    );
+
     let gateway = named("GET /gateway/txn-token");
     assert_eq!(gateway.len(), 1, "{all:#?}");
     let other = named("_OTHER /gateway/txn-token");
@@ -340,4 +379,83 @@ async fn untrusted_callers_cannot_choose_the_trace() {
     assert_eq!(all.len(), 1, "{all:#?}");
     assert_ne!(all[0]["traceId"], TRACE_ID);
     assert_eq!(all[0]["parentSpanId"], "");
+}
+
+/// Waits up to 20 s for `done`.
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The server's logs so far (both streams).
+fn logs(dir: &std::path::Path, name: &str) -> String {
+    ["out", "err"]
+        .iter()
+        .map(|ext| std::fs::read_to_string(dir.join(format!("{name}.{ext}"))).unwrap_or_default())
+        .collect()
+}
+
+/// A collector that refuses exports is reported in the logs while the service runs: one line
+/// when exporting starts failing (not one per batch), one when it works again.
+#[actix_web::test]
+async fn export_failures_are_logged_when_they_start_and_end() {
+    let behaviour = Behaviour::default();
+    behaviour.refuse.store(true, Ordering::SeqCst);
+    let (endpoint, got) = receiver_with(behaviour.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let port = free_port();
+    let server = start_with(
+        d,
+        port,
+        "otel-failing",
+        &[
+            ("STS__TELEMETRY__OTLP_ENDPOINT", &endpoint),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let request = || {
+        http.post(format!("{}/token", server.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("grant_type=client_credentials")
+            .send()
+    };
+    const FAILED: &str = "trace export failed";
+    const AGAIN: &str = "trace export works again";
+    // Two refused exports, one line.
+    for sent in 1..=2 {
+        assert_eq!(request().await.unwrap().status(), 400);
+        wait_for("a refused export", || {
+            behaviour.attempts.load(Ordering::SeqCst) >= sent
+        })
+        .await;
+    }
+    wait_for("the failure line", || {
+        logs(d, "otel-failing").contains(FAILED)
+    })
+    .await;
+    let log = logs(d, "otel-failing");
+    assert_eq!(log.matches(FAILED).count(), 1, "{log}");
+    assert!(log.contains(&format!("{endpoint}/v1/traces")), "{log}");
+    assert!(log.contains("503"), "{log}");
+    assert!(!log.contains(AGAIN), "{log}");
+    // The collector is back: the next span arrives and one line says so.
+    behaviour.refuse.store(false, Ordering::SeqCst);
+    for _ in 0..2 {
+        assert_eq!(request().await.unwrap().status(), 400);
+    }
+    wait_for("an accepted export", || !got.lock().unwrap().is_empty()).await;
+    wait_for("the recovery line", || {
+        logs(d, "otel-failing").contains(AGAIN)
+    })
+    .await;
+    drop(server);
+    let log = logs(d, "otel-failing");
+    assert_eq!(log.matches(FAILED).count(), 1, "{log}");
+    assert_eq!(log.matches(AGAIN).count(), 1, "{log}");
 }

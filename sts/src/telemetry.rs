@@ -18,8 +18,10 @@ use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, Tracer};
+use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use tracing::Span;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -72,7 +74,7 @@ pub fn start(
         .with_http()
         .with_http_client(http_client(extra_roots)?)
         .with_protocol(Protocol::HttpJson)
-        .with_endpoint(endpoint)
+        .with_endpoint(endpoint.as_str())
         .with_timeout(EXPORT_TIMEOUT)
         .build()
         .map_err(|e| format!("telemetry: {e}"))?;
@@ -81,7 +83,7 @@ pub fn start(
     let sampler = Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(settings.sample_ratio)));
     TRUST_CALLER_TRACE.store(settings.trust_caller_trace, Ordering::Relaxed);
     let provider = SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
+        .with_batch_exporter(ReportingExporter::new(exporter, endpoint))
         .with_sampler(sampler)
         .with_resource(
             Resource::builder_empty()
@@ -92,6 +94,69 @@ pub fn start(
     let tracer = provider.tracer("sts");
     ENABLED.store(true, Ordering::Relaxed);
     Ok(Some((Exporter { provider }, tracer)))
+}
+
+/// An exporter that says in the logs when exporting starts failing and when it works again:
+/// one `warn` line at the first failed batch (the spans of failed batches are dropped) and one
+/// `info` line at the first success after failures, not a line per batch.
+#[derive(Debug)]
+struct ReportingExporter<E> {
+    inner: E,
+    /// The collector's URL, for the log lines (validated: no user information).
+    endpoint: String,
+    failing: AtomicBool,
+}
+
+impl<E> ReportingExporter<E> {
+    fn new(inner: E, endpoint: String) -> Self {
+        Self {
+            inner,
+            endpoint,
+            failing: AtomicBool::new(false),
+        }
+    }
+
+    /// Logs a change between working and failing; returns whether this result changed it.
+    fn observe(&self, result: &OTelSdkResult, spans: usize) -> bool {
+        let failed = result.is_err();
+        if self.failing.swap(failed, Ordering::Relaxed) == failed {
+            return false;
+        }
+        match result {
+            Err(e) => tracing::warn!(
+                endpoint = self.endpoint.as_str(),
+                error = %e,
+                spans,
+                "trace export failed; spans are dropped until the collector accepts them again"
+            ),
+            Ok(()) => tracing::info!(
+                endpoint = self.endpoint.as_str(),
+                "trace export works again"
+            ),
+        }
+        true
+    }
+}
+
+impl<E: SpanExporter> SpanExporter for ReportingExporter<E> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let spans = batch.len();
+        let result = self.inner.export(batch).await;
+        self.observe(&result, spans);
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
 }
 
 /// The exporter's HTTP client: no redirects, no proxy from the environment (the collector is
@@ -181,5 +246,23 @@ pub fn finish(span: &Span, status: u16, oauth_error: Option<&str>) {
     if status >= 500 {
         span.record("error.type", oauth_error.unwrap_or("server_error"));
         span.record("otel.status_code", "ERROR");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_sdk::error::OTelSdkError;
+
+    #[test]
+    fn export_results_are_reported_only_when_they_change() {
+        let exporter = ReportingExporter::new((), "http://collector/v1/traces".into());
+        let failed = || Err(OTelSdkError::InternalFailure("refused".into()));
+        assert!(!exporter.observe(&Ok(()), 1), "working from the start");
+        assert!(exporter.observe(&failed(), 1), "the first failure");
+        assert!(!exporter.observe(&failed(), 1), "still failing");
+        assert!(exporter.observe(&Ok(()), 1), "working again");
+        assert!(!exporter.observe(&Ok(()), 1), "still working");
+        assert!(exporter.observe(&failed(), 1), "failing again");
     }
 }

@@ -436,6 +436,132 @@ impl Default for JwksSettings {
     }
 }
 
+/// Where a SPIFFE trust entry's bundle comes from (SPIFFE federation §5): a file, or a bundle
+/// endpoint of the `https_web` profile (a Web PKI server certificate) or the `https_spiffe`
+/// profile (the server's X509-SVID, with `endpoint_spiffe_id` and `endpoint_bundle`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleSettings {
+    pub file: Option<PathBuf>,
+    /// The bundle endpoint's URL (`https`).
+    pub uri: Option<String>,
+    /// The bundle endpoint's profile (federation §5.2).
+    #[serde(default)]
+    pub profile: EndpointProfile,
+    /// `https_spiffe`: the SPIFFE ID the endpoint's server must present, byte for byte.
+    pub endpoint_spiffe_id: Option<String>,
+    /// `https_spiffe`: a bundle file whose `x509-svid` authorities authenticate the endpoint.
+    /// For a self-serving endpoint (`endpoint_spiffe_id` in this entry's trust domain) it is
+    /// the initial bundle, replaced by each bundle fetched; for any other, the bundle of the
+    /// endpoint's own trust domain, read at every fetch.
+    pub endpoint_bundle: Option<PathBuf>,
+    /// How often the bundle is refetched when it carries no `spiffe_refresh_hint`.
+    #[serde(default = "default_refresh", with = "humantime_serde")]
+    pub refresh: Duration,
+    /// After a refetch, an unknown `kid` does not trigger another one for this long.
+    #[serde(default = "default_cooldown", with = "humantime_serde")]
+    pub refetch_cooldown: Duration,
+}
+
+/// A bundle endpoint profile (SPIFFE federation §5.2).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndpointProfile {
+    /// The server certificate is checked against the Web PKI and the URL's host name.
+    #[default]
+    HttpsWeb,
+    /// The server presents an X509-SVID with the configured SPIFFE ID.
+    HttpsSpiffe,
+}
+
+impl BundleSettings {
+    /// The rules of one bundle source; an error names the key (under `bundle`) and why.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        let bad = |key, why: &str| Err((key, why.to_owned()));
+        if self.file.is_some() == self.uri.is_some() {
+            return bad(
+                "bundle",
+                "set exactly one of file or uri (a bundle endpoint)",
+            );
+        }
+        if let Some(uri) = &self.uri {
+            // Federation §5.2: both profiles are https.
+            if !uri.starts_with("https://") {
+                return bad("bundle.uri", "a bundle endpoint is an https URL");
+            }
+            check_url("", uri).map_err(|e| ("bundle.uri", e.0))?;
+        }
+        for (key, d) in [
+            ("bundle.refresh", self.refresh),
+            ("bundle.refetch_cooldown", self.refetch_cooldown),
+        ] {
+            if d < Duration::from_secs(1) {
+                return bad(key, "at least 1s");
+            }
+        }
+        let spiffe_only = [
+            (
+                "bundle.endpoint_spiffe_id",
+                self.endpoint_spiffe_id.is_some(),
+            ),
+            ("bundle.endpoint_bundle", self.endpoint_bundle.is_some()),
+        ];
+        match self.profile {
+            EndpointProfile::HttpsWeb => {
+                if let Some((key, _)) = spiffe_only.iter().find(|(_, set)| *set) {
+                    return bad(key, "only for a bundle endpoint with profile: https_spiffe");
+                }
+            }
+            EndpointProfile::HttpsSpiffe => {
+                if self.uri.is_none() {
+                    return bad(
+                        "bundle.profile",
+                        "https_spiffe is the profile of a bundle endpoint: set uri, not file",
+                    );
+                }
+                let id = self.endpoint_spiffe_id.as_deref().unwrap_or_default();
+                let canonical = crate::workload_id::WorkloadId::parse(id)
+                    .is_ok_and(|w| w.scheme() == crate::workload_id::Scheme::Spiffe);
+                if !canonical {
+                    return bad(
+                        "bundle.endpoint_spiffe_id",
+                        "the SPIFFE ID the endpoint's server presents: a canonical SPIFFE ID \
+                         with a path (e.g. spiffe://example.org/spire/server)",
+                    );
+                }
+                if self.endpoint_bundle.is_none() {
+                    return bad(
+                        "bundle.endpoint_bundle",
+                        "a bundle file with the X.509 authorities of the endpoint's trust \
+                         domain (for a self-serving endpoint, this trust domain's initial bundle)",
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The trust domain of a self-serving endpoint: whether `endpoint_spiffe_id` belongs to
+    /// `trust_domain`.
+    pub fn self_serving(&self, trust_domain: &str) -> bool {
+        self.endpoint_spiffe_id
+            .as_deref()
+            .and_then(|id| crate::workload_id::WorkloadId::parse(id).ok())
+            .is_some_and(|id| id.trust_domain() == trust_domain)
+    }
+
+    /// The key-source settings of the file or `https_web` endpoint.
+    pub fn jwks(&self) -> JwksSettings {
+        JwksSettings {
+            file: self.file.clone(),
+            uri: self.uri.clone(),
+            discovery: false,
+            refresh: self.refresh,
+            refetch_cooldown: self.refetch_cooldown,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientSettings {

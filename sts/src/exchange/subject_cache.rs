@@ -266,6 +266,20 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_slot_never_counts_as_a_sighting() {
+        // Bytes 8..16 are the fingerprint: one whose value is 1 must still differ from an
+        // empty slot (0), or a token would be stored at its first sighting.
+        let cache = SubjectCache::new(16);
+        for fingerprint in [0u64, 1] {
+            let mut key = [0u8; 32];
+            key[8..16].copy_from_slice(&fingerprint.to_le_bytes());
+            key[0] = fingerprint as u8;
+            assert!(!cache.seen_before(&key), "fingerprint {fingerprint}");
+            assert!(cache.seen_before(&key), "fingerprint {fingerprint}");
+        }
+    }
+
+    #[test]
     fn keys_bind_the_declared_type_and_the_whole_token() {
         let a = SubjectCache::key("urn:a", "tok");
         assert_eq!(a, SubjectCache::key("urn:a", "tok"));
@@ -287,6 +301,8 @@ mod tests {
         assert!(cache.get(&key, [&s].into_iter(), 1000).is_none());
         cache.put(key, &s, 0, verified(2000), 1000);
         assert_eq!(cache.len(), 1);
+        assert!(!cache.is_empty());
+        assert_eq!(format!("{cache:?}"), "SubjectCache { entries: 1 }");
         assert!(cache.get(&key, [&s].into_iter(), 1000).is_some());
         assert!(cache.get(&key, [&s].into_iter(), 1999).is_some());
         assert!(

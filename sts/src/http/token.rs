@@ -63,11 +63,13 @@ pub async fn wrong_method(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let span = super::request_span("/token", &req);
     let e = ApiError {
         error: OAuthError::invalid_request("the token endpoint takes POST only"),
         status: Some(StatusCode::METHOD_NOT_ALLOWED),
     };
     log_malformed(&req, &state.snapshot(), &e);
+    crate::telemetry::finish(&span, e.status_code().as_u16(), Some(e.error.code.as_str()));
     Err(e)
 }
 

@@ -22,9 +22,9 @@ use super::{
     oauth_jwt::{check_actor_claims, refuse_sender_constrained},
     types, verify_jws,
 };
-use crate::config::{ConfigError, EMPTY_ALGORITHMS, JwksSettings, TrustEntry};
+use crate::config::{BundleSettings, ConfigError, EMPTY_ALGORITHMS, EndpointProfile, TrustEntry};
 use crate::jose::{Alg, Claims, JoseHeader};
-use crate::trust::{BundleKeys, BundleUse, KeyStore, key_fetch};
+use crate::trust::{BundleKeys, BundleUse, KeyStore, SpiffeEndpointFetch, key_fetch};
 use crate::workload_id::{Scheme, WorkloadId, check_trust_domain};
 
 /// JWT-SVID.md §3: RS256/384/512, ES256/384/512, PS256/384/512.
@@ -58,8 +58,8 @@ pub struct JwtSvidKind;
 struct Block {
     /// The trust domain whose workloads' JWT-SVIDs this entry verifies (e.g. `example.org`).
     trust_domain: String,
-    /// Its SPIFFE bundle: a file, or an `https_web` bundle endpoint (`uri`).
-    bundle: JwksSettings,
+    /// Its SPIFFE bundle: a file or a bundle endpoint.
+    bundle: BundleSettings,
     /// `aud` values that name us; a token must carry one. Defaults to our issuer.
     #[serde(default)]
     audience: Vec<String>,
@@ -96,7 +96,14 @@ impl InputKind for JwtSvidKind {
         check_trust_domain(Scheme::Spiffe, &b.trust_domain)
             .map_err(|e| entry.error("trust_domain", format!("the trust domain {e}")))?;
         let algorithms = svid_algorithms(entry, b.algorithms)?;
-        let keys = bundle_store(entry, env, &b.bundle, BundleUse::JwtSvid, &algorithms)?;
+        let keys = bundle_store(
+            entry,
+            env,
+            &b.trust_domain,
+            &b.bundle,
+            BundleUse::JwtSvid,
+            &algorithms,
+        )?;
         // A JWT-SVID made for us as a client assertion (`aud` = our issuer) must never pass as
         // a subject token, nor a subject JWT-SVID (which a gateway or another hop may see) as a
         // client assertion: with client authentication on, subject tokens name us otherwise.
@@ -146,38 +153,58 @@ fn svid_algorithms(entry: &TrustEntry, written: Option<Vec<Alg>>) -> Result<Vec<
     }
 }
 
-/// The key source of a SPIFFE entry: its trust domain's bundle from a file or an `https_web`
-/// bundle endpoint (federation §5.2: https, no user information), keeping the keys of `wanted`.
+/// The key source of a SPIFFE entry: the bundle of `trust_domain` from a file or a bundle
+/// endpoint (federation §5.2: `https_web`, or `https_spiffe` authenticated by the endpoint's
+/// X509-SVID), keeping the keys of `wanted`.
 pub(super) fn bundle_store(
     entry: &TrustEntry,
     env: &KindEnv<'_>,
-    bundle: &JwksSettings,
+    trust_domain: &str,
+    bundle: &BundleSettings,
     wanted: BundleUse,
     algorithms: &[Alg],
 ) -> Result<KeyStore, ConfigError> {
-    if bundle.discovery {
-        return Err(entry.error(
-            "bundle.discovery",
-            "a SPIFFE bundle is configured, never discovered from a token's issuer: set file or uri",
-        ));
-    }
     bundle
-        .validate("")
-        .map_err(|e| entry.error("bundle", e.0))?;
-    if let Some(uri) = &bundle.uri
-        && !uri.starts_with("https://")
-    {
-        return Err(entry.error(
-            "bundle.uri",
-            "a bundle endpoint (https_web profile) is an https URL",
-        ));
-    }
+        .validate()
+        .map_err(|(key, why)| entry.error(key, why))?;
     let name = format!("trust `{}`", entry.name);
-    let fetch = Box::new(BundleKeys::new(
-        key_fetch(&name, "", bundle, env.http),
-        wanted,
-    ));
-    Ok(KeyStore::new(&name, fetch, algorithms, bundle))
+    let jwks = bundle.jwks();
+    let source = match (&bundle.profile, &bundle.uri, &bundle.endpoint_spiffe_id) {
+        (EndpointProfile::HttpsSpiffe, Some(uri), Some(endpoint_id)) => {
+            let endpoint_bundle = bundle.endpoint_bundle.clone().unwrap_or_default();
+            check_endpoint_bundle(&endpoint_bundle).map_err(|why| {
+                entry.error(
+                    "bundle.endpoint_bundle",
+                    format!("{}: {why}", endpoint_bundle.display()),
+                )
+            })?;
+            Box::new(SpiffeEndpointFetch::new(
+                uri,
+                endpoint_id,
+                endpoint_bundle,
+                bundle.self_serving(trust_domain),
+                env.http,
+            )) as Box<dyn crate::trust::KeyFetch>
+        }
+        _ => key_fetch(&name, "", &jwks, env.http),
+    };
+    let fetch = Box::new(BundleKeys::new(source, wanted));
+    Ok(KeyStore::new(&name, fetch, algorithms, &jwks))
+}
+
+/// An `https_spiffe` endpoint bundle file must exist and hold X.509 authorities at load, so
+/// that `sts check` reports a wrong path before the first fetch would.
+fn check_endpoint_bundle(path: &std::path::Path) -> Result<(), String> {
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if meta.len() > crate::trust::MAX_DOCUMENT_BYTES as u64 {
+        return Err("the file is too large for a bundle".into());
+    }
+    let document = std::fs::read(path).map_err(|e| e.to_string())?;
+    let bundle = crate::trust::parse_bundle(&document, BundleUse::X509Svid)?;
+    if bundle.roots.is_empty() {
+        return Err("the bundle has no x509-svid authority to authenticate the endpoint".into());
+    }
+    Ok(())
 }
 
 /// One `jwt-svid` entry's verifier.

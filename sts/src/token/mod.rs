@@ -47,7 +47,7 @@ pub use self_signed::SelfSignedKind;
 pub use txn_token::{CHAIN_CLAIM, TXN_TYP, TxnTokenKind, TxnTokenMinter};
 pub use unsigned_json::UnsignedJsonKind;
 pub use wit::{WIT_TYP, WPT_TYP, WitKind};
-pub use x509_svid::X509SvidKind;
+pub use x509_svid::{X509SvidKind, validate_endpoint_svid};
 
 use crate::auth::Caller;
 use crate::clock::UnixTime;

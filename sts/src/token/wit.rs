@@ -19,9 +19,11 @@ use super::{
     ClaimsExt, InputKind, KindEnv, Presented, ProvenKey, Rejection, RequestFacts, TypRule,
     Verified, Verifier, VerifyContext, http_sig, types,
 };
-use crate::config::{ConfigError, DEFAULT_ALGS, EMPTY_ALGORITHMS, JwksSettings, TrustEntry};
+use crate::config::{
+    BundleSettings, ConfigError, DEFAULT_ALGS, EMPTY_ALGORITHMS, JwksSettings, TrustEntry,
+};
 use crate::jose::{Alg, Claims, UnverifiedJws, VerifyingKey, b64_encode, parse_jwk_public};
-use crate::trust::{BundleKeys, BundleUse, KeyLookupError, KeyStore, key_fetch};
+use crate::trust::{BundleUse, KeyLookupError, KeyStore, key_fetch};
 use crate::workload_id::{Scheme, WorkloadId, check_trust_domain};
 
 /// The WIT's JOSE `typ` (workload-creds §3.1).
@@ -46,7 +48,7 @@ const SIGNATURE_HEADERS: [&str; 5] = [
 const TXN_HEADER: &str = "txn-token";
 const TXN_TOKEN_TYPE: &str = types::TXN_TOKEN;
 /// WIT-SVID (SPIFFE WIT-SVID.md): the JWT-SVID algorithms.
-use super::jwt_svid::SVID_ALGS;
+use super::jwt_svid::{SVID_ALGS, bundle_store};
 
 /// The `wit` kind.
 pub struct WitKind;
@@ -64,9 +66,10 @@ struct Block {
     /// The trust anchors: the Identity Server's public keys (a JWK Set) …
     #[serde(default)]
     jwks: Option<JwksSettings>,
-    /// … or the trust domain's SPIFFE bundle, of which the `wit-svid` keys are used.
+    /// … or the trust domain's SPIFFE bundle (a file or a bundle endpoint), of which the
+    /// `wit-svid` keys are used.
     #[serde(default)]
-    bundle: Option<JwksSettings>,
+    bundle: Option<BundleSettings>,
     /// Accepted WIT `alg` values (default ES256, EdDSA, RS256, PS256).
     #[serde(default)]
     algorithms: Option<Vec<Alg>>,
@@ -151,23 +154,6 @@ impl InputKind for WitKind {
         };
         check_trust_domain(scheme, &b.trust_domain)
             .map_err(|e| entry.error("trust_domain", format!("the trust domain {e}")))?;
-        let (source, anchors, from_bundle) = match (&b.jwks, &b.bundle) {
-            (Some(j), None) => ("jwks", j, false),
-            (None, Some(bundle)) => ("bundle", bundle, true),
-            _ => {
-                return Err(entry.error(
-                    "",
-                    "set exactly one of jwks (a JWK Set) or bundle (a SPIFFE bundle)",
-                ));
-            }
-        };
-        if anchors.discovery {
-            return Err(entry.error(
-                &format!("{source}.discovery"),
-                "WIT trust anchors are configured, not discovered: set file or uri",
-            ));
-        }
-        anchors.validate("").map_err(|e| entry.error(source, e.0))?;
         check_token_type(&b.token_type).map_err(|m| entry.error("token_type", m))?;
         let max_proof = b.max_proof_lifetime;
         if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&max_proof) {
@@ -189,15 +175,27 @@ impl InputKind for WitKind {
                 format!("{} is not a WIT-SVID algorithm (RS/ES/PS only)", a.as_str()),
             ));
         }
-        let name = format!("trust `{}`", entry.name);
-        let mut fetch = key_fetch(&name, "", anchors, env.http);
-        if from_bundle {
-            fetch = Box::new(BundleKeys::new(fetch, BundleUse::WitSvid));
-        }
+        let keys = match (&b.jwks, &b.bundle) {
+            (Some(jwks), None) => anchor_keys(entry, env, jwks, &algorithms)?,
+            (None, Some(bundle)) => bundle_store(
+                entry,
+                env,
+                &b.trust_domain,
+                bundle,
+                BundleUse::WitSvid,
+                &algorithms,
+            )?,
+            _ => {
+                return Err(entry.error(
+                    "",
+                    "set exactly one of jwks (a JWK Set) or bundle (a SPIFFE bundle)",
+                ));
+            }
+        };
         Ok(Arc::new(WitVerifier {
             our_issuer: env.our_issuer.to_owned(),
             trust: Arc::from(entry.name.as_str()),
-            keys: KeyStore::new(&name, fetch, &algorithms, anchors),
+            keys,
             algorithms,
             trust_domain: b.trust_domain,
             scheme,
@@ -207,6 +205,25 @@ impl InputKind for WitKind {
             wit_svid: b.wit_svid,
         }))
     }
+}
+
+/// The Identity Server's keys from a JWK Set (a file or a URL; never discovered).
+fn anchor_keys(
+    entry: &TrustEntry,
+    env: &KindEnv<'_>,
+    jwks: &JwksSettings,
+    algorithms: &[Alg],
+) -> Result<KeyStore, ConfigError> {
+    if jwks.discovery {
+        return Err(entry.error(
+            "jwks.discovery",
+            "WIT trust anchors are configured, not discovered: set file or uri",
+        ));
+    }
+    jwks.validate("").map_err(|e| entry.error("jwks", e.0))?;
+    let name = format!("trust `{}`", entry.name);
+    let fetch = key_fetch(&name, "", jwks, env.http);
+    Ok(KeyStore::new(&name, fetch, algorithms, jwks))
 }
 
 /// An absolute URI, and never a name we would be minting under `urn:ietf:` (design §2): of

@@ -22,7 +22,7 @@ use super::jwt_svid::{SVID_ALGS, bundle_store};
 use super::{
     ClientCertificate, InputKind, KindEnv, Presented, Rejection, Verified, Verifier, VerifyContext,
 };
-use crate::config::{ConfigError, JwksSettings, TrustEntry};
+use crate::config::{BundleSettings, ConfigError, TrustEntry};
 use crate::jose::Claims;
 use crate::trust::{BundleUse, KeyStore};
 use crate::workload_id::{Scheme, WorkloadId, check_trust_domain};
@@ -36,9 +36,8 @@ pub struct X509SvidKind;
 struct Block {
     /// The trust domain whose workloads' X509-SVIDs this entry verifies.
     trust_domain: String,
-    /// Its SPIFFE bundle (the `x509-svid` authorities are used): a file or an `https_web`
-    /// bundle endpoint.
-    bundle: JwksSettings,
+    /// Its SPIFFE bundle (the `x509-svid` authorities are used): a file or a bundle endpoint.
+    bundle: BundleSettings,
 }
 
 impl InputKind for X509SvidKind {
@@ -65,7 +64,14 @@ impl InputKind for X509SvidKind {
         let b: Block = entry.parse_block()?;
         check_trust_domain(Scheme::Spiffe, &b.trust_domain)
             .map_err(|e| entry.error("trust_domain", format!("the trust domain {e}")))?;
-        let keys = bundle_store(entry, env, &b.bundle, BundleUse::X509Svid, &SVID_ALGS)?;
+        let keys = bundle_store(
+            entry,
+            env,
+            &b.trust_domain,
+            &b.bundle,
+            BundleUse::X509Svid,
+            &SVID_ALGS,
+        )?;
         Ok(Arc::new(X509SvidVerifier {
             trust: Arc::from(entry.name.as_str()),
             trust_domain: b.trust_domain,
@@ -85,8 +91,8 @@ struct X509SvidVerifier {
 /// The leaf's SPIFFE ID and expiry, after the X509-SVID leaf rules.
 fn check_leaf(leaf: &[u8]) -> Result<(WorkloadId, i64), Rejection> {
     let (_, cert) = X509Certificate::from_der(leaf)
-        .map_err(|_| Rejection::Kind("client certificate is not a valid X.509 certificate"))?;
-    let malformed = || Rejection::Kind("client certificate has malformed extensions");
+        .map_err(|_| Rejection::Kind("the X509-SVID is not a valid X.509 certificate"))?;
+    let malformed = || Rejection::Kind("the X509-SVID has malformed extensions");
     // X509-SVID.md §2: exactly one URI SAN; more is refused, never chosen from.
     let san = cert.subject_alternative_name().map_err(|_| malformed())?;
     let uris: Vec<&str> = san
@@ -104,28 +110,28 @@ fn check_leaf(leaf: &[u8]) -> Result<(WorkloadId, i64), Rejection> {
         .ok()
         .filter(|id| id.scheme() == Scheme::Spiffe)
         .ok_or(Rejection::Kind(
-            "client certificate URI SAN is not a canonical SPIFFE ID with a path",
+            "the X509-SVID URI SAN is not a canonical SPIFFE ID with a path",
         ))?;
     // §4.1: a leaf is not a CA.
     let constraints = cert.basic_constraints().map_err(|_| malformed())?;
     if constraints.is_some_and(|c| c.value.ca) {
-        return Err(Rejection::Kind("client certificate is a CA certificate"));
+        return Err(Rejection::Kind("the X509-SVID leaf is a CA certificate"));
     }
     // §4.3: key usage present, digitalSignature set, keyCertSign and cRLSign not.
     let usage = cert
         .key_usage()
         .map_err(|_| malformed())?
         .ok_or(Rejection::Kind(
-            "client certificate lacks the key usage extension",
+            "the X509-SVID lacks the key usage extension",
         ))?;
     if !usage.critical {
         return Err(Rejection::Kind(
-            "client certificate key usage extension is not critical",
+            "the X509-SVID key usage extension is not critical",
         ));
     }
     if !usage.value.digital_signature() || usage.value.key_cert_sign() || usage.value.crl_sign() {
         return Err(Rejection::Kind(
-            "client certificate key usage is not digitalSignature for a leaf",
+            "the X509-SVID key usage is not digitalSignature for a leaf",
         ));
     }
     Ok((id, cert.validity().not_after.timestamp()))
@@ -137,8 +143,8 @@ fn check_leaf(leaf: &[u8]) -> Result<(WorkloadId, i64), Rejection> {
 /// root this domain shares, cannot vouch for this domain's workloads.
 fn check_signing_certificates(certs: &[Vec<u8>], trust_domain: &str) -> Result<(), Rejection> {
     let bad = Rejection::Kind(
-        "client certificate chain has an intermediate that is not a signing certificate of its \
-         trust domain",
+        "the X509-SVID chain has an intermediate that is not a signing certificate of its trust \
+         domain",
     );
     let domain_id = format!("spiffe://{trust_domain}");
     for der in certs {
@@ -162,12 +168,18 @@ fn check_signing_certificates(certs: &[Vec<u8>], trust_domain: &str) -> Result<(
     Ok(())
 }
 
-/// RFC 5280 path validation of `chain` (leaf first) against `roots` at `now`, for client
-/// authentication (an EKU, when present, must allow `clientAuth`).
-fn validate_path(chain: &[Vec<u8>], roots: &[Vec<u8>], now: i64) -> Result<(), Rejection> {
+/// RFC 5280 path validation of `chain` (leaf first) against `roots` at `now`, for `usage`
+/// (client certificates: an EKU, when present, must allow `clientAuth`; a bundle endpoint's
+/// server certificate: `serverAuth`).
+fn validate_path(
+    chain: &[Vec<u8>],
+    roots: &[Vec<u8>],
+    now: i64,
+    usage: webpki::KeyUsage,
+) -> Result<(), Rejection> {
     let leaf = CertificateDer::from(chain.first().map(Vec::as_slice).unwrap_or_default());
     let end = webpki::EndEntityCert::try_from(&leaf)
-        .map_err(|_| Rejection::Kind("client certificate is not a valid X.509 certificate"))?;
+        .map_err(|_| Rejection::Kind("the X509-SVID is not a valid X.509 certificate"))?;
     let root_ders: Vec<CertificateDer<'_>> = roots
         .iter()
         .map(|r| CertificateDer::from(r.as_slice()))
@@ -190,7 +202,7 @@ fn validate_path(chain: &[Vec<u8>], roots: &[Vec<u8>], now: i64) -> Result<(), R
         &anchors,
         &intermediates,
         time,
-        webpki::KeyUsage::client_auth(),
+        usage,
         None,
         None,
     )
@@ -199,9 +211,32 @@ fn validate_path(chain: &[Vec<u8>], roots: &[Vec<u8>], now: i64) -> Result<(), R
         webpki::Error::CertExpired { .. } => Rejection::Expired,
         webpki::Error::CertNotValidYet { .. } => Rejection::NotYetValid,
         _ => Rejection::Kind(
-            "client certificate does not chain to the X.509 authorities of its trust domain",
+            "the X509-SVID does not chain to the X.509 authorities of its trust domain",
         ),
     })
+}
+
+/// SPIFFE federation §5.2.2 (`https_spiffe`): the TLS server certificate chain of a bundle
+/// endpoint (leaf first) is an X509-SVID whose SPIFFE ID is `endpoint_id`, byte for byte, and
+/// which chains, for server authentication, to `roots`: the X.509 authorities of the
+/// endpoint's trust domain. The same leaf and intermediate rules as a client's X509-SVID.
+pub fn validate_endpoint_svid(
+    chain: &[Vec<u8>],
+    roots: &[Vec<u8>],
+    endpoint_id: &str,
+    now: i64,
+) -> Result<(), Rejection> {
+    let leaf = chain.first().ok_or(Rejection::Kind(
+        "the bundle endpoint presented no certificate",
+    ))?;
+    let (id, _) = check_leaf(leaf)?;
+    if id.as_str() != endpoint_id {
+        return Err(Rejection::Kind(
+            "the bundle endpoint's X509-SVID is not endpoint_spiffe_id",
+        ));
+    }
+    check_signing_certificates(&chain[1..], id.trust_domain())?;
+    validate_path(chain, roots, now, webpki::KeyUsage::server_auth())
 }
 
 #[async_trait::async_trait]
@@ -261,7 +296,12 @@ impl Verifier for X509SvidVerifier {
             return Some(Err(e));
         }
         let roots = self.keys.roots();
-        if let Err(e) = validate_path(&certificate.0, &roots, ctx.now) {
+        if let Err(e) = validate_path(
+            &certificate.0,
+            &roots,
+            ctx.now,
+            webpki::KeyUsage::client_auth(),
+        ) {
             return Some(Err(e));
         }
         let claims = json!({"sub": id.as_str(), "exp": not_after});
@@ -327,16 +367,101 @@ mod tests {
         let mid = signed(params(Some("spiffe://example.org"), true, usages), &root);
         let chain = vec![leaf("spiffe://example.org/a", &mid), mid.der().to_vec()];
         assert!(check_signing_certificates(&chain[1..], "example.org").is_ok());
-        assert!(validate_path(&chain, &[root.der().to_vec()], NOW).is_ok());
+        assert!(
+            validate_path(
+                &chain,
+                &[root.der().to_vec()],
+                NOW,
+                webpki::KeyUsage::client_auth()
+            )
+            .is_ok()
+        );
         // Without the intermediate the leaf does not chain.
-        let r = validate_path(&chain[..1], &[root.der().to_vec()], NOW);
+        let r = validate_path(
+            &chain[..1],
+            &[root.der().to_vec()],
+            NOW,
+            webpki::KeyUsage::client_auth(),
+        );
         assert!(matches!(r, Err(Rejection::Kind(_))), "{r:?}");
         // Expiry and not-yet-valid are told apart.
         let late = NOW + 100 * 365 * 86_400;
-        let r = validate_path(&chain, &[root.der().to_vec()], late);
+        let r = validate_path(
+            &chain,
+            &[root.der().to_vec()],
+            late,
+            webpki::KeyUsage::client_auth(),
+        );
         assert_eq!(r, Err(Rejection::Expired));
-        let r = validate_path(&chain, &[root.der().to_vec()], 1_000_000_000);
+        let r = validate_path(
+            &chain,
+            &[root.der().to_vec()],
+            1_000_000_000,
+            webpki::KeyUsage::client_auth(),
+        );
         assert_eq!(r, Err(Rejection::NotYetValid));
+    }
+
+    #[test]
+    fn a_bundle_endpoint_presents_its_configured_svid_for_server_authentication() {
+        const ENDPOINT: &str = "spiffe://example.org/spire/server";
+        let root = ca(Some("spiffe://example.org"));
+        let roots = [root.der().to_vec()];
+        let svid = leaf(ENDPOINT, &root);
+        assert_eq!(
+            validate_endpoint_svid(std::slice::from_ref(&svid), &roots, ENDPOINT, NOW),
+            Ok(())
+        );
+        let refused = |chain: &[Vec<u8>], roots: &[Vec<u8>], id: &str| {
+            let r = validate_endpoint_svid(chain, roots, id, NOW);
+            assert!(matches!(r, Err(Rejection::Kind(_))), "{r:?}");
+        };
+        // Another SPIFFE ID, even of the same trust domain, or one that only starts the same.
+        refused(
+            std::slice::from_ref(&svid),
+            &roots,
+            "spiffe://example.org/spire/other",
+        );
+        refused(
+            std::slice::from_ref(&svid),
+            &roots,
+            "spiffe://example.org/spire",
+        );
+        // Another trust domain's authorities.
+        let other = ca(Some("spiffe://other.org"));
+        refused(
+            std::slice::from_ref(&svid),
+            &[other.der().to_vec()],
+            ENDPOINT,
+        );
+        // No certificate at all.
+        refused(&[], &roots, ENDPOINT);
+        // An X509-SVID limited to client authentication is no server certificate.
+        let mut p = params(
+            Some(ENDPOINT),
+            false,
+            vec![KeyUsagePurpose::DigitalSignature],
+        );
+        p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let client_only = signed(p, &root).der().to_vec();
+        refused(std::slice::from_ref(&client_only), &roots, ENDPOINT);
+        let as_client = validate_path(
+            std::slice::from_ref(&client_only),
+            &roots,
+            NOW,
+            webpki::KeyUsage::client_auth(),
+        );
+        assert_eq!(as_client, Ok(()));
+        // The leaf rules hold for the endpoint too: a CA certificate is refused.
+        let ca_leaf = signed(
+            params(
+                Some(ENDPOINT),
+                true,
+                vec![KeyUsagePurpose::DigitalSignature],
+            ),
+            &root,
+        );
+        refused(&[ca_leaf.der().to_vec()], &roots, ENDPOINT);
     }
 
     #[test]

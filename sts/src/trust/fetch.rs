@@ -24,6 +24,7 @@ pub fn extra_roots(pem: &[u8]) -> Result<Vec<reqwest::Certificate>, String> {
 #[derive(Debug, Clone)]
 pub struct HttpFetcher {
     client: reqwest::Client,
+    timeout: Duration,
 }
 
 impl HttpFetcher {
@@ -34,18 +35,38 @@ impl HttpFetcher {
     /// An outbound client that also trusts the CA certificates in `pem` (a private PKI's
     /// roots), besides the system's.
     pub fn with_extra_roots(timeout: Duration, pem: Option<&[u8]>) -> Result<Self, String> {
-        let mut builder = reqwest::Client::builder();
+        let mut builder = Self::builder(timeout);
         if let Some(pem) = pem {
             builder = builder.tls_certs_merge(extra_roots(pem)?);
         }
-        let client = builder
+        Self::build(builder, timeout)
+    }
+
+    /// The time limit of each call (connect and whole request).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// A client with a TLS configuration of its own (e.g. a server verifier that is not the
+    /// Web PKI's), and the same timeouts, redirect policy and size limit.
+    pub fn with_tls(timeout: Duration, tls: rustls::ClientConfig) -> Result<Self, String> {
+        Self::build(
+            Self::builder(timeout).tls_backend_preconfigured(tls),
+            timeout,
+        )
+    }
+
+    fn builder(timeout: Duration) -> reqwest::ClientBuilder {
+        reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("sts/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("HTTP client: {e}"))?;
-        Ok(Self { client })
+    }
+
+    fn build(builder: reqwest::ClientBuilder, timeout: Duration) -> Result<Self, String> {
+        let client = builder.build().map_err(|e| format!("HTTP client: {e}"))?;
+        Ok(Self { client, timeout })
     }
 
     /// Sends `request` and returns the whole response (any status), failing on a transport

@@ -116,7 +116,7 @@ impl KeyFetch for BuiltinFetch {
 
 /// A local JWK Set: a regular file (not a FIFO or device that could block or never end) of at
 /// most the size a remote document may have.
-async fn read_key_file(p: &std::path::Path) -> Result<Vec<u8>, String> {
+pub(super) async fn read_key_file(p: &std::path::Path) -> Result<Vec<u8>, String> {
     let shown = |e: &dyn std::fmt::Display| format!("{}: {e}", p.display());
     let meta = tokio::fs::metadata(p).await.map_err(|e| shown(&e))?;
     if !meta.is_file() {

@@ -9,14 +9,16 @@ mod bundle;
 mod fetch;
 mod keystore;
 mod own;
+mod spiffe_endpoint;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 pub use bundle::{BundleKeys, BundleUse, ParsedBundle, parse_bundle};
-pub use fetch::{HttpFetcher, OutboundError, discovery_urls, extra_roots};
+pub use fetch::{HttpFetcher, MAX_DOCUMENT_BYTES, OutboundError, discovery_urls, extra_roots};
 pub use keystore::{KeyDocument, KeyFetch, KeyLookupError, KeyStore, key_fetch};
 pub use own::OwnKeys;
+pub use spiffe_endpoint::SpiffeEndpointFetch;
 
 use crate::config::{ConfigError, ConfigProblems, TrustEntry};
 use crate::token::{InputKind, KindEnv, KindRegistry, Verifier};
