@@ -735,6 +735,42 @@ impl BundleEndpoint {
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .unwrap();
+        Self::start_tls(tls, body).await
+    }
+
+    /// Showing `leaf`'s certificate while signing the handshake with `key`, another key (an
+    /// endpoint that copied a certificate it has no key for), over `version` only.
+    async fn start_impostor(
+        leaf: &crate::support::pki::Leaf,
+        key: &crate::support::pki::Leaf,
+        version: &'static rustls::SupportedProtocolVersion,
+        body: &Value,
+    ) -> Self {
+        #[derive(Debug)]
+        struct Fixed(Arc<rustls::sign::CertifiedKey>);
+        impl rustls::server::ResolvesServerCert for Fixed {
+            fn resolve(
+                &self,
+                _: rustls::server::ClientHello<'_>,
+            ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+                Some(self.0.clone())
+            }
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let der: rustls::pki_types::PrivateKeyDer<'static> =
+            rustls::pki_types::pem::PemObject::from_pem_slice(key.key_pem.as_bytes()).unwrap();
+        let signing = provider.key_provider.load_private_key(der).unwrap();
+        let chain = vec![rustls::pki_types::CertificateDer::from(leaf.der.clone())];
+        let certified = rustls::sign::CertifiedKey::new(chain, signing);
+        let tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[version])
+            .unwrap()
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(Fixed(Arc::new(certified))));
+        Self::start_tls(tls, body).await
+    }
+
+    async fn start_tls(tls: rustls::ServerConfig, body: &Value) -> Self {
         let reply = Arc::new(Mutex::new((200, body.to_string())));
         let hits = Arc::new(AtomicU64::new(0));
         let (r, h) = (reply.clone(), hits.clone());
@@ -1061,6 +1097,35 @@ async fn an_https_spiffe_endpoint_with_another_certificate_is_refused() {
             .expect_error(503, "temporarily_unavailable");
         endpoint.handle.stop(false).await;
     }
+}
+
+/// An endpoint that shows the right X509-SVID but cannot sign with its key (it copied the
+/// certificate, which is public) fails the handshake, over TLS 1.3 and 1.2.
+#[actix_web::test]
+async fn an_https_spiffe_endpoint_must_hold_its_svids_key() {
+    sts::install_crypto_providers();
+    let ca = TestCa::new("example.org X.509 authority");
+    let key = Idp::new("spiffe://example.org", "org-1", "ES256");
+    let initial = bundle(&[(ca.bundle_key(), "x509-svid")], Some(1), None);
+    let served = bundle(&[(key.jwk(), "jwt-svid")], Some(2), None);
+    let genuine = ca.leaf(&LeafSpec::svid(ENDPOINT_ID));
+    let stranger = TestCa::new("another authority").leaf(&LeafSpec::svid(ENDPOINT_ID));
+    for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        let h = Harness::new().await;
+        let endpoint = BundleEndpoint::start_impostor(&genuine, &stranger, version, &served).await;
+        let state = spiffe_endpoint_state(&h, &initial, &endpoint.url, &endpoint.url).await;
+        let e = load_entry(&state, "org-svid").await.unwrap_err();
+        assert!(e.contains("failed"), "{version:?}: {e}");
+        assert_eq!(endpoint.hits.load(Ordering::SeqCst), 0, "{version:?}");
+        endpoint.handle.stop(false).await;
+    }
+    // The same endpoint with its own key is accepted (the test's server is sound).
+    let h = Harness::new().await;
+    let endpoint =
+        BundleEndpoint::start_impostor(&genuine, &genuine, &rustls::version::TLS12, &served).await;
+    let state = spiffe_endpoint_state(&h, &initial, &endpoint.url, &endpoint.url).await;
+    load_entry(&state, "org-svid").await.unwrap();
+    endpoint.handle.stop(false).await;
 }
 
 #[actix_web::test]
