@@ -1012,9 +1012,17 @@ async fn an_https_spiffe_endpoint_is_authenticated_by_its_svid() {
     .await;
     // Not self-serving: the same trust domain's endpoint serves other.org's bundle, and is
     // authenticated with example.org's bundle file whatever other.org's bundle says.
+    let other_ca = TestCa::new("other.org X.509 authority");
     let other = BundleEndpoint::start_as(
         ca.leaf(&LeafSpec::svid(ENDPOINT_ID)),
-        &bundle(&[(theirs.jwk(), "jwt-svid")], Some(1), None),
+        &bundle(
+            &[
+                (theirs.jwk(), "jwt-svid"),
+                (other_ca.bundle_key(), "x509-svid"),
+            ],
+            Some(1),
+            None,
+        ),
     )
     .await;
     let state = spiffe_endpoint_state(&h, &initial, &endpoint.url, &other.url).await;
@@ -1024,6 +1032,9 @@ async fn an_https_spiffe_endpoint_is_authenticated_by_its_svid() {
         .expect_token();
     let token = svid(&theirs, json!({"sub": "spiffe://other.org/billing"}));
     post(&app, &svid_exchange(&token)).await.expect_token();
+    // other.org's authorities never authenticate example.org's endpoint: the next fetches
+    // still use example.org's bundle file.
+    load_entry(&state, "other-svid").await.unwrap();
     load_entry(&state, "other-svid").await.unwrap();
 
     // Self-serving: the bundle fetched now authenticates the endpoint. A bundle whose only
@@ -1197,6 +1208,14 @@ async fn https_spiffe_settings_are_checked_at_load() {
         (
             format!("file: {good}, uri: \"https://a.test/b\""),
             "exactly one of file or uri",
+        ),
+        (
+            "uri: \"https://a.test/b\", refresh: 999ms".to_string(),
+            "bundle.refresh",
+        ),
+        (
+            "uri: \"https://a.test/b\", refetch_cooldown: 0s".to_string(),
+            "bundle.refetch_cooldown",
         ),
     ] {
         let config = harness_config(d, "").replace(

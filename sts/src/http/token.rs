@@ -68,7 +68,7 @@ pub async fn wrong_method(
         error: OAuthError::invalid_request("the token endpoint takes POST only"),
         status: Some(StatusCode::METHOD_NOT_ALLOWED),
     };
-    log_malformed(&req, &state.snapshot(), &e);
+    span.in_scope(|| log_malformed(&req, &state.snapshot(), &e));
     crate::telemetry::finish(&span, e.status_code().as_u16(), Some(e.error.code.as_str()));
     Err(e)
 }

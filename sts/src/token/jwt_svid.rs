@@ -155,7 +155,9 @@ fn svid_algorithms(entry: &TrustEntry, written: Option<Vec<Alg>>) -> Result<Vec<
 
 /// The key source of a SPIFFE entry: the bundle of `trust_domain` from a file or a bundle
 /// endpoint (federation §5.2: `https_web`, or `https_spiffe` authenticated by the endpoint's
-/// X509-SVID), keeping the keys of `wanted`.
+/// X509-SVID), keeping the keys of `wanted`. `trust_domain` is the SPIFFE trust domain the
+/// bundle is for (an `https_spiffe` endpoint whose SPIFFE ID is in it is self-serving); empty
+/// for an entry whose identifiers are not SPIFFE IDs, so that no endpoint is.
 pub(super) fn bundle_store(
     entry: &TrustEntry,
     env: &KindEnv<'_>,
@@ -169,9 +171,19 @@ pub(super) fn bundle_store(
         .map_err(|(key, why)| entry.error(key, why))?;
     let name = format!("trust `{}`", entry.name);
     let jwks = bundle.jwks();
-    let source = match (&bundle.profile, &bundle.uri, &bundle.endpoint_spiffe_id) {
-        (EndpointProfile::HttpsSpiffe, Some(uri), Some(endpoint_id)) => {
-            let endpoint_bundle = bundle.endpoint_bundle.clone().unwrap_or_default();
+    let source = match bundle.profile {
+        EndpointProfile::HttpsSpiffe => {
+            // `validate` made sure all three are set.
+            let (Some(uri), Some(endpoint_id), Some(endpoint_bundle)) = (
+                &bundle.uri,
+                &bundle.endpoint_spiffe_id,
+                bundle.endpoint_bundle.clone(),
+            ) else {
+                return Err(entry.error(
+                    "bundle",
+                    "https_spiffe needs uri, endpoint_spiffe_id and endpoint_bundle",
+                ));
+            };
             check_endpoint_bundle(&endpoint_bundle).map_err(|why| {
                 entry.error(
                     "bundle.endpoint_bundle",
@@ -186,7 +198,7 @@ pub(super) fn bundle_store(
                 env.http,
             )) as Box<dyn crate::trust::KeyFetch>
         }
-        _ => key_fetch(&name, "", &jwks, env.http),
+        EndpointProfile::HttpsWeb => key_fetch(&name, "", &jwks, env.http),
     };
     let fetch = Box::new(BundleKeys::new(source, wanted));
     Ok(KeyStore::new(&name, fetch, algorithms, &jwks))
@@ -196,6 +208,9 @@ pub(super) fn bundle_store(
 /// that `sts check` reports a wrong path before the first fetch would.
 fn check_endpoint_bundle(path: &std::path::Path) -> Result<(), String> {
     let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
     if meta.len() > crate::trust::MAX_DOCUMENT_BYTES as u64 {
         return Err("the file is too large for a bundle".into());
     }

@@ -180,7 +180,12 @@ impl InputKind for WitKind {
             (None, Some(bundle)) => bundle_store(
                 entry,
                 env,
-                &b.trust_domain,
+                // A WIMSE trust domain is not a SPIFFE one, whatever its spelling.
+                if scheme == Scheme::Spiffe {
+                    &b.trust_domain
+                } else {
+                    ""
+                },
                 bundle,
                 BundleUse::WitSvid,
                 &algorithms,

@@ -210,6 +210,9 @@ fn validate_path(
     .map_err(|e| match e {
         webpki::Error::CertExpired { .. } => Rejection::Expired,
         webpki::Error::CertNotValidYet { .. } => Rejection::NotYetValid,
+        webpki::Error::RequiredEkuNotFoundContext(_) => {
+            Rejection::Kind("the X509-SVID does not allow this use (extended key usage)")
+        }
         _ => Rejection::Kind(
             "the X509-SVID does not chain to the X.509 authorities of its trust domain",
         ),
@@ -444,7 +447,13 @@ mod tests {
         );
         p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
         let client_only = signed(p, &root).der().to_vec();
-        refused(std::slice::from_ref(&client_only), &roots, ENDPOINT);
+        let r = validate_endpoint_svid(std::slice::from_ref(&client_only), &roots, ENDPOINT, NOW);
+        assert_eq!(
+            r,
+            Err(Rejection::Kind(
+                "the X509-SVID does not allow this use (extended key usage)"
+            ))
+        );
         let as_client = validate_path(
             std::slice::from_ref(&client_only),
             &roots,
@@ -452,6 +461,29 @@ mod tests {
             webpki::KeyUsage::client_auth(),
         );
         assert_eq!(as_client, Ok(()));
+        // Intermediates are signing certificates of the endpoint's trust domain: one of
+        // another trust domain (under the same root) cannot vouch for it.
+        let foreign = signed(
+            params(
+                Some("spiffe://other.org"),
+                true,
+                vec![KeyUsagePurpose::KeyCertSign],
+            ),
+            &root,
+        );
+        let own = signed(
+            params(
+                Some("spiffe://example.org"),
+                true,
+                vec![KeyUsagePurpose::KeyCertSign],
+            ),
+            &root,
+        );
+        for (mid, ok) in [(&own, true), (&foreign, false)] {
+            let chain = [leaf(ENDPOINT, mid), mid.der().to_vec()];
+            let r = validate_endpoint_svid(&chain, &roots, ENDPOINT, NOW);
+            assert_eq!(r.is_ok(), ok, "{r:?}");
+        }
         // The leaf rules hold for the endpoint too: a CA certificate is refused.
         let ca_leaf = signed(
             params(

@@ -7,8 +7,9 @@
 //! The bundle's `spiffe_sequence` orders versions (an older one never replaces the installed
 //! one) and `spiffe_refresh_hint` sets how often it is refetched (`KeyStore` applies both). A
 //! bundle belongs to the trust domain its entry names: nothing here merges two domains' keys.
-//! The bundle comes from a file or an HTTPS bundle endpoint (`https_web`) through the
-//! built-in fetch. This module parses no credential and applies no policy.
+//! The bundle comes from a file or an HTTPS bundle endpoint: `https_web` through the built-in
+//! fetch, `https_spiffe` through `spiffe_endpoint`. This module parses no credential and
+//! applies no policy.
 
 use std::time::Duration;
 

@@ -63,56 +63,125 @@ impl SpiffeEndpointFetch {
         }
     }
 
-    /// The authorities that authenticate the endpoint on this connection.
-    async fn roots(&self) -> Result<Vec<Vec<u8>>, String> {
+    /// The authorities that authenticate the endpoint on this connection: for a
+    /// self-serving endpoint the latest bundle's once one was fetched, else the file's.
+    async fn current(&self) -> Result<Authorities, String> {
         if self.self_serving
             && let Some(latest) = &*self.latest.lock().unwrap_or_else(PoisonError::into_inner)
         {
-            return Ok(latest.roots.clone());
+            return Ok(latest.clone());
         }
         let document = read_key_file(&self.endpoint_bundle).await?;
         endpoint_authorities(&document)
-            .map(|a| a.roots)
             .map_err(|e| format!("{}: {e}", self.endpoint_bundle.display()))
     }
 
-    /// Self-serving: the authorities of a bundle just fetched authenticate the next connection,
-    /// unless it is older than the one installed or has none.
-    fn remember(&self, document: &[u8]) {
-        if !self.self_serving {
-            return;
+    /// Self-serving: a bundle just fetched from the endpoint that `current` authenticated.
+    /// It may not be older than `current` (a lower `spiffe_sequence`, or none after a
+    /// numbered one), and its X.509 authorities, when it has any, authenticate the next
+    /// connection; one without keeps `current`'s.
+    fn advance(&self, current: &Authorities, document: &[u8]) -> Result<(), String> {
+        let bundle = parse_bundle(document, BundleUse::X509Svid)?;
+        match (current.sequence, bundle.sequence) {
+            (Some(installed), Some(new)) if new < installed => {
+                return Err(format!(
+                    "the endpoint served spiffe_sequence {new}, older than the {installed} of \
+                     the bundle that authenticated it"
+                ));
+            }
+            (Some(installed), None) => {
+                return Err(format!(
+                    "the endpoint served a bundle without spiffe_sequence after sequence \
+                     {installed}"
+                ));
+            }
+            _ => {}
         }
-        let Ok(fetched) = endpoint_authorities(document) else {
-            return;
+        let roots = anchors(bundle.roots);
+        let next = if roots.is_empty() {
+            tracing::warn!(
+                endpoint = self.url.as_str(),
+                "the bundle endpoint's own bundle has no x509-svid authority; the previous \
+                 ones keep authenticating it"
+            );
+            current.roots.clone()
+        } else {
+            report_change(&self.url, &current.roots, &roots);
+            roots
         };
-        let mut latest = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
-        let older = match (latest.as_ref().and_then(|a| a.sequence), fetched.sequence) {
-            (Some(installed), Some(new)) => new < installed,
-            _ => false,
-        };
-        if !older {
-            *latest = Some(fetched);
-        }
+        *self.latest.lock().unwrap_or_else(PoisonError::into_inner) = Some(Authorities {
+            sequence: bundle.sequence,
+            roots: next,
+        });
+        Ok(())
     }
 }
 
-/// The `x509-svid` authorities of a bundle document; none is an error.
+/// The `x509-svid` authorities of a bundle document that can anchor a path; none is an
+/// error.
 fn endpoint_authorities(document: &[u8]) -> Result<Authorities, String> {
     let bundle = parse_bundle(document, BundleUse::X509Svid)?;
-    if bundle.roots.is_empty() {
+    let roots = anchors(bundle.roots);
+    if roots.is_empty() {
         return Err("the bundle has no x509-svid authority to authenticate the endpoint".into());
     }
     Ok(Authorities {
         sequence: bundle.sequence,
-        roots: bundle.roots,
+        roots,
     })
+}
+
+/// Only certificates that can anchor a path count as authorities.
+fn anchors(roots: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    roots
+        .into_iter()
+        .filter(|der| {
+            webpki::anchor_from_trusted_cert(&CertificateDer::from(der.as_slice())).is_ok()
+        })
+        .collect()
+}
+
+/// Logs a change of the authorities that authenticate a self-serving endpoint, by SHA-256
+/// fingerprint; a set that shares none with the previous one is a `warn` (a publisher adds a
+/// new authority to its bundle before using it, so a normal rotation overlaps).
+fn report_change(url: &str, before: &[Vec<u8>], after: &[Vec<u8>]) {
+    if before == after {
+        return;
+    }
+    let fingerprints = |roots: &[Vec<u8>]| -> String {
+        roots
+            .iter()
+            .map(|der| crate::secret::fingerprint(der))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let (before_fp, after_fp) = (fingerprints(before), fingerprints(after));
+    if before.iter().any(|r| after.contains(r)) {
+        tracing::info!(
+            endpoint = url,
+            before = before_fp.as_str(),
+            after = after_fp.as_str(),
+            "the bundle endpoint's X.509 authorities changed"
+        );
+    } else {
+        tracing::warn!(
+            endpoint = url,
+            before = before_fp.as_str(),
+            after = after_fp.as_str(),
+            "the bundle endpoint's X.509 authorities were all replaced (no overlap with the \
+             previous ones)"
+        );
+    }
 }
 
 #[async_trait::async_trait]
 impl KeyFetch for SpiffeEndpointFetch {
     async fn fetch(&self) -> Result<KeyDocument, String> {
-        let roots = self.roots().await?;
-        let verifier = Arc::new(SvidServerVerifier::new(roots, &self.endpoint_id));
+        let current = self.current().await?;
+        let verifier = Arc::new(SvidServerVerifier::new(
+            current.roots.clone(),
+            &self.endpoint_id,
+        ));
         let tls = rustls::ClientConfig::builder_with_provider(verifier.provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| format!("TLS: {e}"))?
@@ -127,7 +196,9 @@ impl KeyFetch for SpiffeEndpointFetch {
                 None => e,
             }
         })?;
-        self.remember(&document);
+        if self.self_serving {
+            self.advance(&current, &document)?;
+        }
         Ok(KeyDocument::jwks(document))
     }
 }
@@ -221,25 +292,38 @@ impl ServerCertVerifier for SvidServerVerifier {
 mod tests {
     use super::*;
 
-    fn bundle(sequence: u64, root: &[u8]) -> Vec<u8> {
-        use base64::Engine;
-        let x5c = base64::engine::general_purpose::STANDARD.encode(root);
-        serde_json::json!({
-            "spiffe_sequence": sequence,
-            "keys": [{"use": "x509-svid", "kty": "EC", "crv": "P-256",
-                      "x": "x", "y": "y", "x5c": [x5c]}],
-        })
-        .to_string()
-        .into_bytes()
+    /// A self-signed CA certificate (DER).
+    fn ca() -> Vec<u8> {
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        p.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
+        let key = rcgen::KeyPair::generate().unwrap();
+        p.self_signed(&key).unwrap().der().to_vec()
     }
 
-    fn fetcher(self_serving: bool) -> SpiffeEndpointFetch {
+    fn bundle(sequence: Option<u64>, roots: &[&[u8]]) -> Vec<u8> {
+        use base64::Engine;
+        let keys: Vec<serde_json::Value> = roots
+            .iter()
+            .map(|der| {
+                let x5c = base64::engine::general_purpose::STANDARD.encode(der);
+                serde_json::json!({"use": "x509-svid", "kty": "EC", "x5c": [x5c]})
+            })
+            .collect();
+        let mut b = serde_json::json!({ "keys": keys });
+        if let Some(s) = sequence {
+            b["spiffe_sequence"] = s.into();
+        }
+        b.to_string().into_bytes()
+    }
+
+    fn fetcher() -> SpiffeEndpointFetch {
         let http = HttpFetcher::new(std::time::Duration::from_secs(1)).unwrap();
         SpiffeEndpointFetch::new(
             "https://127.0.0.1:1/bundle",
             "spiffe://example.org/spire/server",
             PathBuf::from("/nonexistent"),
-            self_serving,
+            true,
             &http,
         )
     }
@@ -252,29 +336,50 @@ mod tests {
             .map(|a| (a.sequence, a.roots.clone()))
     }
 
-    #[test]
-    fn a_self_serving_endpoint_is_authenticated_by_the_latest_bundle_only() {
-        let f = fetcher(true);
-        f.remember(&bundle(5, b"root-5"));
-        assert_eq!(latest(&f), Some((Some(5), vec![b"root-5".to_vec()])));
-        // An older bundle does not roll the authorities back; the same sequence and newer do
-        // move them on.
-        f.remember(&bundle(4, b"root-4"));
-        assert_eq!(latest(&f), Some((Some(5), vec![b"root-5".to_vec()])));
-        f.remember(&bundle(5, b"root-5b"));
-        assert_eq!(latest(&f), Some((Some(5), vec![b"root-5b".to_vec()])));
-        f.remember(&bundle(6, b"root-6"));
-        assert_eq!(latest(&f), Some((Some(6), vec![b"root-6".to_vec()])));
-        // A bundle without X.509 authorities, or not a bundle, never empties them.
-        f.remember(br#"{"spiffe_sequence": 7, "keys": []}"#);
-        f.remember(b"not json");
-        assert_eq!(latest(&f), Some((Some(6), vec![b"root-6".to_vec()])));
+    fn authorities(sequence: Option<u64>, roots: &[&[u8]]) -> Authorities {
+        Authorities {
+            sequence,
+            roots: roots.iter().map(|r| r.to_vec()).collect(),
+        }
     }
 
     #[test]
-    fn another_domains_endpoint_keeps_using_its_domains_bundle_file() {
-        let f = fetcher(false);
-        f.remember(&bundle(5, b"root-5"));
-        assert_eq!(latest(&f), None);
+    fn a_bundle_older_than_the_one_that_authenticated_the_endpoint_is_refused() {
+        let f = fetcher();
+        let (a, b) = (ca(), ca());
+        let current = authorities(Some(5), &[&a]);
+        let e = f.advance(&current, &bundle(Some(4), &[&b])).unwrap_err();
+        assert!(e.contains("older"), "{e}");
+        let e = f.advance(&current, &bundle(None, &[&b])).unwrap_err();
+        assert!(e.contains("without spiffe_sequence"), "{e}");
+        assert!(f.advance(&current, b"not json").is_err());
+        assert_eq!(latest(&f), None, "nothing refused is remembered");
+        // The same sequence and newer ones move the authorities on.
+        f.advance(&current, &bundle(Some(5), &[&b])).unwrap();
+        assert_eq!(latest(&f), Some((Some(5), vec![b.clone()])));
+        f.advance(&authorities(Some(5), &[&b]), &bundle(Some(6), &[&a, &b]))
+            .unwrap();
+        assert_eq!(latest(&f), Some((Some(6), vec![a.clone(), b.clone()])));
+        // Before any numbered bundle, any bundle is newer.
+        f.advance(&authorities(None, &[&a]), &bundle(None, &[&b]))
+            .unwrap();
+        assert_eq!(latest(&f), Some((None, vec![b.clone()])));
+    }
+
+    #[test]
+    fn a_bundle_without_usable_authorities_keeps_the_previous_ones() {
+        let f = fetcher();
+        let a = ca();
+        let current = authorities(Some(6), &[&a]);
+        f.advance(&current, &bundle(Some(7), &[])).unwrap();
+        assert_eq!(latest(&f), Some((Some(7), vec![a.clone()])));
+        // Bytes that are no certificate are not an authority.
+        f.advance(&current, &bundle(Some(8), &[b"not a certificate"]))
+            .unwrap();
+        assert_eq!(latest(&f), Some((Some(8), vec![a.clone()])));
+        assert!(endpoint_authorities(&bundle(Some(1), &[b"not a certificate"])).is_err());
+        assert!(endpoint_authorities(&bundle(Some(1), &[])).is_err());
+        let found = endpoint_authorities(&bundle(Some(1), &[&a, b"junk"])).unwrap();
+        assert_eq!((found.sequence, found.roots), (Some(1), vec![a]));
     }
 }
