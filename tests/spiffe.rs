@@ -1232,6 +1232,16 @@ async fn https_spiffe_settings_are_checked_at_load() {
         };
         assert!(e.contains(want), "{bundle_settings}: {e}");
     }
+    // The bounds themselves are allowed.
+    let config = harness_config(d, "").replace(
+        "trust:\n",
+        &format!(
+            "trust:\n  - {}\n",
+            entry("uri: \"https://a.test/b\", refresh: 1s, refetch_cooldown: 1s")
+        ),
+    );
+    let settings = Settings::from_yaml(&config).unwrap();
+    assert!(AppState::build(settings, h.clock.clone()).await.is_ok());
 }
 
 #[actix_web::test]

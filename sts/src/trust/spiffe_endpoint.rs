@@ -141,13 +141,30 @@ fn anchors(roots: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// How a self-serving endpoint's authorities changed with a fetched bundle.
+#[derive(Debug, PartialEq, Eq)]
+enum Change {
+    Same,
+    /// At least one authority stayed: a rotation as publishers do it.
+    Rotated,
+    /// None stayed.
+    Replaced,
+}
+
+fn change(before: &[Vec<u8>], after: &[Vec<u8>]) -> Change {
+    if before == after {
+        Change::Same
+    } else if before.iter().any(|r| after.contains(r)) {
+        Change::Rotated
+    } else {
+        Change::Replaced
+    }
+}
+
 /// Logs a change of the authorities that authenticate a self-serving endpoint, by SHA-256
 /// fingerprint; a set that shares none with the previous one is a `warn` (a publisher adds a
 /// new authority to its bundle before using it, so a normal rotation overlaps).
 fn report_change(url: &str, before: &[Vec<u8>], after: &[Vec<u8>]) {
-    if before == after {
-        return;
-    }
     let fingerprints = |roots: &[Vec<u8>]| -> String {
         roots
             .iter()
@@ -156,21 +173,31 @@ fn report_change(url: &str, before: &[Vec<u8>], after: &[Vec<u8>]) {
             .join(",")
     };
     let (before_fp, after_fp) = (fingerprints(before), fingerprints(after));
-    if before.iter().any(|r| after.contains(r)) {
-        tracing::info!(
+    match change(before, after) {
+        Change::Same => {}
+        Change::Rotated => tracing::info!(
             endpoint = url,
             before = before_fp.as_str(),
             after = after_fp.as_str(),
             "the bundle endpoint's X.509 authorities changed"
-        );
-    } else {
-        tracing::warn!(
+        ),
+        Change::Replaced => tracing::warn!(
             endpoint = url,
             before = before_fp.as_str(),
             after = after_fp.as_str(),
             "the bundle endpoint's X.509 authorities were all replaced (no overlap with the \
              previous ones)"
-        );
+        ),
+    }
+}
+
+/// The reason, for the fetch's error, that the endpoint's X509-SVID was refused.
+fn refusal_text(e: crate::token::Rejection) -> &'static str {
+    match e {
+        crate::token::Rejection::Kind(m) => m,
+        crate::token::Rejection::Expired => "the bundle endpoint's X509-SVID expired",
+        crate::token::Rejection::NotYetValid => "the bundle endpoint's X509-SVID is not valid yet",
+        _ => "the bundle endpoint's X509-SVID was refused",
     }
 }
 
@@ -249,14 +276,7 @@ impl ServerCertVerifier for SvidServerVerifier {
         match crate::token::validate_endpoint_svid(&chain, &self.roots, &self.endpoint_id, now) {
             Ok(()) => Ok(ServerCertVerified::assertion()),
             Err(e) => {
-                let why = match e {
-                    crate::token::Rejection::Kind(m) => m,
-                    crate::token::Rejection::Expired => "the bundle endpoint's X509-SVID expired",
-                    crate::token::Rejection::NotYetValid => {
-                        "the bundle endpoint's X509-SVID is not valid yet"
-                    }
-                    _ => "the bundle endpoint's X509-SVID was refused",
-                };
+                let why = refusal_text(e);
                 *self.refused.lock().unwrap_or_else(PoisonError::into_inner) = Some(why);
                 Err(rustls::Error::InvalidCertificate(
                     rustls::CertificateError::ApplicationVerificationFailure,
@@ -364,6 +384,26 @@ mod tests {
         f.advance(&authorities(None, &[&a]), &bundle(None, &[&b]))
             .unwrap();
         assert_eq!(latest(&f), Some((None, vec![b.clone()])));
+    }
+
+    #[test]
+    fn authority_changes_are_told_apart() {
+        let (a, b) = (vec![1u8], vec![2u8]);
+        let (a, b) = (a.as_slice(), b.as_slice());
+        let set = |r: &[&[u8]]| r.iter().map(|x| x.to_vec()).collect::<Vec<_>>();
+        assert_eq!(change(&set(&[a]), &set(&[a])), Change::Same);
+        assert_eq!(change(&set(&[a]), &set(&[a, b])), Change::Rotated);
+        assert_eq!(change(&set(&[a, b]), &set(&[b])), Change::Rotated);
+        assert_eq!(change(&set(&[a]), &set(&[b])), Change::Replaced);
+    }
+
+    #[test]
+    fn refusals_say_why() {
+        use crate::token::Rejection;
+        assert_eq!(refusal_text(Rejection::Kind("because")), "because");
+        assert!(refusal_text(Rejection::Expired).ends_with("expired"));
+        assert!(refusal_text(Rejection::NotYetValid).ends_with("not valid yet"));
+        assert!(refusal_text(Rejection::WrongType).ends_with("was refused"));
     }
 
     #[test]
