@@ -936,6 +936,10 @@ async fn txn_tokens_and_caller_asserted_subjects_feed_txn_tokens_only() {
             "trust entry `edge-json` (kind unsigned-json) can only be the subject of an issue.kind txn-token profile",
         ),
         (
+            "name: p\ncallers: [gateway]\nsubject: {accept: [self-jwt]}\nissue: {kind: access-token, audiences: [api], lifetime: 1m}\n",
+            "trust entry `self-jwt` (kind self-signed) can only be the subject of an issue.kind txn-token profile",
+        ),
+        (
             "name: p\ncallers: [gateway]\nsubject: {accept: [corp-idp]}\nactor: {mode: optional, accept: [our-txn]}\nissue: {kind: access-token, audiences: [api], lifetime: 1m}\n",
             "trust entry `our-txn` (kind txn-token) cannot be an actor",
         ),
@@ -963,6 +967,51 @@ async fn txn_tokens_and_caller_asserted_subjects_feed_txn_tokens_only() {
             .unwrap_or_else(|| panic!("loaded, expected: {want}"));
         assert!(e.to_string().contains(want), "{e}");
     }
+}
+
+/// A `self-signed` entry's `max_age` is between 1 s and 1 h, bounds included; a profile's
+/// condition is checked at load against the kind's typed sample (a string `iss`), so a type
+/// error in it is found then, not on the first request.
+#[actix_web::test]
+async fn self_signed_entries_bound_max_age_and_check_conditions_at_load() {
+    let profile = |when: &str| {
+        format!(
+            "name: p\ncallers: [gateway]\nsubject: {{accept: [self-jwt]}}\nwhen: \"{when}\"\nissue: {{kind: txn-token, audiences: [example.com], lifetime: 1m, options: {{subject_scope: \"orders:read\"}}}}\n"
+        )
+    };
+    let build = |max_age: &'static str, when: &'static str| async move {
+        let h = Harness::with(&[], TEST_MAPPINGS, "").await;
+        write_files(
+            &h.dir.path().join("profiles"),
+            &[("p.yaml", &profile(when))],
+        );
+        let config = harness_config(h.dir.path(), "trust_domain: example.com").replace(
+            "trust:\n",
+            &format!("trust:\n  - {{name: self-jwt, kind: self-signed, max_age: {max_age}}}\n"),
+        );
+        AppState::build(Settings::from_yaml(&config).unwrap(), h.clock.clone())
+            .await
+            .err()
+            .map(|e| e.to_string())
+    };
+    let good = "subject.iss != ''";
+    for (max_age, ok) in [
+        ("999ms", false),
+        ("1s", true),
+        ("1h", true),
+        ("3601s", false),
+    ] {
+        match build(max_age, good).await {
+            None => assert!(ok, "{max_age} was accepted"),
+            Some(e) => {
+                assert!(!ok, "{max_age}: {e}");
+                let want = "max_age (entry `self-jwt`, kind self-signed): between 1s and 1h";
+                assert!(e.contains(want), "{e}");
+            }
+        }
+    }
+    let e = build("5m", "subject.iss + 1 == 2").await.unwrap();
+    assert!(e.contains("when fails: Unsupported binary operator"), "{e}");
 }
 
 #[actix_web::test]
