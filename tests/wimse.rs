@@ -1088,6 +1088,8 @@ async fn a_self_signed_subject_verifies_only_with_the_callers_proven_key() {
                 .sign_with(json!({"alg": "EdDSA", "typ": "at+jwt"}), &claims(json!({}))),
             "token type (typ) is not accepted",
         ),
+        // Not a JWS at all.
+        ("no-jws-here".to_owned(), "token is not a compact JWS"),
     ] {
         let d = post(&app, &request(&subject))
             .await
