@@ -515,6 +515,23 @@ async fn unsigned_json_subjects_only_from_the_callers_the_entry_names() {
             json!({"sub": "a", "scope": "reports", "exp": NOW - 3600}).to_string(),
             "token is expired",
         ),
+        (
+            json!({"sub": "", "scope": "reports"}).to_string(),
+            "token claim is malformed: sub",
+        ),
+        // Delegation and key binding cannot be asserted by the caller.
+        (
+            json!({"sub": "a", "scope": "reports", "act": {"sub": "x"}}).to_string(),
+            "token claim is malformed: act",
+        ),
+        (
+            json!({"sub": "a", "scope": "reports", "may_act": {"sub": "x"}}).to_string(),
+            "token claim is malformed: may_act",
+        ),
+        (
+            json!({"sub": "a", "scope": "reports", "cnf": {"jkt": "x"}}).to_string(),
+            "token claim is malformed: cnf",
+        ),
     ] {
         let d = post(
             &app,
@@ -969,17 +986,18 @@ async fn txn_tokens_and_caller_asserted_subjects_feed_txn_tokens_only() {
     }
 }
 
-/// A `self-signed` entry's `max_age` is between 1 s and 1 h, bounds included; a profile's
-/// condition is checked at load against the kind's typed sample (a string `iss`), so a type
-/// error in it is found then, not on the first request.
+/// The caller-asserted kinds bound their time settings — a `self-signed` entry's `max_age`
+/// between 1 s and 1 h, an `unsigned-json` entry's `lifetime` between 1 s and 10 min, bounds
+/// included — and check a profile's condition at load against their typed samples (a string
+/// `iss` and `scope`), so a type error is found then, not on the first request.
 #[actix_web::test]
-async fn self_signed_entries_bound_max_age_and_check_conditions_at_load() {
+async fn caller_asserted_entries_bound_their_times_and_check_conditions_at_load() {
     let profile = |when: &str| {
         format!(
-            "name: p\ncallers: [gateway]\nsubject: {{accept: [self-jwt]}}\nwhen: \"{when}\"\nissue: {{kind: txn-token, audiences: [example.com], lifetime: 1m, options: {{subject_scope: \"orders:read\"}}}}\n"
+            "name: p\ncallers: [gateway]\nsubject: {{accept: [asserted]}}\nwhen: \"{when}\"\nissue: {{kind: txn-token, audiences: [example.com], lifetime: 1m, options: {{subject_scope: \"orders:read\"}}}}\n"
         )
     };
-    let build = |max_age: &'static str, when: &'static str| async move {
+    let build = |entry: String, when: &'static str| async move {
         let h = Harness::with(&[], TEST_MAPPINGS, "").await;
         write_files(
             &h.dir.path().join("profiles"),
@@ -987,31 +1005,50 @@ async fn self_signed_entries_bound_max_age_and_check_conditions_at_load() {
         );
         let config = harness_config(h.dir.path(), "trust_domain: example.com").replace(
             "trust:\n",
-            &format!("trust:\n  - {{name: self-jwt, kind: self-signed, max_age: {max_age}}}\n"),
+            &format!("trust:\n  - {{name: asserted, {entry}}}\n"),
         );
         AppState::build(Settings::from_yaml(&config).unwrap(), h.clock.clone())
             .await
             .err()
             .map(|e| e.to_string())
     };
-    let good = "subject.iss != ''";
-    for (max_age, ok) in [
-        ("999ms", false),
-        ("1s", true),
-        ("1h", true),
-        ("3601s", false),
-    ] {
-        match build(max_age, good).await {
-            None => assert!(ok, "{max_age} was accepted"),
+    let self_signed = |v: &str| format!("kind: self-signed, max_age: {v}");
+    let unsigned = |v: &str| format!("kind: unsigned-json, callers: [gateway], lifetime: {v}");
+    let cases = [
+        (self_signed("999ms"), false),
+        (self_signed("1s"), true),
+        (self_signed("1h"), true),
+        (self_signed("3601s"), false),
+        (unsigned("999ms"), false),
+        (unsigned("1s"), true),
+        (unsigned("10m"), true),
+        (unsigned("601s"), false),
+    ];
+    for (entry, ok) in cases {
+        match build(entry.clone(), "subject.scope != ''").await {
+            None => assert!(ok, "{entry} was accepted"),
             Some(e) => {
-                assert!(!ok, "{max_age}: {e}");
-                let want = "max_age (entry `self-jwt`, kind self-signed): between 1s and 1h";
-                assert!(e.contains(want), "{e}");
+                assert!(!ok, "{entry}: {e}");
+                assert!(
+                    e.contains("max_age (entry `asserted`, kind self-signed): between 1s and 1h")
+                        || e.contains(
+                            "lifetime (entry `asserted`, kind unsigned-json): between 1s and 10m"
+                        ),
+                    "{e}"
+                );
             }
         }
     }
-    let e = build("5m", "subject.iss + 1 == 2").await.unwrap();
-    assert!(e.contains("when fails: Unsupported binary operator"), "{e}");
+    for (entry, when) in [
+        (self_signed("5m"), "subject.iss + 1 == 2"),
+        (unsigned("1m"), "subject.scope + 1 == 2"),
+    ] {
+        let e = build(entry.clone(), when).await.unwrap_or_default();
+        assert!(
+            e.contains("when fails: Unsupported binary operator"),
+            "{entry}: {e}"
+        );
+    }
 }
 
 #[actix_web::test]
