@@ -495,6 +495,22 @@ async fn unsigned_json_subjects_only_from_the_callers_the_entry_names() {
     assert_eq!(c["sub"], "batch-user-7");
     assert_eq!(c["scope"], "reports");
     assert_eq!(c["exp"], NOW + 60, "no exp: the entry's lifetime");
+    // A subject of exactly limits.max_token_bytes (16 KiB) is within the limit.
+    let head =
+        json!({"sub": "batch-user-7", "scope": "orders:read reports", "pad": ""}).to_string();
+    let padded = head.replace(
+        "\"pad\":\"\"",
+        &format!("\"pad\":\"{}\"", "x".repeat(16 * 1024 - head.len())),
+    );
+    assert_eq!(padded.len(), 16 * 1024);
+    let r = post(
+        &app,
+        &form("gateway", GATEWAY_SECRET)
+            .without("subject_token")
+            .set("subject_token", &padded),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
     let d = post(&app, &form("lonely", "lonely-secret-0123456789"))
         .await
         .expect_error(400, "invalid_request");
