@@ -1152,10 +1152,14 @@ async fn https_spiffe_settings_are_checked_at_load() {
     .unwrap();
     let no_roots = d.join("no-roots.bundle");
     std::fs::write(&no_roots, bundle(&[], None, None).to_string()).unwrap();
+    // An x509-svid entry whose x5c is no certificate is no authority either.
+    let junk = d.join("junk.bundle");
+    let junk_key = json!({"use": "x509-svid", "kty": "EC", "x5c": ["bm90IGEgY2VydGlmaWNhdGU="]});
+    std::fs::write(&junk, json!({"keys": [junk_key]}).to_string()).unwrap();
     let entry = |b: &str| {
         format!("{{name: x, kind: jwt-svid, trust_domain: example.org, bundle: {{{b}}}}}")
     };
-    let (good, no_roots) = (good.display(), no_roots.display());
+    let (good, no_roots, junk) = (good.display(), no_roots.display(), junk.display());
     for (bundle_settings, want) in [
         (
             format!("uri: \"https://a.test/b\", profile: https_spiffe, endpoint_bundle: {good}"),
@@ -1188,6 +1192,12 @@ async fn https_spiffe_settings_are_checked_at_load() {
         (
             format!(
                 "uri: \"https://a.test/b\", profile: https_spiffe, endpoint_spiffe_id: \"{ENDPOINT_ID}\", endpoint_bundle: {no_roots}"
+            ),
+            "no x509-svid authority",
+        ),
+        (
+            format!(
+                "uri: \"https://a.test/b\", profile: https_spiffe, endpoint_spiffe_id: \"{ENDPOINT_ID}\", endpoint_bundle: {junk}"
             ),
             "no x509-svid authority",
         ),

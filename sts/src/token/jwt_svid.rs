@@ -184,7 +184,7 @@ pub(super) fn bundle_store(
                     "https_spiffe needs uri, endpoint_spiffe_id and endpoint_bundle",
                 ));
             };
-            check_endpoint_bundle(&endpoint_bundle).map_err(|why| {
+            SpiffeEndpointFetch::check_file(&endpoint_bundle).map_err(|why| {
                 entry.error(
                     "bundle.endpoint_bundle",
                     format!("{}: {why}", endpoint_bundle.display()),
@@ -202,24 +202,6 @@ pub(super) fn bundle_store(
     };
     let fetch = Box::new(BundleKeys::new(source, wanted));
     Ok(KeyStore::new(&name, fetch, algorithms, &jwks))
-}
-
-/// An `https_spiffe` endpoint bundle file must exist and hold X.509 authorities at load, so
-/// that `sts check` reports a wrong path before the first fetch would.
-fn check_endpoint_bundle(path: &std::path::Path) -> Result<(), String> {
-    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
-    if !meta.is_file() {
-        return Err("not a regular file".into());
-    }
-    if meta.len() > crate::trust::MAX_DOCUMENT_BYTES as u64 {
-        return Err("the file is too large for a bundle".into());
-    }
-    let document = std::fs::read(path).map_err(|e| e.to_string())?;
-    let bundle = crate::trust::parse_bundle(&document, BundleUse::X509Svid)?;
-    if bundle.roots.is_empty() {
-        return Err("the bundle has no x509-svid authority to authenticate the endpoint".into());
-    }
-    Ok(())
 }
 
 /// One `jwt-svid` entry's verifier.

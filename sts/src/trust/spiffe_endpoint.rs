@@ -63,6 +63,20 @@ impl SpiffeEndpointFetch {
         }
     }
 
+    /// At load (and by `sts check`): `endpoint_bundle` is a regular file that holds at least
+    /// one `x509-svid` certificate able to anchor a path, as a fetch will need.
+    pub fn check_file(path: &std::path::Path) -> Result<(), String> {
+        let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+        if !meta.is_file() {
+            return Err("not a regular file".into());
+        }
+        if meta.len() > super::fetch::MAX_DOCUMENT_BYTES as u64 {
+            return Err("the file is too large for a bundle".into());
+        }
+        let document = std::fs::read(path).map_err(|e| e.to_string())?;
+        endpoint_authorities(&document).map(|_| ())
+    }
+
     /// The authorities that authenticate the endpoint on this connection: for a
     /// self-serving endpoint the latest bundle's once one was fetched, else the file's.
     async fn current(&self) -> Result<Authorities, String> {
